@@ -1,0 +1,253 @@
+"""Settings: ``distribute.toml`` in the workspace, plus secrets from the environment.
+
+The file holds nothing secret. Passwords and tokens are read from environment variables
+at the moment a channel needs them (see :func:`secret`), so they can never end up in the
+state database, the outbox, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from distribute.errors import ConfigError
+
+CONFIG_NAME = "distribute.toml"
+SMTP_PASSWORD_ENV = "DISTRIBUTE_SMTP_PASSWORD"
+
+DEFAULT_FROM = "Press Office <press@example.org>"
+DEFAULT_TIMEZONE = "Europe/Paris"
+
+
+@dataclass(frozen=True)
+class Sender:
+    name: str
+    address: str
+    reply_to: str | None = None
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+    @property
+    def header(self) -> Address:
+        return Address(display_name=self.name, addr_spec=self.address)
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    mailto: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 587
+    security: str = "starttls"
+    username: str | None = None
+    connections: int = 4
+    rate: float | None = None
+    timeout: float = 30.0
+    allow_insecure: bool = False
+    max_retries: int = 3
+
+
+@dataclass(frozen=True)
+class XSettings:
+    account: str = "@IMTFrance"
+
+
+@dataclass(frozen=True)
+class Settings:
+    workspace: Path
+    sender: Sender
+    unsubscribe: Unsubscribe
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    x: XSettings = field(default_factory=XSettings)
+    state_url: str | None = None
+    timezone: str = DEFAULT_TIMEZONE
+    templates: Path | None = None
+    recipients: Path | None = None
+    source: Path | None = None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def database_url(self) -> str:
+        """The ledger's SQLAlchemy URL: ``[state] url``, else a SQLite file in the workspace."""
+        if self.state_url:
+            return self.state_url
+        return f"sqlite:///{self.workspace / 'distribute.db'}"
+
+
+_SECTIONS: dict[str, set[str]] = {
+    "": {"sender", "unsubscribe", "smtp", "state", "x", "paths", "timezone"},
+    "sender": {"from", "reply_to"},
+    "unsubscribe": {"mailto", "url"},
+    "smtp": {
+        "host",
+        "port",
+        "security",
+        "username",
+        "connections",
+        "rate",
+        "timeout",
+        "allow_insecure",
+        "max_retries",
+    },
+    "state": {"url"},
+    "x": {"account"},
+    "paths": {"templates", "recipients"},
+}
+
+
+def parse_mailbox(value: str, *, path: Path | None, key: str) -> tuple[str, str]:
+    """Split ``"Name <address>"`` into (name, address), rejecting anything without an ``@``."""
+    if any(ch in value for ch in "\r\n"):
+        raise ConfigError(f"{key}: line breaks are not allowed in an address", path=path)
+    name, address = parseaddr(value)
+    if "@" not in address or address.startswith("@") or address.endswith("@"):
+        raise ConfigError(f"{key}: {value!r} is not an email address", path=path)
+    return name, address
+
+
+def _check_keys(data: dict[str, Any], section: str, path: Path) -> None:
+    allowed = _SECTIONS[section]
+    for key in data:
+        if key not in allowed:
+            where = f"[{section}] " if section else ""
+            raise ConfigError(
+                f"unknown setting {where}{key!r} (known: {', '.join(sorted(allowed))})", path=path
+            )
+
+
+def _typed(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
+    value = data.get(key)
+    if value is not None and not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        raise ConfigError(f"{key} has the wrong type ({type(value).__name__})", path=path)
+    return value
+
+
+def load_settings(config: Path | None = None, *, workspace: Path | None = None) -> Settings:
+    """Read ``distribute.toml`` (``config`` or the one in ``workspace``), defaults where absent."""
+    if config is not None:
+        if not config.is_file():
+            raise ConfigError("configuration file not found", path=config)
+        path: Path | None = config
+        workspace = config.resolve().parent
+    else:
+        workspace = (workspace or Path.cwd()).resolve()
+        candidate = workspace / CONFIG_NAME
+        path = candidate if candidate.is_file() else None
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the configuration: {exc}", path=path) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"invalid TOML: {exc}", path=path) from None
+    return _build(data, workspace, path)
+
+
+def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings:
+    where = path or workspace / CONFIG_NAME
+    _check_keys(data, "", where)
+    tables: dict[str, dict[str, Any]] = {}
+    for section in _SECTIONS[""] - {"timezone"}:
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section} must be a table ([{section}])", path=where)
+        _check_keys(table, section, where)
+        tables[section] = table
+
+    sender_t = tables["sender"]
+    name, address = parse_mailbox(
+        _typed(sender_t, "from", str, where) or DEFAULT_FROM, path=path, key="[sender] from"
+    )
+    reply_to = _typed(sender_t, "reply_to", str, where)
+    if reply_to:
+        parse_mailbox(reply_to, path=path, key="[sender] reply_to")
+    sender = Sender(name=name or address, address=address, reply_to=reply_to)
+
+    unsub_t = tables["unsubscribe"]
+    mailto = _typed(unsub_t, "mailto", str, where) or address
+    url = _typed(unsub_t, "url", str, where)
+    if url and not url.startswith("https://"):
+        raise ConfigError("[unsubscribe] url must start with https://", path=where)
+
+    smtp_t = tables["smtp"]
+    defaults = SmtpSettings()
+    security = _typed(smtp_t, "security", str, where) or defaults.security
+    if security not in {"starttls", "tls", "none"}:
+        raise ConfigError(
+            f"[smtp] security must be starttls, tls or none, not {security!r}", path=where
+        )
+    port = _typed(smtp_t, "port", int, where) or (465 if security == "tls" else defaults.port)
+    connections = _typed(smtp_t, "connections", int, where) or defaults.connections
+    if connections < 1:
+        raise ConfigError("[smtp] connections must be at least 1", path=where)
+    rate = _typed(smtp_t, "rate", (int, float), where)
+    if rate is not None and rate <= 0:
+        raise ConfigError("[smtp] rate must be a positive number of messages per second", path=where)
+    retries = _typed(smtp_t, "max_retries", int, where)
+    smtp = SmtpSettings(
+        host=_typed(smtp_t, "host", str, where) or defaults.host,
+        port=port,
+        security=security,
+        username=_typed(smtp_t, "username", str, where),
+        connections=connections,
+        rate=float(rate) if rate is not None else None,
+        timeout=float(_typed(smtp_t, "timeout", (int, float), where) or defaults.timeout),
+        allow_insecure=bool(_typed(smtp_t, "allow_insecure", bool, where)),
+        max_retries=defaults.max_retries if retries is None else retries,
+    )
+
+    timezone = _typed(data, "timezone", str, where) or DEFAULT_TIMEZONE
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown time zone {timezone!r}", path=where) from None
+
+    paths_t = tables["paths"]
+    templates = _typed(paths_t, "templates", str, where)
+    recipients = _typed(paths_t, "recipients", str, where)
+    return Settings(
+        workspace=workspace,
+        sender=sender,
+        unsubscribe=Unsubscribe(mailto=mailto, url=url),
+        smtp=smtp,
+        x=XSettings(account=_typed(tables["x"], "account", str, where) or "@IMTFrance"),
+        state_url=_typed(tables["state"], "url", str, where),
+        timezone=timezone,
+        templates=workspace / templates if templates else None,
+        recipients=workspace / recipients if recipients else None,
+        source=path,
+    )
+
+
+def secret(name: str) -> str | None:
+    """A secret from the environment; never stored in settings, so it cannot leak from them."""
+    value = os.environ.get(name)
+    return value or None
+
+
+def bundled(name: str) -> Path:
+    """A folder shipped with distribute (``templates``, ``recipients``, ``releases``).
+
+    A wheel carries them inside the package; a source checkout has them at the top.
+    """
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_bundled" / name, here.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(f"the bundled {name!r} folder is missing from this installation")
