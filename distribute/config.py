@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from distribute.errors import ConfigError
 
 CONFIG_NAME = "distribute.toml"
-SMTP_PASSWORD_ENV = "DISTRIBUTE_SMTP_PASSWORD"
+SMTP_PASSWORD_ENV = "DISTRIBUTE_SMTP_PASSWORD"  # noqa: S105 (a variable name)
 
 DEFAULT_FROM = "Press Office <press@example.org>"
 DEFAULT_TIMEZONE = "Europe/Paris"
@@ -123,6 +123,12 @@ def parse_mailbox(value: str, *, path: Path | None, key: str) -> tuple[str, str]
 def _check_keys(data: dict[str, Any], section: str, path: Path) -> None:
     allowed = _SECTIONS[section]
     for key in data:
+        if key in {"password", "token", "secret"} or key.endswith(("_secret", "_token")):
+            raise ConfigError(
+                f"[{section}] {key}: secrets are never read from this file; set them in the "
+                f"environment (the SMTP password goes in {SMTP_PASSWORD_ENV})",
+                path=path,
+            )
         if key not in allowed:
             where = f"[{section}] " if section else ""
             raise ConfigError(
@@ -132,7 +138,8 @@ def _check_keys(data: dict[str, Any], section: str, path: Path) -> None:
 
 def _typed(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
     value = data.get(key)
-    if value is not None and not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+    wrong = value is not None and not isinstance(value, kind)
+    if wrong or (isinstance(value, bool) and kind is int):
         raise ConfigError(f"{key} has the wrong type ({type(value).__name__})", path=path)
     return value
 
@@ -198,7 +205,9 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
         raise ConfigError("[smtp] connections must be at least 1", path=where)
     rate = _typed(smtp_t, "rate", (int, float), where)
     if rate is not None and rate <= 0:
-        raise ConfigError("[smtp] rate must be a positive number of messages per second", path=where)
+        raise ConfigError(
+            "[smtp] rate must be a positive number of messages per second", path=where
+        )
     retries = _typed(smtp_t, "max_retries", int, where)
     smtp = SmtpSettings(
         host=_typed(smtp_t, "host", str, where) or defaults.host,

@@ -1,0 +1,624 @@
+"""A press release in Markdown (with optional YAML front matter) turned into a :class:`Release`.
+
+Releases often arrive converted from a PDF, so the structure is inferred rather than
+demanded: the first heading is the headline (bold markers dropped), a short paragraph
+before the bold lead is the subtitle, headings (or short bold paragraphs) open sections,
+"About ..." opens the boilerplate, "Press contact" opens the contact block, and a lone
+``[@Name](https://twitter.com/Name)`` link is the account handle. Paragraphs that a page
+break split in two (``*... It is also a*`` then ``*commitment ...*``) are joined again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from markupsafe import Markup
+
+from distribute.errors import ReleaseError
+
+FRONT_MATTER_KEYS = (
+    "title",
+    "subtitle",
+    "date",
+    "dateline",
+    "embargo",
+    "url",
+    "language",
+    "image",
+    "image_alt",
+    "hashtags",
+    "summary",
+)
+
+# Inline HTML a release may carry (PDF converters emit <sup> for ordinals); anything else
+# is shown as text, so a release can never inject markup into journalists' mail clients.
+_ALLOWED_TAG = re.compile(r"^</?(sup|sub|br)\s*/?>$", re.IGNORECASE)
+_TERMINAL = tuple('.!?…:;"”»)')
+_WHOLLY_BOLD = re.compile(r"^\*\*(?P<inner>.+)\*\*\s*:?$", re.DOTALL)
+_ABOUT = re.compile(r"^(about|à propos( de| d['’])?|a propos( de)?)\b", re.IGNORECASE)
+_CONTACT = re.compile(
+    r"^((press|media)\s+contacts?|contacts?\s+(presse|média|media)|contact)\s*:?\s*$",
+    re.IGNORECASE,
+)
+_PHONE = re.compile(r"^\+?[\d(][\d\s().\-/+]{6,}$")
+_EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(\.[\w-]+)+")
+_HANDLE_HOSTS = {"twitter.com", "www.twitter.com", "x.com", "www.x.com", "mobile.twitter.com"}
+_QUOTE_OPEN = re.compile(r"(^|\s|:)\*\s*[\"“«]")
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """YAML without implicit timestamps, so an embargo keeps the offset it was written with."""
+
+
+_PlainLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+@dataclass(frozen=True)
+class Link:
+    text: str
+    href: str
+
+
+@dataclass(frozen=True)
+class Block:
+    """A paragraph, quote or list: the same content as safe HTML and as plain text."""
+
+    kind: str  # "paragraph" | "quote" | "list"
+    html: Markup
+    text: str
+    links: tuple[Link, ...] = ()
+    attribution: str | None = None
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Web addresses a text reader needs in full (mailto links already show the address)."""
+        seen: list[str] = []
+        for link in self.links:
+            if link.href.startswith(("http://", "https://")) and link.href not in seen:
+                seen.append(link.href)
+        return tuple(seen)
+
+
+@dataclass(frozen=True)
+class Section:
+    heading: str | None
+    blocks: tuple[Block, ...]
+    heading_html: Markup | None = None
+
+
+@dataclass(frozen=True)
+class Contact:
+    name: str | None = None
+    organisation: str | None = None
+    phones: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Release:
+    title: str
+    source: Path | None = None
+    subtitle: str | None = None
+    date: date | None = None
+    dateline: str | None = None
+    embargo: datetime | None = None
+    url: str | None = None
+    language: str = "en"
+    image: str | None = None
+    image_alt: str | None = None
+    hashtags: tuple[str, ...] = ()
+    summary: str | None = None
+    lead: Block | None = None
+    sections: tuple[Section, ...] = ()
+    boilerplate: Section | None = None
+    contact_heading: str = "Press contact"
+    contacts: tuple[Contact, ...] = ()
+    handle: str | None = None
+    handle_url: str | None = None
+    website: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def preheader(self) -> str:
+        """The hidden preview line: the summary, else the lead, else the first paragraph."""
+        for candidate in (self.summary, self.lead.text if self.lead else None):
+            if candidate:
+                return candidate
+        for section in self.sections:
+            for block in section.blocks:
+                return block.text
+        return self.subtitle or self.title
+
+    def embargoed_at(self, instant: datetime) -> bool:
+        """True when ``instant`` (aware) falls before the embargo lifts."""
+        return self.embargo is not None and instant < self.embargo
+
+    @property
+    def body_blocks(self) -> tuple[Block, ...]:
+        return tuple(block for section in self.sections for block in section.blocks)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def load_release(path: Path) -> Release:
+    """Read and parse a release file; every failure is a :class:`ReleaseError` naming it."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ReleaseError("release file not found", path=path) from None
+    except IsADirectoryError:
+        raise ReleaseError("is a folder, not a release file", path=path) from None
+    except OSError as exc:
+        raise ReleaseError(f"cannot read the release: {exc.strerror}", path=path) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ReleaseError("is not UTF-8 text; save it as UTF-8", path=path, line=line) from None
+    return parse_release(text, source=path)
+
+
+def parse_release(text: str, *, source: Path | None = None) -> Release:
+    """Parse release Markdown; ``source`` only serves error messages."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    meta, body, body_line = _split_front_matter(text, source)
+    blocks = _repair_page_breaks(_blocks(body, body_line))
+    release = _infer(blocks, meta, source)
+    return release
+
+
+def _split_front_matter(text: str, source: Path | None) -> tuple[dict[str, Any], str, int]:
+    lines = text.split("\n")
+    if not lines or lines[0].strip() != "---":
+        return {}, text, 1
+    for index in range(1, len(lines)):
+        if lines[index].strip() in {"---", "..."}:
+            break
+    else:
+        raise ReleaseError("front matter opened with '---' is never closed", path=source, line=1)
+    yaml_text = "\n".join(lines[1:index])
+    try:
+        data = yaml.load(yaml_text, Loader=_PlainLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 2 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ReleaseError(f"bad front matter: {problem}", path=source, line=line) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ReleaseError("front matter must be 'key: value' lines", path=source, line=2)
+    meta = _check_front_matter(data, lines[1:index], source)
+    return meta, "\n".join(lines[index + 1 :]), index + 2
+
+
+def _key_line(key: str, yaml_lines: list[str]) -> int:
+    for number, line in enumerate(yaml_lines, start=2):
+        if re.match(rf"^\s*{re.escape(key)}\s*:", line):
+            return number
+    return 2
+
+
+def _check_front_matter(
+    data: dict[Any, Any], yaml_lines: list[str], source: Path | None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for key, value in data.items():
+        line = _key_line(str(key), yaml_lines)
+
+        def fail(message: str, line: int = line) -> ReleaseError:
+            return ReleaseError(message, path=source, line=line)
+
+        if key not in FRONT_MATTER_KEYS:
+            raise fail(f"unknown front matter key {key!r} (known: {', '.join(FRONT_MATTER_KEYS)})")
+        if value is None:
+            continue
+        if key == "hashtags":
+            if isinstance(value, str):
+                value = value.replace(",", " ").split()
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise fail("hashtags must be a list of words")
+            meta[key] = tuple(tag if tag.startswith("#") else f"#{tag}" for tag in value)
+        elif key == "date":
+            try:
+                meta[key] = date.fromisoformat(str(value))
+            except ValueError:
+                raise fail(f"date {value!r} is not a date like 2027-03-10") from None
+        elif key == "embargo":
+            meta[key] = _parse_embargo(str(value), fail)
+        elif not isinstance(value, str | int | float):
+            raise fail(f"{key} must be text")
+        else:
+            value = str(value).strip()
+            if key in {"url", "image"} and not urlsplit(value).scheme.startswith("http"):
+                raise fail(f"{key} must be a full http(s) address, not {value!r}")
+            if key == "language" and not re.fullmatch(r"[a-z]{2}(-[A-Za-z]{2})?", value):
+                raise fail(f"language must be a code like 'en' or 'fr', not {value!r}")
+            meta[key] = value
+    return meta
+
+
+def _parse_embargo(value: str, fail: Any) -> datetime:
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(
+            f"embargo {value!r} is not an ISO 8601 time like 2027-03-10T08:00+01:00"
+        ) from None
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise fail(f"embargo {value!r} needs a UTC offset, like 2027-03-10T08:00+01:00")
+    return instant
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+@dataclass
+class _Raw:
+    kind: str  # "heading" | "paragraph" | "list" | "quote" | "other"
+    source: str  # Markdown source of the inline content (paragraphs, headings) or block
+    line: int
+    level: int = 0
+
+
+_md = MarkdownIt("commonmark", {"html": True})
+
+
+def _blocks(body: str, first_line: int) -> list[_Raw]:
+    tokens = _md.parse(body)
+    lines = body.split("\n")
+    out: list[_Raw] = []
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        start = (token.map[0] if token.map else 0) + first_line
+        if token.type == "heading_open":
+            out.append(_Raw("heading", tokens[index + 1].content, start, int(token.tag[1])))
+            index += 3
+        elif token.type == "paragraph_open":
+            out.append(_Raw("paragraph", tokens[index + 1].content, start))
+            index += 3
+        elif token.nesting == 1 and token.level == 0:
+            close = _closing(tokens, index)
+            kind = {"bullet_list_open": "list", "ordered_list_open": "list"}.get(token.type)
+            kind = kind or ("quote" if token.type == "blockquote_open" else "other")
+            assert token.map is not None
+            out.append(_Raw(kind, "\n".join(lines[token.map[0] : token.map[1]]), start))
+            index = close + 1
+        else:
+            if token.map and token.type not in {"hr"}:
+                out.append(_Raw("other", "\n".join(lines[token.map[0] : token.map[1]]), start))
+            index += 1
+    return out
+
+
+def _closing(tokens: list[Token], index: int) -> int:
+    depth = 0
+    for position in range(index, len(tokens)):
+        depth += tokens[position].nesting
+        if depth == 0:
+            return position
+    return len(tokens) - 1
+
+
+def _ends_sentence(source: str) -> bool:
+    stripped = source.rstrip().rstrip("*_").rstrip()
+    return stripped.endswith(_TERMINAL) or not stripped
+
+
+def _starts_lower(source: str) -> bool:
+    stripped = source.lstrip().lstrip("*_").lstrip()
+    return bool(stripped) and stripped[0].islower()
+
+
+def _repair_page_breaks(blocks: list[_Raw]) -> list[_Raw]:
+    """Join paragraphs that a page break split mid-sentence (the next one starts lowercase)."""
+    out: list[_Raw] = []
+    for block in blocks:
+        previous = out[-1] if out else None
+        if (
+            previous is not None
+            and previous.kind == block.kind == "paragraph"
+            and not _ends_sentence(previous.source)
+            and _starts_lower(block.source)
+            and not _WHOLLY_BOLD.match(previous.source)
+        ):
+            left, right = previous.source.rstrip(), block.source.lstrip()
+            # An italic run closed at the break and reopened after it is one run: drop both
+            # markers so the quote renders as a single <em>.
+            italic_left = left.endswith("*") and not left.endswith("**")
+            if italic_left and right.startswith("*") and not right.startswith("**"):
+                left, right = left[:-1].rstrip(), right[1:].lstrip()
+            previous.source = f"{left} {right}"
+            continue
+        out.append(_Raw(block.kind, block.source, block.line, block.level))
+    return out
+
+
+# --------------------------------------------------------------------------- inline
+
+
+def _inline(source: str) -> tuple[Markup, str, tuple[Link, ...]]:
+    """Inline Markdown to (safe HTML, plain text, links)."""
+    tokens = _md.parseInline(source.strip())
+    children = tokens[0].children or [] if tokens else []
+    html_parts: list[str] = []
+    text_parts: list[str] = []
+    links: list[Link] = []
+    link_stack: list[tuple[str, int]] = []
+    for child in children:
+        if child.type == "html_inline" and not _ALLOWED_TAG.match(child.content.strip()):
+            html_parts.append(escape(child.content))
+            continue
+        if child.type == "link_open":
+            link_stack.append((str(child.attrs.get("href", "")), len(text_parts)))
+        elif child.type == "link_close" and link_stack:
+            href, start = link_stack.pop()
+            links.append(Link("".join(text_parts[start:]).strip(), href))
+        elif child.type in {"text", "code_inline"}:
+            text_parts.append(child.content)
+        elif child.type == "softbreak":
+            text_parts.append(" ")
+        elif child.type == "hardbreak":
+            text_parts.append("\n")
+        elif child.type == "image":
+            text_parts.append(child.content)
+        html_parts.append(_md.renderer.render([child], _md.options, {}))
+    html = "".join(html_parts).replace("\n", " ").strip()
+    text = re.sub(r"[ \t]+", " ", "".join(text_parts)).strip()
+    return Markup(html), text, tuple(links)  # noqa: S704 (built from escaped tokens)
+
+
+def _strip_bold(source: str) -> str:
+    match = _WHOLLY_BOLD.match(source.strip())
+    inner = match.group("inner") if match else source
+    return inner.strip()
+
+
+def _block(raw: _Raw) -> Block:
+    if raw.kind == "list":
+        html = Markup(_md.render(raw.source).strip())  # noqa: S704 (html_inline escaped below)
+        items = [_inline(re.sub(r"^\s*([-*+]|\d+[.)])\s+", "", line)) for line in _items(raw)]
+        text = "\n".join(f"- {item[1]}" for item in items)
+        links = tuple(link for item in items for link in item[2])
+        return Block("list", _escape_raw_html(html), text, links)
+    if raw.kind == "quote":
+        inner = "\n".join(re.sub(r"^\s*>\s?", "", line) for line in raw.source.split("\n"))
+        html, text, links = _inline(inner)
+        return Block("quote", html, text, links)
+    html, text, links = _inline(raw.source)
+    if _QUOTE_OPEN.search(raw.source) or re.match(r"^\*[\"“«]", raw.source.strip()):
+        attribution = raw.source.split("*", 1)[0].strip().rstrip(":").strip() or None
+        if attribution:
+            attribution = _inline(attribution)[1]
+        return Block("quote", html, text, links, attribution)
+    return Block("paragraph", html, text, links)
+
+
+def _items(raw: _Raw) -> list[str]:
+    items: list[str] = []
+    for line in raw.source.split("\n"):
+        if re.match(r"^\s*([-*+]|\d+[.)])\s+", line):
+            items.append(line)
+        elif items and line.strip():
+            items[-1] += " " + line.strip()
+    return items
+
+
+def _escape_raw_html(html: Markup) -> Markup:
+    def keep(match: re.Match[str]) -> str:
+        tag = match.group(0)
+        return tag if _ALLOWED_TAG.match(tag) or _SAFE_RENDERED.match(tag) else escape(tag)
+
+    return Markup(re.sub(r"<[^>]+>", keep, str(html)))  # noqa: S704
+
+
+_SAFE_RENDERED = re.compile(
+    r'^</?(ul|ol|li|p|em|strong|code|a( href="[^"<>]*")?)( start="\d+")?>$', re.IGNORECASE
+)
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def _is_handle(raw: _Raw) -> Link | None:
+    if raw.kind != "paragraph":
+        return None
+    _, text, links = _inline(raw.source)
+    if len(links) != 1 or text != links[0].text or not text.startswith("@"):
+        return None
+    host = urlsplit(links[0].href).hostname or ""
+    return links[0] if host in _HANDLE_HOSTS else None
+
+
+def _heading_like(raw: _Raw) -> str | None:
+    """The heading text when a block reads as a heading (a heading, or a short bold line)."""
+    if raw.kind == "heading":
+        return _inline(_strip_bold(raw.source))[1]
+    if raw.kind == "paragraph" and _WHOLLY_BOLD.match(raw.source.strip()):
+        text = _inline(_strip_bold(raw.source))[1]
+        if len(text) <= 120 and not text.rstrip().endswith("."):
+            return text
+    return None
+
+
+def _infer(blocks: list[_Raw], meta: dict[str, Any], source: Path | None) -> Release:
+    handle: Link | None = None
+    remaining: list[_Raw] = []
+    for raw in blocks:
+        found = _is_handle(raw)
+        if found and handle is None:
+            handle = found
+        elif not found:
+            remaining.append(raw)
+    blocks = remaining
+
+    title = meta.get("title")
+    position = 0
+    if title is not None and blocks and _heading_like(blocks[0]) == single_space(title):
+        position = 1  # the body repeats the front matter's headline
+    elif title is None:
+        for position, raw in enumerate(blocks):
+            if raw.kind == "heading" or _heading_like(raw):
+                title = _inline(_strip_bold(raw.source))[1]
+                position += 1
+                break
+        else:
+            raise ReleaseError(
+                "no headline found: start the release with a '# Heading' "
+                "or give a title in the front matter",
+                path=source,
+            )
+
+    subtitle = meta.get("subtitle")
+    if subtitle is None and position < len(blocks):
+        nxt = blocks[position]
+        after = blocks[position + 1] if position + 1 < len(blocks) else None
+        if nxt.kind == "heading" and after is not None and after.kind != "heading":
+            subtitle = _inline(_strip_bold(nxt.source))[1]
+            position += 1
+        elif (
+            nxt.kind == "paragraph"
+            and not _WHOLLY_BOLD.match(nxt.source.strip())
+            and after is not None
+            and _WHOLLY_BOLD.match(after.source.strip())
+            and not _heading_like(after)
+            and len(nxt.source) <= 400
+        ):
+            subtitle = _inline(nxt.source)[1]
+            position += 1
+
+    lead: Block | None = None
+    sections: list[Section] = []
+    current_heading: str | None = None
+    current_heading_html: Markup | None = None
+    current: list[Block] = []
+    boilerplate_heading: str | None = None
+    boilerplate: list[Block] = []
+    website: str | None = None
+    contact_heading = "Press contact"
+    contact_blocks: list[_Raw] = []
+    mode = "body"
+
+    def close_section() -> None:
+        if current or current_heading:
+            sections.append(Section(current_heading, tuple(current), current_heading_html))
+
+    for raw in blocks[position:]:
+        heading = _heading_like(raw)
+        if heading and _CONTACT.match(heading.rstrip(" :").strip() + ":"):
+            contact_heading = heading.rstrip(" :").strip()
+            mode = "contact"
+            continue
+        if heading and _ABOUT.match(heading) and mode != "contact":
+            if mode == "body":
+                close_section()
+            mode = "about"
+            _, boilerplate_heading, links = _inline(_strip_bold(raw.source))
+            website = next((link.href for link in links if link.href.startswith("http")), None)
+            boilerplate_heading = _about_heading(raw.source)
+            continue
+        if mode == "contact":
+            contact_blocks.append(raw)
+            continue
+        if mode == "about":
+            boilerplate.append(_block(raw))
+            continue
+        first = lead is None and not sections and not current and not heading
+        if first and _WHOLLY_BOLD.match(raw.source):
+            inner = _strip_bold(raw.source)
+            lead = replace(_block(_Raw("paragraph", inner, raw.line)), kind="lead")
+            continue
+        if heading:
+            close_section()
+            current_heading = heading
+            current_heading_html = _inline(_strip_bold(raw.source))[0]
+            current = []
+            continue
+        current.append(_block(raw))
+    if mode == "body":
+        close_section()
+
+    contacts = _contacts(contact_blocks)
+    return Release(
+        title=title,
+        source=source,
+        subtitle=subtitle,
+        date=meta.get("date"),
+        dateline=meta.get("dateline"),
+        embargo=meta.get("embargo"),
+        url=meta.get("url"),
+        language=meta.get("language", "en"),
+        image=meta.get("image"),
+        image_alt=meta.get("image_alt") or (title if meta.get("image") else None),
+        hashtags=meta.get("hashtags", ()),
+        summary=meta.get("summary"),
+        lead=lead,
+        sections=tuple(sections),
+        boilerplate=(
+            Section(boilerplate_heading, tuple(boilerplate)) if boilerplate_heading else None
+        ),
+        contact_heading=contact_heading,
+        contacts=contacts,
+        handle=handle.text if handle else None,
+        handle_url=handle.href if handle else None,
+        website=website,
+    )
+
+
+def single_space(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _about_heading(source: str) -> str:
+    """'About Org [www.org](http://...)' reads as 'About Org': the link becomes ``website``."""
+    inner = _strip_bold(source)
+    without_links = re.sub(r"\[[^\]]*\]\([^)]*\)", "", inner)
+    heading = _inline(without_links)[1].strip(" -–—:|")
+    return heading or _inline(inner)[1]
+
+
+def _contacts(blocks: list[_Raw]) -> tuple[Contact, ...]:
+    contacts: list[Contact] = []
+    organisation: str | None = None
+    for raw in blocks:
+        for line in raw.source.split("\n"):
+            line = line.strip().rstrip("\\").strip()
+            if not line:
+                continue
+            _, text, links = _inline(line)
+            emails = [link.href.removeprefix("mailto:") for link in links if "@" in link.href]
+            emails += [m.group(0) for m in _EMAIL.finditer(text) if m.group(0) not in emails]
+            if emails:
+                if not contacts:
+                    contacts.append(Contact(organisation=organisation))
+                last = contacts[-1]
+                contacts[-1] = replace(last, emails=last.emails + tuple(emails))
+                continue
+            phones = [part.strip() for part in re.split(r"\s+/\s+|;", text) if part.strip()]
+            if phones and all(_PHONE.match(part) for part in phones):
+                if not contacts:
+                    contacts.append(Contact(organisation=organisation))
+                last = contacts[-1]
+                contacts[-1] = replace(last, phones=last.phones + tuple(phones))
+                continue
+            if _WHOLLY_BOLD.match(line):
+                organisation = text
+                continue
+            contacts.append(Contact(name=text, organisation=organisation))
+    if not contacts and organisation:
+        contacts.append(Contact(organisation=organisation))
+    return tuple(contacts)

@@ -1,0 +1,109 @@
+"""An :class:`EmailDraft` and a :class:`Recipient` turned into RFC 5322 message bytes.
+
+Every header value that comes from a list passes through ``single_line`` and the
+``email.headerregistry`` classes, so a name holding CR/LF can never add a header
+(RFC 5322 section 2.2: a header field ends at CRLF). Bodies are quoted-printable, so no
+line can exceed 998 octets (RFC 5322 section 2.1.1) whatever the release holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from urllib.parse import quote
+
+from distribute.config import Settings
+from distribute.recipients import Recipient
+from distribute.render.email import EmailDraft, labels
+from distribute.render.templates import single_line
+
+# SMTP policy: CRLF line endings and headers folded at 78 characters.
+WIRE = policy.SMTP.clone(max_line_length=78)
+
+
+def message_id(campaign: str, step: str, address: str, domain: str) -> str:
+    """Deterministic per (campaign, step, recipient), so a retried message keeps its id."""
+    digest = hashlib.sha256(f"{campaign}\x00{step}\x00{address.lower()}".encode()).hexdigest()
+    return f"<{digest[:32]}@{domain}>"
+
+
+def list_id(campaign: str, settings: Settings) -> str:
+    """RFC 2919 List-Id: a label per campaign under the sender's domain."""
+    label = re.sub(r"[^a-z0-9-]+", "-", campaign.lower()).strip("-") or "press"
+    return f"{single_line(settings.sender.name)} <{label}.{settings.sender.domain}>"
+
+
+def unsubscribe_targets(settings: Settings, address: str) -> tuple[str, str | None]:
+    """(mailto URI, https URL or None) for one recipient, per RFC 2369 and RFC 8058."""
+    mailto = f"mailto:{settings.unsubscribe.mailto}?subject={quote('unsubscribe ' + address)}"
+    url = settings.unsubscribe.url
+    https = url.replace("{email}", quote(address, safe="@")) if url else None
+    return mailto, https
+
+
+def recipient_values(recipient: Recipient, settings: Settings, language: str) -> dict[str, str]:
+    """The slot values substituted into a draft for one journalist."""
+    name = single_line(recipient.display_name)
+    first = single_line(recipient.first_name) or name
+    t = labels(language)
+    mailto, https = unsubscribe_targets(settings, recipient.email)
+    values = {key: single_line(value) for key, value in recipient.extra.items()}
+    values.update(
+        email=recipient.email,
+        name=name,
+        first_name=single_line(recipient.first_name),
+        last_name=single_line(recipient.last_name),
+        outlet=single_line(recipient.outlet),
+        beat=single_line(recipient.beat),
+        language=recipient.language,
+        greeting=t["dear"].format(name=first) if first else t["hello"],
+        unsubscribe_url=https or mailto,
+    )
+    return values
+
+
+def _address(name: str, address: str) -> Address:
+    local, _, domain = address.strip().rpartition("@")
+    return Address(display_name=single_line(name), username=local, domain=domain)
+
+
+def build_message(
+    draft: EmailDraft,
+    recipient: Recipient,
+    settings: Settings,
+    *,
+    campaign: str,
+    step: str,
+    date: datetime,
+    subject_prefix: str = "",
+) -> EmailMessage:
+    """The full message for one recipient; ``date`` is passed in so rendering reads no clock."""
+    values = recipient_values(recipient, settings, draft.language)
+    subject, html, text = draft.personalise(values)
+    message = EmailMessage(policy=WIRE)
+    message["From"] = settings.sender.header
+    message["To"] = _address(values["name"], recipient.email)
+    if draft.reply_to:
+        message["Reply-To"] = draft.reply_to
+    message["Subject"] = single_line(f"{subject_prefix}{subject}")
+    message["Date"] = format_datetime(date)
+    message["Message-ID"] = message_id(campaign, step, recipient.email, settings.sender.domain)
+    message["List-Id"] = list_id(campaign, settings)
+    mailto, https = unsubscribe_targets(settings, recipient.email)
+    targets = f"<{mailto}>" + (f", <{https}>" if https else "")
+    message["List-Unsubscribe"] = targets
+    if https:
+        # RFC 8058 one-click: mailbox providers POST to the https URL, no page to visit.
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return message
+
+
+def message_bytes(message: EmailMessage) -> bytes:
+    return message.as_bytes(policy=WIRE)

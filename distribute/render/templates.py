@@ -1,0 +1,137 @@
+"""The Jinja2 environment shared by email and social templates, and its error translation.
+
+Templates are looked up first in the workspace's ``templates/`` folder (or ``[paths]
+templates``), then in the templates shipped with distribute, so a press office can override
+one template without copying them all. ``StrictUndefined`` everywhere: a typo in a variable
+name must stop the campaign before anything is scheduled, not send "Dear ," to a journalist.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import traceback
+from collections.abc import Mapping
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from distribute.config import Settings, bundled
+from distribute.errors import TemplateError
+
+_MONTHS = {
+    "en": "January February March April May June July August September October November December",
+    "fr": "janvier février mars avril mai juin juillet août septembre octobre novembre décembre",
+}
+
+
+def template_dirs(settings: Settings | None) -> list[Path]:
+    dirs: list[Path] = []
+    if settings is not None:
+        local = settings.templates or settings.workspace / "templates"
+        if local.is_dir():
+            dirs.append(local)
+    dirs.append(bundled("templates"))
+    return dirs
+
+
+def environment(settings: Settings | None, *, dirs: list[Path] | None = None) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(d) for d in (dirs or template_dirs(settings))]),
+        # HTML templates are escaped, text templates (emails' text part, posts) are not.
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2", "htm")),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["wrap"] = wrap
+    env.filters["long_date"] = long_date
+    env.filters["instant"] = instant
+    return env
+
+
+def wrap(text: str, width: int = 72) -> str:
+    """Wrap prose for the text part, never breaking a URL or a word."""
+    out: list[str] = []
+    for paragraph in str(text).split("\n"):
+        if not paragraph.strip():
+            out.append("")
+            continue
+        out.extend(
+            textwrap.wrap(paragraph, width=width, break_long_words=False, break_on_hyphens=False)
+            or [""]
+        )
+    return "\n".join(out)
+
+
+def long_date(value: date | datetime, language: str = "en") -> str:
+    """10 March 2027 / 10 mars 2027."""
+    months = _MONTHS.get(language[:2], _MONTHS["en"]).split()
+    return f"{value.day} {months[value.month - 1]} {value.year}"
+
+
+def instant(value: datetime, zone: str | ZoneInfo = "Europe/Paris", language: str = "en") -> str:
+    """An aware time shown in a zone: '10 March 2027 08:00 CET'."""
+    local = value.astimezone(zone if isinstance(zone, ZoneInfo) else ZoneInfo(zone))
+    return f"{long_date(local, language)} {local:%H:%M} {local.tzname()}"
+
+
+def _template_line(exc: BaseException, name: str | None) -> tuple[str | None, int | None]:
+    """Where in a template an error happened: Jinja rewrites tracebacks to template lines."""
+    filename, line = None, None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename and (frame.filename.endswith(".j2") or frame.filename == "<template>"):
+            filename, line = frame.filename, frame.lineno
+    return filename or name, line
+
+
+def render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
+    """Render template ``name``; every Jinja failure becomes one TemplateError naming file:line."""
+    try:
+        template = env.get_template(name)
+    except jinja2.TemplateNotFound as exc:
+        searched = ", ".join(str(p) for p in getattr(env.loader, "searchpath", []))
+        raise TemplateError(f"template {exc.name!r} not found (searched {searched})") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"template syntax error: {exc.message}", path=exc.filename or name, line=exc.lineno
+        ) from None
+    return render_template(template, context)
+
+
+def render_template(template: jinja2.Template, context: Mapping[str, Any]) -> str:
+    try:
+        return template.render(context)
+    except jinja2.UndefinedError as exc:
+        path, line = _template_line(exc, template.filename or template.name)
+        raise TemplateError(f"undefined variable: {exc.message}", path=path, line=line) from None
+    except jinja2.TemplateError as exc:
+        path, line = _template_line(exc, template.filename or template.name)
+        raise TemplateError(f"template error: {exc}", path=path, line=line) from None
+    except (TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
+        path, line = _template_line(exc, template.filename or template.name)
+        raise TemplateError(f"template failed: {exc}", path=path, line=line) from None
+
+
+def render_string(
+    env: jinja2.Environment, source: str, context: Mapping[str, Any], *, where: str
+) -> str:
+    """Render an inline template (a campaign's ``subject`` or a post's ``text``)."""
+    try:
+        template = env.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error: {exc.message}", path=where) from None
+    try:
+        return template.render(context)
+    except jinja2.TemplateError as exc:
+        message = exc.message if isinstance(exc, jinja2.UndefinedError) else str(exc)
+        raise TemplateError(f"undefined variable: {message}", path=where) from None
+
+
+def single_line(text: str) -> str:
+    """Collapse whitespace (and control characters) so a value can sit in a header."""
+    return re.sub(r"[\s\x00-\x1f\x7f]+", " ", text).strip()

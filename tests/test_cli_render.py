@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import email
+import email.policy
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from distribute.cli import cli
+from distribute.config import bundled
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_render_seed_writes_three_files(seed_path: Path, workspace: Path) -> None:
+    code, out, err = run("render", str(seed_path), "--out", "out")
+    assert code == 0, err
+    assert "Subject: Institut Mines-Télécom among the Top 50 patent applicants" in out
+    assert "Preheader: Institut Mines-Télécom (IMT) puts its research" in out
+    assert "HTML part:" in out and "Text part:" in out
+    assert sorted(p.name for p in (workspace / "out").iterdir()) == [
+        "email.eml",
+        "email.html",
+        "email.txt",
+    ]
+    message = email.message_from_bytes(
+        (workspace / "out" / "email.eml").read_bytes(), policy=email.policy.default
+    )
+    assert message["To"] == "Jane Doe <jane.doe@example.com>"
+    html = (workspace / "out" / "email.html").read_text(encoding="utf-8")
+    assert "Dear Jane," in html and 'style="' in html
+
+
+def test_render_to_option_and_default_out(example_path: Path, workspace: Path) -> None:
+    release = workspace / "rel" / "hydrogen.md"
+    release.parent.mkdir()
+    shutil.copy(example_path, release)
+    code, _out, err = run("render", str(release), "--to", "Marc Petit <marc@example.net>")
+    assert code == 0, err
+    raw = (workspace / "rel" / "out" / "email.eml").read_bytes()
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert message["To"] == "Marc Petit <marc@example.net>"
+    assert message["Subject"].startswith("EMBARGOED until")
+
+
+def test_undefined_variable_names_template_and_line(example_path: Path, workspace: Path) -> None:
+    templates = workspace / "templates" / "email"
+    templates.mkdir(parents=True)
+    shipped = bundled("templates") / "email"
+    for name in ("press-release.html.j2", "press-release.css"):
+        shutil.copy(shipped / name, templates / name)
+    (templates / "press-release.txt.j2").write_text(
+        "{{ release.title }}\n\n{{ release.no_such_field }}\n", encoding="utf-8"
+    )
+    code, out, err = run("render", str(example_path), "--out", "out")
+    assert code == 1
+    assert err.startswith("Error: ")
+    assert "press-release.txt.j2:3: undefined variable" in err
+    assert "no_such_field" in err
+    assert "Traceback" not in err + out
+    assert len(err.strip().splitlines()) == 1
+    assert not (workspace / "out").exists()
+
+
+def test_unknown_recipient_field(example_path: Path, workspace: Path) -> None:
+    templates = workspace / "templates" / "email"
+    templates.mkdir(parents=True)
+    (templates / "press-release.txt.j2").write_text("{{ recipient.nickname }}\n", "utf-8")
+    code, _, err = run("render", str(example_path), "--out", "out")
+    assert code == 1
+    assert "press-release.txt.j2:1: undefined variable: 'recipient' has no field 'nickname'" in err
+
+
+def test_template_syntax_error(example_path: Path, workspace: Path) -> None:
+    templates = workspace / "templates" / "email"
+    templates.mkdir(parents=True)
+    (templates / "press-release.txt.j2").write_text("ok\n{% if %}\n", encoding="utf-8")
+    code, _, err = run("render", str(example_path), "--out", "out")
+    assert code == 1
+    assert "press-release.txt.j2:2: template syntax error" in err
+
+
+def test_missing_release(workspace: Path) -> None:
+    code, out, err = run("render", "nope.md")
+    assert code == 1
+    assert err == "Error: nope.md: release file not found\n"
+    assert out == ""
+
+
+def test_bad_front_matter(workspace: Path) -> None:
+    (workspace / "bad.md").write_text("---\ntitle: [oops\n---\n# T\n", encoding="utf-8")
+    code, _, err = run("render", "bad.md")
+    assert code == 1
+    assert err.startswith("Error: bad.md:2: bad front matter:")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_unreadable_release(workspace: Path) -> None:
+    (workspace / "folder.md").mkdir()
+    code, _, err = run("render", "folder.md")
+    assert code == 1
+    assert "folder.md" in err and "Traceback" not in err
+
+
+def test_bad_to_is_a_usage_error(example_path: Path, workspace: Path) -> None:
+    code, _, err = run("render", str(example_path), "--to", "nobody")
+    assert code == 2
+    assert "'nobody' is not an address" in err
+
+
+def test_demo_renders_example(workspace: Path) -> None:
+    code, out, err = run("demo", "--out", "demo")
+    assert code == 0, err
+    assert "Subject: EMBARGOED until 10 March 2027 08:00 CET: Valmont Institute" in out
+    assert (workspace / "demo" / "email.eml").is_file()
+    assert "demo" in out
+
+
+def test_bad_config_is_one_line(workspace: Path, example_path: Path) -> None:
+    (workspace / "distribute.toml").write_text("[sender]\nfrom = 'nobody'\n", encoding="utf-8")
+    code, _, err = run("render", str(example_path))
+    assert code == 1
+    assert err == (
+        f"Error: {workspace / 'distribute.toml'}: [sender] from: 'nobody' is not an email address\n"
+    )

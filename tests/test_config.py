@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from distribute.config import bundled, load_settings
+from distribute.errors import ConfigError
+
+
+def write(workspace: Path, text: str) -> Path:
+    path = workspace / "distribute.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_a_file(workspace: Path) -> None:
+    settings = load_settings(workspace=workspace)
+    assert settings.sender.address == "press@example.org"
+    assert settings.unsubscribe.mailto == "press@example.org"
+    assert settings.unsubscribe.url is None
+    assert settings.database_url == f"sqlite:///{workspace / 'distribute.db'}"
+    assert settings.smtp.security == "starttls" and settings.smtp.port == 587
+
+
+def test_values_are_read(workspace: Path) -> None:
+    write(
+        workspace,
+        '[sender]\nfrom = "Valmont Press <press@example.org>"\nreply_to = "c@example.org"\n'
+        '[smtp]\nhost = "mail.example.org"\nsecurity = "tls"\nconnections = 2\nrate = 5\n'
+        '[state]\nurl = "postgresql://db.example.org/distribute"\n',
+    )
+    settings = load_settings(workspace=workspace)
+    assert settings.sender.name == "Valmont Press"
+    assert settings.sender.reply_to == "c@example.org"
+    assert settings.smtp.port == 465
+    assert settings.smtp.rate == 5.0
+    assert settings.database_url == "postgresql://db.example.org/distribute"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[sendr]\n", "unknown setting 'sendr'"),
+        ("[smtp]\nsecurity = 'ssl'\n", "security must be starttls, tls or none"),
+        ("[smtp]\nport = 'x'\n", "port has the wrong type"),
+        ("[unsubscribe]\nurl = 'http://x.example.org'\n", "url must start with https://"),
+        ("[sender\n", "invalid TOML"),
+        ("timezone = 'Mars/Olympus'\n", "unknown time zone"),
+        ("[smtp]\npassword = 'secret'\n", "[smtp] password: secrets are never read from this file"),
+    ],
+    ids=["unknown-section", "bad-security", "bad-type", "http-unsubscribe", "toml", "zone", "pw"],
+)
+def test_bad_settings(workspace: Path, text: str, message: str) -> None:
+    write(workspace, text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(workspace=workspace)
+
+
+def test_explicit_config_missing(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_bundled_folders_exist() -> None:
+    for name in ("templates", "releases", "recipients"):
+        assert bundled(name).is_dir()

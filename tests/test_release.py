@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from distribute.errors import ReleaseError
+from distribute.release import load_release, parse_release
+
+
+def test_seed_parses_as_is(seed_path: Path) -> None:
+    release = load_release(seed_path)
+    assert release.title == "Institut Mines-Télécom among the Top 50 patent applicants"
+    assert release.subtitle is not None and release.subtitle.startswith("INPI has ranked IMT")
+    assert release.lead is not None
+    assert release.lead.text.startswith("Institut Mines-Télécom (IMT) puts its research")
+    assert "**" not in release.lead.text
+    assert [s.heading for s in release.sections] == [
+        None,
+        "Research partnerships, a key model for IMT",
+        "Spreading innovation beyond collaboration with a third party",
+    ]
+
+
+def test_seed_split_quote_is_one_paragraph(seed_path: Path) -> None:
+    release = load_release(seed_path)
+    quotes = [b for b in release.body_blocks if b.kind == "quote"]
+    assert len(quotes) == 1
+    quote = quotes[0]
+    assert quote.attribution is not None and quote.attribution.startswith("Christian Picory-Donné")
+    assert "label. The growth of our research partnerships" in quote.text
+    assert quote.text.endswith("industrial property assets.")
+    # One italic run across the former page break, not two.
+    assert str(quote.html).count("<em>") == 1
+    assert "The growth of our research" in str(quote.html)
+
+
+def test_seed_boilerplate_contact_handle(seed_path: Path) -> None:
+    release = load_release(seed_path)
+    assert release.boilerplate is not None
+    assert release.boilerplate.heading == "About Institut Mines-Télécom"
+    assert release.boilerplate.blocks[0].text.startswith("Institut Mines-Télécom is a public")
+    assert release.website == "http://www.imt.fr/en"
+    assert release.handle == "@IMTFrance"
+    assert release.handle_url == "https://twitter.com/IMTFrance"
+    assert release.contact_heading == "Press contact"
+    assert len(release.contacts) == 1
+    contact = release.contacts[0]
+    assert contact.organisation == "Institut Mines-Télécom"
+    assert contact.name and contact.phones and contact.emails
+    assert len(contact.phones) == 2
+    # The handle paragraph is not body text.
+    assert all("@IMTFrance" not in b.text for b in release.body_blocks)
+
+
+def test_sup_kept_in_html_plain_in_text(seed_path: Path) -> None:
+    block = load_release(seed_path).sections[0].blocks[0]
+    assert "21<sup>st</sup> century" in str(block.html)
+    assert "21st century" in block.text
+    assert "<sup>" not in block.text
+
+
+def test_example_release_front_matter(example_path: Path) -> None:
+    release = load_release(example_path)
+    assert release.title.startswith("Valmont Institute opens a hydrogen test platform")
+    assert release.embargo == datetime(2027, 3, 10, 7, 0, tzinfo=UTC)
+    assert release.hashtags == ("#hydrogen", "#research", "#industry")
+    assert release.url == "https://www.example.org/press/hydrogen-platform"
+    assert release.summary and release.summary.startswith("The Valmont Institute")
+    # The body's heading repeats the front matter title: not a section.
+    assert release.sections[0].heading is None
+    assert [b.kind for b in release.body_blocks].count("quote") == 1
+    assert [b.kind for b in release.body_blocks].count("list") == 1
+    assert release.handle == "@ValmontTech"
+    assert release.contacts[0].emails == ("press@example.org",)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "joined"),
+    [
+        ('A: *"It is also a*', '*commitment to all."*', 'A: "It is also a commitment to all."'),
+        (
+            "Prose that stops at a",
+            "page break and goes on.",
+            "Prose that stops at a page break and",
+        ),
+    ],
+    ids=["italic-quote", "plain-prose"],
+)
+def test_page_break_repair(before: str, after: str, joined: str) -> None:
+    blocks = parse_release(f"# T\n\n{before}\n\n{after}\n").body_blocks
+    assert len(blocks) == 1
+    assert joined in blocks[0].text
+
+
+def test_sentences_are_not_joined() -> None:
+    release = parse_release("# T\n\nOne sentence ends here.\n\nanother starts lowercase.\n")
+    assert len(release.body_blocks) == 2
+
+
+def test_raw_html_other_than_sup_is_escaped() -> None:
+    release = parse_release("# T\n\nHello <script>alert(1)</script> 1<sup>er</sup>\n")
+    html = str(release.body_blocks[0].html)
+    assert "<script>" not in html
+    assert "&lt;script&gt;" in html
+    assert "<sup>er</sup>" in html
+
+
+def test_embargo_and_preheader() -> None:
+    release = parse_release(
+        "---\nembargo: 2027-03-10T08:00+01:00\nsummary: One line.\n---\n# Title\n\nBody.\n"
+    )
+    lift = datetime(2027, 3, 10, 7, 0, tzinfo=UTC)
+    assert release.embargoed_at(lift - timedelta(seconds=1))
+    assert not release.embargoed_at(lift)
+    assert release.preheader == "One line."
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("---\ntitle: [unclosed\n---\n# T\n", 2, "bad front matter"),
+        ("---\ntitle: T\ntittle: T\n---\n", 3, "unknown front matter key 'tittle'"),
+        ("---\nembargo: 2027-03-10 08:00\n---\n# T\n", 2, "needs a UTC offset"),
+        ("---\nembargo: soon\n---\n# T\n", 2, "is not an ISO 8601 time"),
+        ("---\nurl: www.example.org\n---\n# T\n", 2, "url must be a full http(s) address"),
+        ("---\ntitle: T\n", 1, "never closed"),
+        ("---\n- a\n- b\n---\n# T\n", 2, "front matter must be 'key: value' lines"),
+    ],
+    ids=["bad-yaml", "unknown-key", "naive-embargo", "bad-embargo", "bad-url", "unclosed", "list"],
+)
+def test_front_matter_errors(tmp_path: Path, text: str, line: int, message: str) -> None:
+    path = tmp_path / "release.md"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ReleaseError) as info:
+        load_release(path)
+    assert info.value.line == line
+    assert message in info.value.message
+    assert info.value.format().startswith(f"{path}:{line}: ")
+
+
+def test_missing_and_unreadable_release(tmp_path: Path) -> None:
+    with pytest.raises(ReleaseError, match="release file not found"):
+        load_release(tmp_path / "nope.md")
+    latin = tmp_path / "latin.md"
+    latin.write_bytes("# Télécom\n".encode("latin-1"))
+    with pytest.raises(ReleaseError, match="is not UTF-8 text"):
+        load_release(latin)
+
+
+def test_no_headline() -> None:
+    with pytest.raises(ReleaseError, match="no headline found"):
+        parse_release("just a paragraph, no heading.\n")
