@@ -140,7 +140,8 @@ class Audience:
 
 def clean_text(value: str) -> str:
     """``value`` without control characters, so it can go into a header or a log line as is."""
-    if _BREAKING.search(value) or _INVISIBLE.search(value):
+    # Every character removed below is non-printable, so most values skip the regexes.
+    if not value.isprintable():
         value = " ".join(_BREAKING.sub(" ", _INVISIBLE.sub("", value)).split())
     return value.strip()
 
@@ -277,12 +278,11 @@ def _match_field(selected: list[Recipient], name: str, wanted: set[str]) -> list
         return [r for r in selected if any(_fold(tag) in wanted for tag in r.tags)]
     if standard in STANDARD_FIELDS:
         return [r for r in selected if _fold(getattr(r, standard)) in wanted]
-    folded = _fold(name)
     matched: list[Recipient] = []
     known = False
     for recipient in selected:
         for column, value in recipient.extra.items():
-            if _fold(column) == folded:
+            if _standard_name(column) == standard:
                 known = True
                 if _fold(value) in wanted:
                     matched.append(recipient)
@@ -435,7 +435,8 @@ class _Columns:
             if name in STANDARD_FIELDS:
                 self.standard[name] = index
             else:
-                self.extra.append((cell.strip(), index))
+                # Keyed like the standard fields so templates can say {{ desk_phone }}.
+                self.extra.append((name, index))
         if "email" not in self.standard:
             raise RecipientError(_no_email_column(header), path=path, line=line)
         self.width = len(header)
