@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from twitter_text import extract_urls
 
 from distribute.config import Settings, load_settings
-from distribute.errors import TemplateError
+from distribute.errors import ConfigError, TemplateError
 from distribute.release import Release, load_release, parse_release
 from distribute.render.social import (
     NETWORKS,
@@ -258,6 +258,24 @@ def test_to_json_has_parts_with_text_and_length(conf: Settings) -> None:
     }
 
 
+def test_character_x_refuses_is_an_error(conf: Settings) -> None:
+    with pytest.raises(TemplateError, match=r"^text: post holds U\+FFFF, a character X refuses$"):
+        render_posts(release(), conf, text="Bad \uffff")
+
+
+def test_unknown_network_is_named(conf: Settings) -> None:
+    with pytest.raises(ConfigError, match="unknown social network 'myspace'"):
+        render_posts(release(), conf, network="myspace")
+
+
+def test_mastodon_post_gets_its_own_limit(conf: Settings) -> None:
+    text = "{{ 'word ' * 80 }}{{ url }}"
+    posts = render_posts(release(), conf, network="mastodon", text=text, url="https://e.org/")
+    assert (posts.network, posts.limit, posts.parts[0].length) == ("mastodon", 500, 400 + 23)
+    with pytest.raises(TemplateError, match="over X's limit of 280"):
+        render_posts(release(), conf, text=text, url="https://e.org/")
+
+
 # ------------------------------------------------------------------ threads
 
 
@@ -277,6 +295,24 @@ def test_thread_splits_at_sentences_and_numbers_parts(conf: Settings) -> None:
 def test_separator_lines_make_parts(conf: Settings) -> None:
     posts = render_posts(release(), conf, text="One.\n---\nTwo {{ url }}", url="https://e.org/")
     assert [p.text for p in posts.parts] == ["One.", "Two https://e.org/"]
+
+
+def test_thread_never_breaks_at_a_narrow_no_break_space(conf: Settings) -> None:
+    text = " ".join(f"Phrase{NNBSP}{n}{NNBSP}: on avance{NNBSP}!" for n in range(40))
+    posts = render_posts(release(), conf, text=text, thread=True)
+    assert len(posts.parts) > 1
+    for post in posts.parts:
+        assert post.length <= 280
+        assert not post.text.startswith((NNBSP, ":", "!"))
+        assert post.text.endswith(f"avance{NNBSP}!")
+
+
+def test_explicit_parts_are_numbered_across_the_thread(conf: Settings) -> None:
+    text = "First part.\n---\n" + "Second part goes on. " * 20
+    posts = render_posts(release(), conf, text=text, numbered=True)
+    total = len(posts.parts)
+    assert total == 3 and posts.parts[0].text == "First part. 1/3"
+    assert [p.text[-3:] for p in posts.parts] == ["1/3", "2/3", "3/3"]
 
 
 WORD = st.text(
@@ -303,7 +339,7 @@ def test_split_parts_fit_keep_words_in_order_and_never_break_a_url(
     case: tuple[list[str], list[str]],
 ) -> None:
     words, separators = case
-    text = "".join(word + sep for word, sep in zip(words, separators, strict=False)).strip()
+    text = "".join(word + sep for word, sep in zip(words, separators, strict=False)).strip(" \n")
     parts = split_text(text, 280, weighted_length)
     assert all(0 < weighted_length(part) <= 280 for part in parts)
     assert [w for part in parts for w in BREAK.split(part)] == BREAK.split(text)

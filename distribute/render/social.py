@@ -231,7 +231,9 @@ def shorten(text: str, target: int, count: Callable[[str], int], *, cut: str = "
     best = ""
     for token in _tokens(text):
         words.append(token)
-        candidate = _join(words).rstrip(",;:–—-([{«“‘ \u00a0\u202f") + ELLIPSIS
+        candidate = _join(words).rstrip(",;:–—-([{«“‘ \u00a0\u202f")
+        if not _SENTENCE_END.search(candidate):
+            candidate += ELLIPSIS
         if count(candidate) > target:
             break
         best = candidate
@@ -325,7 +327,7 @@ def split_text(
     are kept; those between parts are dropped.
     """
     budget = limit - reserve
-    tokens = _tokens(text.strip())
+    tokens = _tokens(text)
     weights = {word: count(word) for _, word in tokens}
     parts: list[list[tuple[str, str]]] = []
     current: list[tuple[str, str]] = []
@@ -417,7 +419,7 @@ def split_thread(
 def _tidy(text: str) -> str:
     """Template whitespace out: trailing spaces, runs of blank lines, doubled spaces."""
     lines = [re.sub(r"(?<=\S) {2,}", " ", line).rstrip() for line in text.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip(" \t\n")
 
 
 def _parts_of(rendered: str) -> list[str]:
