@@ -1,0 +1,703 @@
+"""A campaign file (TOML) turned into a :class:`Campaign`: a release and the steps that send it.
+
+::
+
+    name = "hydrogen-platform"          # defaults to the file's stem
+    release = "hydrogen.md"             # relative to the campaign file
+    timezone = "Europe/Paris"           # how the times below are read (and shown)
+
+    [[email]]
+    name = "science-desk"
+    lists = ["science-press", "tech-press"]
+    where = { language = "en" }         # optional: recipient fields to match
+    tags = ["science"]                  # optional: at least one of these tags
+    template = "press-release"          # optional: templates/email/{template}.{html,txt}.j2
+    subject = "{{ release.title }}"     # optional Jinja; the headline when absent
+    at = "2027-03-10 08:00"
+
+    [[post]]
+    name = "announce"
+    channel = "x"
+    template = "x"                      # or text = "...", an inline template
+    thread = false
+    numbered = false
+    at = "2027-03-10 08:05"
+
+Loading (:func:`load_campaign`) checks the file itself: structure, keys, types, times,
+that the lists and templates exist, and reads the release. Checking
+(:func:`check_campaign`) does the expensive part before anything is scheduled: reads every
+audience, renders every draft for every recipient and every post, and holds posts to the
+embargo. Every problem in the file is one :class:`CampaignError` naming ``file:line``;
+tomllib keeps no positions, so lines are found again by scanning the text.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jinja2
+
+from distribute.config import Settings
+from distribute.errors import CampaignError, RecipientError, TemplateError
+from distribute.recipients import (
+    SUPPRESSED,
+    Audience,
+    filter_recipients,
+    list_names,
+    load_audience,
+    recipients_dir,
+)
+from distribute.release import Release, load_release
+from distribute.render.templates import instant, template_dirs
+
+if TYPE_CHECKING:
+    from distribute.render.email import EmailDraft
+    from distribute.render.social import PostSet
+
+DEFAULT_EMAIL_TEMPLATE = "press-release"
+
+TOP_KEYS = ("name", "release", "timezone", "email", "post")
+EMAIL_KEYS = ("name", "lists", "where", "tags", "template", "subject", "at")
+POST_KEYS = ("name", "channel", "template", "text", "thread", "numbered", "at")
+
+# Step names end up in ledger keys, Message-IDs and on the command line (``--step NAME``).
+_STEP_NAME = re.compile(r"[^\W_][\w.-]*")
+_LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
+_TIME_HINT = '"2027-03-10 08:00" (in the campaign\'s time zone) or "2027-03-10T08:00+01:00"'
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+
+
+@dataclass(frozen=True)
+class EmailStep:
+    name: str
+    lists: tuple[str, ...]
+    where: Mapping[str, str | list[str]] | None
+    tags: tuple[str, ...]
+    template: str
+    subject: str | None
+    at: datetime
+    channel: str = "email"
+    line: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class PostStep:
+    name: str
+    channel: str
+    template: str | None
+    text: str | None
+    thread: bool
+    numbered: bool
+    at: datetime
+    line: int | None = field(default=None, compare=False)
+
+
+Step = EmailStep | PostStep
+
+
+@dataclass(frozen=True)
+class Campaign:
+    name: str
+    path: Path
+    release_path: Path
+    release: Release
+    timezone: str
+    steps: tuple[Step, ...]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def step(self, name: str) -> Step:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        known = ", ".join(step.name for step in self.steps)
+        raise CampaignError(f"no step named {name!r} (steps: {known})", path=self.path)
+
+    def show(self, moment: datetime) -> str:
+        """An instant as the press office reads it: in the campaign's zone."""
+        return instant(moment, self.zone)
+
+
+@dataclass
+class CampaignCheck:
+    """What checking a campaign produced, so scheduling and previews need not render again.
+
+    Keyed by step name. An audience's ``recipients`` (and ``suppressed``) are those its
+    step's ``where`` and ``tags`` select; its ``lists`` still count the whole lists.
+    """
+
+    audiences: dict[str, Audience] = field(default_factory=dict)
+    drafts: dict[str, EmailDraft] = field(default_factory=dict)
+    posts: dict[str, PostSet] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- lines
+
+
+class _Lines:
+    """Where each key of a campaign file sits, found by scanning its text.
+
+    Sections are ``("", 0)`` for the top level and ``("email", 2)`` for the third
+    ``[[email]]`` table. Good enough for the files people write by hand; when a key
+    cannot be found (inline tables, odd layouts) the step's header line is used instead.
+    """
+
+    _ARRAY = re.compile(r"^\[\[\s*([^\]]+?)\s*\]\]")
+    _TABLE = re.compile(r"^\[\s*([^\]]+?)\s*\]")
+    _KEY = re.compile(r"""^(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*[=.]""")
+
+    def __init__(self, text: str):
+        self.headers: dict[tuple[str, int], int] = {}
+        self.keys: dict[tuple[str, int], dict[str, int]] = {}
+        counts: dict[str, int] = {}
+        section: tuple[str, int] = ("", 0)
+        open_string: str | None = None
+        for number, line in enumerate(text.splitlines(), start=1):
+            if open_string is not None:
+                if line.count(open_string) % 2 == 1:
+                    open_string = None
+                continue
+            stripped = line.strip()
+            if match := self._ARRAY.match(stripped):
+                kind = _unquote(match.group(1))
+                index = counts.get(kind, 0)
+                counts[kind] = index + 1
+                section = (kind, index)
+                self.headers[section] = number
+                continue
+            if match := self._TABLE.match(stripped):
+                parts = [_unquote(part) for part in match.group(1).split(".")]
+                if len(parts) > 1 and parts[0] in counts:
+                    # [email.where] after [[email]]: a key of that step, written as a table.
+                    owner = (parts[0], counts[parts[0]] - 1)
+                    self.keys.setdefault(owner, {}).setdefault(parts[1], number)
+                    section = (".".join(parts), owner[1])
+                else:
+                    self.keys.setdefault(("", 0), {}).setdefault(parts[0], number)
+                    section = (".".join(parts), 0)
+                continue
+            if match := self._KEY.match(stripped):
+                key = next(group for group in match.groups() if group is not None)
+                self.keys.setdefault(section, {}).setdefault(key, number)
+            for quotes in ('"""', "'''"):
+                if line.count(quotes) % 2 == 1:
+                    open_string = quotes
+                    break
+
+    def of(self, section: tuple[str, int], key: str | None = None) -> int | None:
+        if key is not None and (number := self.keys.get(section, {}).get(key)):
+            return number
+        return self.headers.get(section)
+
+
+def _unquote(part: str) -> str:
+    return part.strip().strip("\"'")
+
+
+# --------------------------------------------------------------------------- times
+
+
+def parse_at(value: object, zone: ZoneInfo) -> datetime:
+    """A step's ``at`` as an aware UTC instant; ``ValueError`` says what is wrong with it.
+
+    A time without an offset is wall-clock time in ``zone``; one with an offset (or a TOML
+    offset date-time) is that instant whatever the zone.
+    """
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if not _LOCAL_TIME.match(text):
+            raise ValueError(f"{value!r} is not a time like {_TIME_HINT}")
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a time like {_TIME_HINT}") from None
+    elif isinstance(value, date):
+        raise ValueError(f"{value.isoformat()} is a date without a time, like {_TIME_HINT}")
+    else:
+        raise ValueError(f"must be a time like {_TIME_HINT}, not {type(value).__name__}")
+    if moment.tzinfo is not None and moment.utcoffset() is not None:
+        return moment.astimezone(UTC)
+    # When the clocks go back, the hour that repeats names two instants. The first one
+    # (fold=0) is taken: it is the earlier, so a step is never sent later than the office
+    # expected, and it is what datetime itself picks for such a time, so the instant stored
+    # and the time shown back to the office agree.
+    local = moment.replace(tzinfo=zone, fold=0)
+    if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != moment:
+        start, end = _gap(local, zone)
+        raise ValueError(
+            f"{value!s} does not exist in {zone.key}: the clocks go from "
+            f"{start:%H:%M} straight to {end:%H:%M} that day"
+        )
+    return local.astimezone(UTC)
+
+
+def _gap(local: datetime, zone: ZoneInfo) -> tuple[time, time]:
+    """The wall-clock times a spring-forward gap around ``local`` skips, for the message."""
+    before = local.utcoffset() or timedelta(0)
+    after = local.replace(fold=1).utcoffset() or timedelta(0)
+    naive = local.replace(tzinfo=None)
+    moment = (naive - after).replace(tzinfo=UTC)
+    last = (naive - before).replace(tzinfo=UTC)
+    while moment < last and moment.astimezone(zone).utcoffset() != after:
+        moment += timedelta(minutes=1)
+    return (moment + before).time(), (moment + after).time()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_campaign(path: Path, settings: Settings) -> Campaign:
+    """Read and validate campaign file ``path``, and the release it names."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise CampaignError("campaign file not found", path=path) from None
+    except IsADirectoryError:
+        raise CampaignError("is a folder, not a campaign file", path=path) from None
+    except OSError as exc:
+        raise CampaignError(f"cannot read the campaign: {exc.strerror}", path=path) from None
+    except UnicodeDecodeError:
+        raise CampaignError("is not UTF-8 text; save it as UTF-8", path=path) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        line = None
+        if match := _TOML_POSITION.search(message):
+            line = int(match.group(1))
+            message = f"{message[: match.start()]} (column {match.group(2)})"
+        raise CampaignError(f"invalid TOML: {message}", path=path, line=line) from None
+    return _Loader(path, text, settings).campaign(data)
+
+
+class _Loader:
+    def __init__(self, path: Path, text: str, settings: Settings):
+        self.path = path
+        self.lines = _Lines(text)
+        self.settings = settings
+        self._lists: list[str] | None = None
+        self._templates: dict[str, set[str]] = {}
+
+    def fail(
+        self, message: str, section: tuple[str, int] = ("", 0), key: str | None = None
+    ) -> CampaignError:
+        return CampaignError(message, path=self.path, line=self.lines.of(section, key))
+
+    def campaign(self, data: dict[str, Any]) -> Campaign:
+        top = ("", 0)
+        for key in data:
+            if key not in TOP_KEYS:
+                raise self.fail(f"unknown key {key!r} (known: {', '.join(TOP_KEYS)})", top, key)
+        name = data.get("name", self.path.stem)
+        if not isinstance(name, str) or not name.strip():
+            raise self.fail("name must be a non-empty string", top, "name")
+
+        timezone = data.get("timezone", self.settings.timezone)
+        if not isinstance(timezone, str):
+            raise self.fail("timezone must be a string like 'Europe/Paris'", top, "timezone")
+        try:
+            zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.fail(
+                f"timezone: unknown time zone {timezone!r} (use a name like 'Europe/Paris')",
+                top,
+                "timezone",
+            ) from None
+
+        if "release" not in data:
+            raise self.fail("missing 'release': the release file, relative to this campaign")
+        release_name = data["release"]
+        if not isinstance(release_name, str) or not release_name.strip():
+            raise self.fail("release must be the release file's name, a string", top, "release")
+        release_path = self.path.parent / release_name
+        if not release_path.is_file():
+            raise self.fail(
+                f"release: file {release_name!r} not found (looked in {self.path.parent})",
+                top,
+                "release",
+            )
+
+        steps: list[Step] = []
+        seen: dict[str, str] = {}
+        for kind in ("email", "post"):
+            tables = data.get(kind, [])
+            if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+                raise self.fail(
+                    f"{kind} steps are written as [[{kind}]] tables, one per step", top, kind
+                )
+            for index, table in enumerate(tables):
+                section = (kind, index)
+                step_name = self.step_name(table, section)
+                if step_name in seen:
+                    raise self.fail(
+                        f"[[{kind}]] {step_name!r}: duplicate step name (already used by "
+                        f"{seen[step_name]}; email and post steps share one set of names)",
+                        section,
+                        "name",
+                    )
+                where = f"[[{kind}]] {step_name!r}"
+                seen[step_name] = f"{where} on line {self.lines.of(section, 'name')}"
+                if kind == "email":
+                    steps.append(self.email(table, section, step_name, zone))
+                else:
+                    steps.append(self.post(table, section, step_name, zone))
+        if not steps:
+            raise self.fail("no steps: add an [[email]] or a [[post]] table")
+
+        release = load_release(release_path)
+        # Stable: steps due at the same time keep their order in the file.
+        steps.sort(key=lambda step: step.at)
+        return Campaign(
+            name=name.strip(),
+            path=self.path,
+            release_path=release_path,
+            release=release,
+            timezone=timezone,
+            steps=tuple(steps),
+        )
+
+    def step_name(self, table: dict[str, Any], section: tuple[str, int]) -> str:
+        kind, index = section
+        name = table.get("name")
+        if name is None:
+            raise self.fail(f"[[{kind}]] #{index + 1}: missing 'name'", section)
+        if not isinstance(name, str) or not _STEP_NAME.fullmatch(name):
+            raise self.fail(
+                f"[[{kind}]] #{index + 1}: name must be letters, digits, '-', '_' or '.', "
+                f"starting with a letter or digit, not {name!r}",
+                section,
+                "name",
+            )
+        return name
+
+    def common(
+        self,
+        table: dict[str, Any],
+        section: tuple[str, int],
+        where: str,
+        keys: tuple[str, ...],
+        zone: ZoneInfo,
+    ) -> datetime:
+        for key in table:
+            if key not in keys:
+                raise self.fail(
+                    f"{where}: unknown key {key!r} (known: {', '.join(keys)})", section, key
+                )
+        if "at" not in table:
+            raise self.fail(f"{where}: missing 'at', a time like {_TIME_HINT}", section)
+        try:
+            return parse_at(table["at"], zone)
+        except ValueError as exc:
+            raise self.fail(f"{where}: at: {exc}", section, "at") from None
+
+    def string(
+        self, table: dict[str, Any], section: tuple[str, int], where: str, key: str
+    ) -> str | None:
+        value = table.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise self.fail(f"{where}: {key} must be a non-empty string", section, key)
+        return value
+
+    def strings(
+        self, table: dict[str, Any], section: tuple[str, int], where: str, key: str
+    ) -> tuple[str, ...] | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(item, str) and item.strip() for item in value)
+        ):
+            raise self.fail(
+                f'{where}: {key} must be a non-empty list of names, like {key} = ["a", "b"]',
+                section,
+                key,
+            )
+        return tuple(value)
+
+    def email(
+        self, table: dict[str, Any], section: tuple[str, int], name: str, zone: ZoneInfo
+    ) -> EmailStep:
+        where = f"[[email]] {name!r}"
+        at = self.common(table, section, where, EMAIL_KEYS, zone)
+        if "lists" not in table:
+            raise self.fail(f"{where}: missing 'lists', the journalist lists to mail", section)
+        lists = self.strings(table, section, where, "lists")
+        assert lists is not None
+        known = self.known_lists()
+        for list_name in lists:
+            if list_name.lower() == SUPPRESSED:
+                raise self.fail(
+                    f"{where}: {list_name!r} is the suppression list, not a mailing list",
+                    section,
+                    "lists",
+                )
+            if list_name not in known:
+                raise self.fail(
+                    f"{where}: unknown list {list_name!r} "
+                    f"(known: {', '.join(known) if known else 'none'})",
+                    section,
+                    "lists",
+                )
+        filters = self.where(table, section, where)
+        tags = self.strings(table, section, where, "tags") or ()
+        template = self.string(table, section, where, "template") or DEFAULT_EMAIL_TEMPLATE
+        self.template(template, "email", section, where)
+        subject = self.string(table, section, where, "subject")
+        if subject is not None:
+            self.syntax(subject, section, where, "subject")
+        return EmailStep(
+            name=name,
+            lists=lists,
+            where=filters,
+            tags=tags,
+            template=template,
+            subject=subject,
+            at=at,
+            line=self.lines.of(section),
+        )
+
+    def where(
+        self, table: dict[str, Any], section: tuple[str, int], where: str
+    ) -> Mapping[str, str | list[str]] | None:
+        value = table.get("where")
+        if value is None:
+            return None
+        good = isinstance(value, dict) and all(
+            isinstance(item, str)
+            or (isinstance(item, list) and item and all(isinstance(v, str) for v in item))
+            for item in value.values()
+        )
+        if not good:
+            raise self.fail(
+                f"{where}: where must be a table of recipient fields and values, "
+                'like { language = "en" } or { beat = ["physics", "energy"] }',
+                section,
+                "where",
+            )
+        return dict(value)
+
+    def post(
+        self, table: dict[str, Any], section: tuple[str, int], name: str, zone: ZoneInfo
+    ) -> PostStep:
+        from distribute.render.social import NETWORKS
+
+        where = f"[[post]] {name!r}"
+        at = self.common(table, section, where, POST_KEYS, zone)
+        channel = table.get("channel")
+        if channel is None:
+            raise self.fail(
+                f"{where}: missing 'channel', the network to post on "
+                f"(known: {', '.join(NETWORKS)})",
+                section,
+            )
+        if channel not in NETWORKS:
+            raise self.fail(
+                f"{where}: unknown channel {channel!r} (known: {', '.join(NETWORKS)})",
+                section,
+                "channel",
+            )
+        template = self.string(table, section, where, "template")
+        text = self.string(table, section, where, "text")
+        if template is not None and text is not None:
+            # Point at whichever of the two the reader reaches second.
+            later = max(("template", "text"), key=lambda key: self.lines.of(section, key) or 0)
+            raise self.fail(f"{where}: give either 'template' or 'text', not both", section, later)
+        if text is not None:
+            self.syntax(text, section, where, "text")
+        else:
+            template = template or channel
+            self.template(template, "social", section, where)
+        flags: dict[str, bool] = {}
+        for key in ("thread", "numbered"):
+            value = table.get(key, False)
+            if not isinstance(value, bool):
+                raise self.fail(f"{where}: {key} must be true or false", section, key)
+            flags[key] = value
+        return PostStep(
+            name=name,
+            channel=channel,
+            template=template,
+            text=text,
+            thread=flags["thread"],
+            numbered=flags["numbered"],
+            at=at,
+            line=self.lines.of(section),
+        )
+
+    def known_lists(self) -> list[str]:
+        if self._lists is None:
+            self._lists = list_names(recipients_dir(self.settings))
+        return self._lists
+
+    def template(self, name: str, kind: str, section: tuple[str, int], where: str) -> None:
+        if kind not in self._templates:
+            self._templates[kind] = _template_names(self.settings, kind)
+        known = self._templates[kind]
+        if name not in known:
+            files = (
+                f"email/{name}.html.j2 and email/{name}.txt.j2"
+                if kind == "email"
+                else f"social/{name}.txt.j2"
+            )
+            raise self.fail(
+                f"{where}: unknown template {name!r}: no {files} in the templates "
+                f"(known: {', '.join(sorted(known)) or 'none'})",
+                section,
+                "template",
+            )
+
+    def syntax(self, source: str, section: tuple[str, int], where: str, key: str) -> None:
+        try:
+            jinja2.Environment(autoescape=False).parse(source)  # noqa: S701 (parsed only)
+        except jinja2.TemplateSyntaxError as exc:
+            raise self.fail(
+                f"{where}: {key}: template syntax error: {exc.message}", section, key
+            ) from None
+
+
+def _template_names(settings: Settings, kind: str) -> set[str]:
+    """Templates of ``kind`` the loader can find: for email, both the HTML and the text part."""
+    found: dict[str, set[str]] = {}
+    suffixes = (".html.j2", ".txt.j2") if kind == "email" else (".txt.j2",)
+    for folder in template_dirs(settings):
+        sub = folder / kind
+        if not sub.is_dir():
+            continue
+        for path in sub.iterdir():
+            for suffix in suffixes:
+                if path.name.endswith(suffix) and path.is_file():
+                    found.setdefault(path.name.removesuffix(suffix), set()).add(suffix)
+    return {name for name, parts in found.items() if len(parts) == len(suffixes)}
+
+
+# --------------------------------------------------------------------------- checking
+
+
+def check_campaign(campaign: Campaign, settings: Settings, *, now: datetime) -> CampaignCheck:
+    """Render everything the campaign will send, so a failure surfaces before scheduling.
+
+    ``now`` is passed in (rendering never reads the clock); steps already past are warned
+    about, not refused, so a campaign interrupted halfway can be checked again.
+    """
+    from distribute.render.email import draft_email
+    from distribute.render.message import recipient_values
+    from distribute.render.templates import environment
+
+    release = campaign.release
+    result = CampaignCheck()
+    env = environment(settings)
+    lines = _campaign_lines(campaign)
+    folder = recipients_dir(settings)
+
+    for step in campaign.steps:
+        kind = "email" if isinstance(step, EmailStep) else "post"
+        where = f"[[{kind}]] {step.name!r}"
+        section = _section_of(lines, step)
+
+        def line(key: str, section: tuple[str, int] = section, step: Step = step) -> int | None:
+            return (lines.of(section, key) if lines else None) or step.line
+
+        if step.at < now:
+            result.warnings.append(
+                f"{where}: {campaign.show(step.at)} is already past (now {campaign.show(now)})"
+            )
+        if isinstance(step, EmailStep):
+            audience = load_audience(folder, step.lists)
+            audience.raise_for_invalid()
+            tags = step.tags or None
+            try:
+                selected = filter_recipients(audience.recipients, step.where, tags)
+                suppressed = filter_recipients(audience.suppressed, step.where, tags)
+            except RecipientError as exc:
+                raise CampaignError(
+                    f"{where}: where: {exc.message}", path=campaign.path, line=line("where")
+                ) from None
+            # The audience a step mails is the filtered one; the list counts stay whole.
+            audience.recipients = selected
+            audience.suppressed = suppressed
+            if not selected:
+                result.warnings.append(f"{where}: selects no recipient")
+            extras = sorted({column for r in selected for column in r.extra})
+            try:
+                draft = draft_email(
+                    release,
+                    settings,
+                    at=step.at,
+                    template=step.template,
+                    subject=step.subject,
+                    extra_fields=extras,
+                    env=env,
+                )
+            except TemplateError as exc:
+                raise _inline_error(exc, "subject", where, campaign, line("subject")) from None
+            for recipient in selected:
+                draft.personalise(recipient_values(recipient, settings, draft.language))
+            result.audiences[step.name] = audience
+            result.drafts[step.name] = draft
+            result.warnings.extend(f"{where}: {note}" for note in draft.warnings)
+        else:
+            from distribute.render.social import render_posts
+
+            if release.embargo is not None and step.at < release.embargo:
+                raise CampaignError(
+                    f"{where}: at {campaign.show(step.at)} is before the release embargo "
+                    f"({campaign.show(release.embargo)}); a post is public at once",
+                    path=campaign.path,
+                    line=line("at"),
+                )
+            try:
+                posts = render_posts(
+                    release,
+                    settings,
+                    network=step.channel,
+                    template=step.template,
+                    text=step.text,
+                    thread=step.thread,
+                    numbered=step.numbered,
+                    env=env,
+                )
+            except TemplateError as exc:
+                raise _inline_error(exc, "text", where, campaign, line("text")) from None
+            result.posts[step.name] = posts
+            result.warnings.extend(f"{where}: {note}" for note in posts.warnings)
+    return result
+
+
+def _inline_error(
+    exc: TemplateError, key: str, where: str, campaign: Campaign, line: int | None
+) -> TemplateError:
+    """An inline template (``subject``, ``text``) lives in the campaign file: point there."""
+    if exc.path != key:
+        return exc
+    return TemplateError(f"{where}: {key}: {exc.message}", path=campaign.path, line=line)
+
+
+def _campaign_lines(campaign: Campaign) -> _Lines | None:
+    try:
+        return _Lines(campaign.path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _section_of(lines: _Lines | None, step: Step) -> tuple[str, int]:
+    """The step's table in the file, found by its header line (steps are sorted by time)."""
+    kind = "email" if isinstance(step, EmailStep) else "post"
+    if lines is not None:
+        for section, number in lines.headers.items():
+            if section[0] == kind and number == step.line:
+                return section
+    return kind, -1
