@@ -450,7 +450,6 @@ def test_every_recipient_is_personalised_with_extra_columns(ws: Path, cfg: Setti
     check = check_campaign(load_campaign(path, cfg), cfg, now=BEFORE)
     draft = check.drafts["science-desk"]
     assert draft.template == "desk"
-    assert draft.subject.startswith("EMBARGOED until") is False
     assert draft.subject == "For Press Office"
     assert "%%desk%%" in draft.text
 
