@@ -225,6 +225,8 @@ def read_lists(files: Sequence[Path], suppressions: Collection[str]) -> Audience
                 continue
             stats.valid += 1
             key = item.key
+            if key == item.email:
+                key = item.email  # one string instead of two when the address is lowercase
             first = first_seen.get(key)
             if first is not None:
                 stats.duplicates += 1
