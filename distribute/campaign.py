@@ -587,11 +587,15 @@ def _template_names(settings: Settings, kind: str) -> set[str]:
 # --------------------------------------------------------------------------- checking
 
 
-def check_campaign(campaign: Campaign, settings: Settings, *, now: datetime) -> CampaignCheck:
+def check_campaign(
+    campaign: Campaign, settings: Settings, *, now: datetime, send_now: bool = False
+) -> CampaignCheck:
     """Render everything the campaign will send, so a failure surfaces before scheduling.
 
     ``now`` is passed in (rendering never reads the clock); steps already past are warned
-    about, not refused, so a campaign interrupted halfway can be checked again.
+    about, not refused, so a campaign interrupted halfway can be checked again. With
+    ``send_now`` the steps are about to run at ``now`` whatever their ``at``: emails are
+    rendered for that instant, so one sent before the embargo lifts says so.
     """
     from distribute.render.email import draft_email
     from distribute.render.message import recipient_values
@@ -611,7 +615,7 @@ def check_campaign(campaign: Campaign, settings: Settings, *, now: datetime) -> 
         def line(key: str, section: tuple[str, int] = section, step: Step = step) -> int | None:
             return (lines.of(section, key) if lines else None) or step.line
 
-        if step.at < now:
+        if step.at < now and not send_now:
             result.warnings.append(
                 f"{where}: {campaign.show(step.at)} is already past (now {campaign.show(now)})"
             )
@@ -636,7 +640,7 @@ def check_campaign(campaign: Campaign, settings: Settings, *, now: datetime) -> 
                 draft = draft_email(
                     release,
                     settings,
-                    at=step.at,
+                    at=now if send_now else step.at,
                     template=step.template,
                     subject=step.subject,
                     extra_fields=extras,

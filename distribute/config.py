@@ -57,6 +57,7 @@ class SmtpSettings:
     timeout: float = 30.0
     allow_insecure: bool = False
     max_retries: int = 3
+    retry_delay: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ _SECTIONS: dict[str, set[str]] = {
         "timeout",
         "allow_insecure",
         "max_retries",
+        "retry_delay",
     },
     "state": {"url"},
     "x": {"account"},
@@ -219,6 +221,9 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
         timeout=float(_typed(smtp_t, "timeout", (int, float), where) or defaults.timeout),
         allow_insecure=bool(_typed(smtp_t, "allow_insecure", bool, where)),
         max_retries=defaults.max_retries if retries is None else retries,
+        retry_delay=float(
+            _typed(smtp_t, "retry_delay", (int, float), where) or defaults.retry_delay
+        ),
     )
 
     timezone = _typed(data, "timezone", str, where) or DEFAULT_TIMEZONE

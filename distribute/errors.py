@@ -8,6 +8,7 @@
     ├── TemplateError          a template does not exist, does not parse, or does not render
     ├── RecipientError         a journalist list cannot be read or holds invalid rows
     ├── CampaignError          a campaign file is invalid or cannot be planned
+    ├── LedgerError            the state database cannot be opened or used
     └── DeliveryError          a channel failed to deliver
         ├── SmtpError          the SMTP server refused the connection, the login or a message
         └── SocialError        a social network refused a post
@@ -60,6 +61,10 @@ class RecipientError(DistributeError):
 
 class CampaignError(DistributeError):
     """A campaign file is invalid, or a step cannot be planned."""
+
+
+class LedgerError(DistributeError):
+    """The state database cannot be opened, or a step is held by another process."""
 
 
 class DeliveryError(DistributeError):

@@ -26,6 +26,7 @@ def test_render_seed_writes_three_files(seed_path: Path, workspace: Path) -> Non
         "email.eml",
         "email.html",
         "email.txt",
+        "posts",
     ]
     message = email.message_from_bytes(
         (workspace / "out" / "email.eml").read_bytes(), policy=email.policy.default

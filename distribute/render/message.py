@@ -22,8 +22,25 @@ from distribute.recipients import Recipient
 from distribute.render.email import EmailDraft, labels
 from distribute.render.templates import single_line
 
-# SMTP policy: CRLF line endings and headers folded at 78 characters.
-WIRE = policy.SMTP.clone(max_line_length=78)
+
+class _WirePolicy(policy.EmailPolicy):
+    """CRLF line endings, headers folded at 78 characters, never an empty first line.
+
+    CPython folds a value that fits on one continuation line by moving all of it off the
+    field's own line ("Subject:" CRLF " text"); some parsers, Python's among them, then read
+    a leading space into the subject (compare python/cpython#124452). Rejoining the two
+    keeps the line under 998 octets and reads the same everywhere.
+    """
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        folded = super().fold_binary(name, value)
+        lone = f"{name}:{self.linesep} ".encode("ascii")
+        if folded.startswith(lone):
+            folded = f"{name}: ".encode("ascii") + folded[len(lone) :]
+        return folded
+
+
+WIRE = _WirePolicy(linesep="\r\n", max_line_length=78)
 
 
 def message_id(campaign: str, step: str, address: str, domain: str) -> str:
@@ -102,6 +119,9 @@ def build_message(
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    # A boundary derived from the Message-ID keeps a dry run's bytes identical to the live
+    # send's; "=_" cannot occur in quoted-printable text (RFC 2045 section 6.7).
+    message.set_boundary("=_" + hashlib.sha256(message["Message-ID"].encode()).hexdigest()[:40])
     return message
 
 

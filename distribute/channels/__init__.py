@@ -1,0 +1,1 @@
+"""Channels deliver finished messages: SMTP for real, an outbox for dry runs."""

@@ -1,0 +1,215 @@
+"""The SMTP channel: many messages per connection, each transaction classified precisely.
+
+A message is in one of two phases when something goes wrong. Before the server has seen
+its content (MAIL, RCPT, the DATA command), nothing was delivered: a dropped connection
+is reconnected and the message sent again. Once the content is on the wire and the
+final reply has not arrived, the server may or may not have accepted it (RFC 5321
+section 4.1.1.4 puts the commitment at the reply to the final dot), so the message is
+``uncertain`` and never resent automatically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import smtplib
+import ssl
+from collections.abc import Callable
+
+from distribute.channels.base import Channel, Envelope, Outcome
+from distribute.config import SMTP_PASSWORD_ENV, SmtpSettings
+from distribute.errors import ConfigError, SmtpError
+
+Connector = Callable[[], smtplib.SMTP]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _reply(code: int, message: bytes | str) -> str:
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    return f"{code} {' '.join(text.split())}".strip()
+
+
+def _classify(code: int, message: bytes | str) -> Outcome:
+    text = _reply(code, message)
+    if 200 <= code < 300:
+        return Outcome("sent", code, text)
+    if 400 <= code < 500:
+        return Outcome("retry", code, text)
+    return Outcome("failed", code, text)
+
+
+class _Disconnected(Exception):
+    """The connection went away before the message content was sent."""
+
+
+class SmtpChannel(Channel):
+    live = True
+
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        password: str | None,
+        *,
+        connector: Connector | None = None,
+    ):
+        if (
+            settings.security == "none"
+            and not is_loopback(settings.host)
+            and not settings.allow_insecure
+        ):
+            raise ConfigError(
+                f"[smtp] security = 'none' sends passwords and releases in clear text to "
+                f"{settings.host}; use starttls or tls, or set allow_insecure = true"
+            )
+        if settings.username and not password:
+            raise ConfigError(
+                f"[smtp] username is set but {SMTP_PASSWORD_ENV} is not in the environment"
+            )
+        self.settings = settings
+        self._password = password
+        self._connector = connector
+        self._conn: smtplib.SMTP | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def _new_connection(self) -> smtplib.SMTP:
+        if self._connector is not None:
+            return self._connector()
+        s = self.settings
+        if s.security == "tls":
+            return smtplib.SMTP_SSL(
+                s.host, s.port, timeout=s.timeout, context=ssl.create_default_context()
+            )
+        return smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+
+    def open(self) -> None:
+        if self._conn is not None:
+            return
+        s = self.settings
+        conn: smtplib.SMTP | None = None
+        try:
+            conn = self._new_connection()
+            conn.ehlo()
+            if s.security == "starttls":
+                conn.starttls(context=ssl.create_default_context())
+                conn.ehlo()
+            if s.username:
+                conn.login(s.username, self._password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            _quiet_close(conn)
+            raise SmtpError(
+                f"{self.where} refused the login for user {s.username!r}: "
+                f"{_reply(exc.smtp_code, exc.smtp_error)}; check [smtp] username and "
+                f"{SMTP_PASSWORD_ENV}"
+            ) from None
+        except smtplib.SMTPNotSupportedError:
+            _quiet_close(conn)
+            raise SmtpError(
+                f"{self.where} does not offer STARTTLS; set [smtp] security to tls or ask the "
+                "mail administrator"
+            ) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            _quiet_close(conn)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise SmtpError(f"cannot connect to the SMTP server {self.where}: {reason}") from None
+        self._conn = conn
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.quit()
+            except (OSError, smtplib.SMTPException):
+                _quiet_close(conn)
+
+    def deliver(self, envelope: Envelope) -> Outcome:
+        for attempt in (1, 2):
+            self.open()
+            try:
+                return self._transaction(envelope)
+            except _Disconnected as exc:
+                _quiet_close(self._conn)
+                self._conn = None
+                if attempt == 2:
+                    raise SmtpError(
+                        f"lost the connection to {self.where} twice in a row: {exc}"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _transaction(self, envelope: Envelope) -> Outcome:
+        conn = self._conn
+        assert conn is not None
+        options: list[str] = []
+        if not envelope.recipient.isascii():
+            # RFC 6531: internationalised addresses need the server's SMTPUTF8 support.
+            if not conn.has_extn("smtputf8"):
+                return Outcome("failed", None, f"{self.where} does not accept non-ASCII addresses")
+            options = ["SMTPUTF8", "BODY=8BITMIME"]
+        try:
+            code, message = conn.mail(envelope.sender, options)
+            if code != 250:
+                return self._refused(code, message)
+            code, message = conn.rcpt(envelope.recipient)
+            if code not in (250, 251):
+                return self._refused(code, message)
+            conn.putcmd("data")
+            code, message = conn.getreply()
+            if code != 354:
+                return self._refused(code, message)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _Disconnected(str(exc) or type(exc).__name__) from None
+        # From here on the server may have accepted the message whatever happens next.
+        try:
+            conn.send(_dot_stuffed(envelope.data))
+            code, message = conn.getreply()
+        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
+            _quiet_close(conn)
+            self._conn = None
+            return Outcome("uncertain", None, f"connection lost before the server confirmed: {exc}")
+        outcome = _classify(code, message)
+        if outcome.state != "sent":
+            self._reset()
+        return outcome
+
+    def _refused(self, code: int, message: bytes) -> Outcome:
+        if code == 421:
+            # The server is closing the channel (RFC 5321 section 3.8), whoever the message
+            # is for: not a verdict on this recipient, so reconnect and send it again.
+            raise _Disconnected(_reply(code, message))
+        self._reset()
+        return _classify(code, message)
+
+    def _reset(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            self._conn.rset()
+        except (OSError, smtplib.SMTPException):
+            _quiet_close(self._conn)
+            self._conn = None
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """RFC 5321 section 4.5.2: a line starting with '.' gets another, then CRLF.CRLF ends."""
+    lines = data.split(b"\r\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    body = b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines)
+    return body + b"\r\n.\r\n"
+
+
+def _quiet_close(conn: smtplib.SMTP | None) -> None:
+    if conn is None:
+        return
+    with contextlib.suppress(OSError):
+        conn.close()

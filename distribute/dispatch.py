@@ -1,0 +1,396 @@
+"""Run one campaign step: plan its ledger rows, claim them one by one, deliver, record.
+
+Several connections run in threads, each claiming its next row from the ledger just
+before its SMTP transaction, so the ledger (not memory) is the truth about who got the
+release. A row is never claimed twice: the claim is an atomic ``pending -> sending``
+update. Temporary refusals (4xx) go back to ``pending`` with a later ``not_before`` and
+are retried a bounded number of times; permanent ones (5xx) are ``failed`` with the
+server's words, and the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from distribute.campaign import Campaign, CampaignCheck, EmailStep, PostStep, Step
+from distribute.channels.base import Channel, Envelope, Outcome
+from distribute.channels.outbox import OutboxChannel, maildir, write_posts
+from distribute.channels.smtp import SmtpChannel
+from distribute.config import SMTP_PASSWORD_ENV, Settings, secret
+from distribute.errors import DeliveryError, LedgerError
+from distribute.ledger import Claim, Ledger, Planned, StepRef, runner_id
+from distribute.recipients import Recipient
+from distribute.render.email import EmailDraft
+from distribute.render.message import build_message, message_bytes
+
+log = logging.getLogger("distribute")
+
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], None]
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class StepReport:
+    campaign: str
+    step: str
+    channel: str
+    mode: str
+    planned: int = 0
+    attempted: int = 0
+    recovered: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[dict[str, object]] = field(default_factory=list)
+    outbox: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def finished_before(self) -> bool:
+        """True when this run found nothing left to send."""
+        return self.attempted == 0 and self.counts.get("pending", 0) == 0
+
+
+def outbox_folder(settings: Settings, campaign: str, step: str) -> Path:
+    return settings.workspace / "outbox" / campaign / step
+
+
+class RateLimiter:
+    """At most ``rate`` messages per second across every connection."""
+
+    def __init__(self, rate: float | None, sleep: Sleep, monotonic: Callable[[], float]):
+        self.interval = 1.0 / rate if rate else 0.0
+        self.sleep = sleep
+        self.monotonic = monotonic
+        self.lock = threading.Lock()
+        self.next_slot = 0.0
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self.lock:
+            now = self.monotonic()
+            slot = max(now, self.next_slot)
+            self.next_slot = slot + self.interval
+        if slot > now:
+            self.sleep(slot - now)
+
+
+class Dispatcher:
+    """Runs steps with injected dependencies: clock, sleep and the channel factory."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        *,
+        live: bool = False,
+        channel_factory: Callable[[], Channel] | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep = time.sleep,
+    ):
+        self.settings = settings
+        self.ledger = ledger
+        self.live = live
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.sleep = sleep
+        self.retry_delay = settings.smtp.retry_delay
+        self._factory = channel_factory
+
+    def channel(self, outbox: Path) -> Channel:
+        if self._factory is not None:
+            return self._factory()
+        if self.live:
+            return SmtpChannel(self.settings.smtp, secret(SMTP_PASSWORD_ENV))
+        return OutboxChannel(outbox)
+
+    # ------------------------------------------------------------------ steps
+
+    def run(
+        self,
+        campaign: Campaign,
+        check: CampaignCheck,
+        step: Step,
+        *,
+        limit: int | None = None,
+        retry_uncertain: bool = False,
+        progress: Progress | None = None,
+    ) -> StepReport:
+        if isinstance(step, PostStep):
+            return self._run_posts(campaign, check, step)
+        return self._run_email(campaign, check, step, limit, retry_uncertain, progress)
+
+    def _step_ref(self, campaign: Campaign, step: Step, mode: str) -> StepRef:
+        return self.ledger.step(
+            campaign.name,
+            str(campaign.path),
+            campaign.timezone,
+            step.name,
+            step.channel,
+            mode,
+            step.at,
+        )
+
+    def _run_email(
+        self,
+        campaign: Campaign,
+        check: CampaignCheck,
+        step: EmailStep,
+        limit: int | None,
+        retry_uncertain: bool,
+        progress: Progress | None,
+    ) -> StepReport:
+        mode = "live" if self.live else "dry"
+        audience = check.audiences[step.name]
+        draft = check.drafts[step.name]
+        ref = self._step_ref(campaign, step, mode)
+        outbox = outbox_folder(self.settings, campaign.name, step.name)
+        report = StepReport(campaign.name, step.name, "email", mode)
+        if not self.live:
+            # A dry run is a rehearsal: made again from scratch each time.
+            self.ledger.reset(ref)
+            maildir(outbox, clear=True)
+            report.outbox = outbox / "new"
+        by_key = {r.key: r for r in audience.recipients}
+        rows = [Planned(r.key, r.email, r.display_name, r.list_name) for r in audience.recipients]
+        rows += [
+            Planned(r.key, r.email, r.display_name, r.list_name, skipped=True)
+            for r in audience.suppressed
+        ]
+        report.planned = self.ledger.plan(ref, rows)
+        runner = runner_id()
+        holder = self.ledger.acquire(ref, runner)
+        if holder is not None:
+            raise LedgerError(
+                f"step {step.name!r} of {campaign.name!r} is being sent by another process "
+                f"({holder}); wait for it to finish"
+            )
+        try:
+            report.recovered = self.ledger.recover(ref, retry_uncertain=retry_uncertain)
+            pending = self.ledger.counts(ref)["pending"]
+            total = pending if limit is None else min(pending, limit)
+            if total:
+                self._deliver_all(
+                    ref, runner, draft, by_key, campaign, step, outbox, total, report, progress
+                )
+        finally:
+            self.ledger.release(ref, runner)
+        report.counts = self.ledger.counts(ref)
+        report.problems = [
+            {
+                "address": row["address"],
+                "state": row["state"],
+                "code": row["last_code"],
+                "text": row["last_text"],
+            }
+            for row in self.ledger.rows(ref, ("failed", "uncertain"))
+        ]
+        return report
+
+    def _deliver_all(
+        self,
+        ref: StepRef,
+        runner: str,
+        draft: EmailDraft,
+        by_key: dict[str, Recipient],
+        campaign: Campaign,
+        step: EmailStep,
+        outbox: Path,
+        total: int,
+        report: StepReport,
+        progress: Progress | None,
+    ) -> None:
+        connections = self.settings.smtp.connections if self.live else 1
+        channels = [self.channel(outbox) for _ in range(connections)]
+        opened: list[Channel] = []
+        try:
+            for channel in channels:
+                channel.open()
+                opened.append(channel)
+        except DeliveryError:
+            for channel in opened:
+                channel.close()
+            raise
+        limiter = RateLimiter(
+            self.settings.smtp.rate if self.live else None, self.sleep, time.monotonic
+        )
+        lock = threading.Lock()
+        budget = [total]
+        done = [0]
+        stop = threading.Event()
+        errors: list[DeliveryError] = []
+
+        def take() -> bool:
+            with lock:
+                if budget[0] <= 0 or stop.is_set():
+                    return False
+                budget[0] -= 1
+                return True
+
+        def give_back() -> None:
+            with lock:
+                budget[0] += 1
+
+        def worker(channel: Channel) -> None:
+            try:
+                while take():
+                    claim = self._next_claim(ref, runner, stop)
+                    if claim is None:
+                        return
+                    limiter.wait()
+                    try:
+                        outcome = self._send_one(channel, claim, draft, by_key, campaign, step)
+                    except DeliveryError as exc:
+                        self.ledger.unclaim(claim)
+                        errors.append(exc)
+                        stop.set()
+                        return
+                    if outcome.state == "retry":
+                        give_back()
+                    with lock:
+                        if outcome.state != "retry":
+                            done[0] += 1
+                        report.attempted += 1
+                        if progress:
+                            progress(done[0], total)
+            finally:
+                channel.close()
+
+        threads = [
+            threading.Thread(target=worker, args=(channel,), name=f"smtp-{index}", daemon=True)
+            for index, channel in enumerate(channels)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0].__class__(
+                f"{errors[0].format()}; stopped after {done[0]} of {total} messages. Nothing "
+                f"was lost: run the same command again to send the rest"
+            )
+
+    def _next_claim(self, ref: StepRef, runner: str, stop: threading.Event) -> Claim | None:
+        while not stop.is_set():
+            claim = self.ledger.claim(ref, runner)
+            if claim is None or isinstance(claim, Claim):
+                return claim
+            # Only rows waiting for a retry are left: wait for the first one.
+            self.sleep(min(claim.total_seconds(), 1.0) or 0.01)
+        return None
+
+    def _send_one(
+        self,
+        channel: Channel,
+        claim: Claim,
+        draft: EmailDraft,
+        by_key: dict[str, Recipient],
+        campaign: Campaign,
+        step: EmailStep,
+    ) -> Outcome:
+        recipient = by_key.get(claim.target)
+        if recipient is None:
+            self.ledger.finish(claim, "skipped", text="no longer on the step's lists")
+            return Outcome("failed", None, "no longer on the lists")
+        message = build_message(
+            draft,
+            recipient,
+            self.settings,
+            campaign=campaign.name,
+            step=step.name,
+            date=self.clock(),
+        )
+        message_id = str(message["Message-ID"])
+        envelope = Envelope(
+            self.settings.sender.address, recipient.email, message_bytes(message), message_id
+        )
+        outcome = channel.deliver(envelope)
+        if outcome.state == "retry":
+            if claim.attempts > self.settings.smtp.max_retries:
+                self.ledger.finish(
+                    claim,
+                    "failed",
+                    code=outcome.code,
+                    text=f"gave up after {claim.attempts} attempts: {outcome.text}",
+                    message_id=message_id,
+                )
+                outcome = Outcome("failed", outcome.code, outcome.text)
+            else:
+                delay = self.retry_delay * 2 ** (claim.attempts - 1)
+                self.ledger.finish(
+                    claim,
+                    "pending",
+                    code=outcome.code,
+                    text=outcome.text,
+                    message_id=message_id,
+                    retry_at=self.clock() + timedelta(seconds=delay),
+                )
+        else:
+            self.ledger.finish(
+                claim, outcome.state, code=outcome.code, text=outcome.text, message_id=message_id
+            )
+        log.info(
+            "%s %s/%s %s %s %s",
+            "live" if self.live else "dry",
+            campaign.name,
+            step.name,
+            recipient.email,
+            outcome.state,
+            outcome.text or "",
+        )
+        return outcome
+
+    def _run_posts(self, campaign: Campaign, check: CampaignCheck, step: PostStep) -> StepReport:
+        # Posting for real needs the X channel; until it is configured, posts are dry runs.
+        report = StepReport(campaign.name, step.name, step.channel, "dry")
+        if self.live:
+            report.notes.append(
+                f"{step.name}: posting to {step.channel} is not available yet; ran as a dry run"
+            )
+        posts = check.posts[step.name]
+        ref = self._step_ref(campaign, step, "dry")
+        self.ledger.reset(ref)
+        targets = [f"{step.channel}:part-{index}" for index in range(1, len(posts.parts) + 1)]
+        self.ledger.plan(ref, [Planned(t, self.settings.x.account) for t in targets])
+        folder = outbox_folder(self.settings, campaign.name, step.name)
+        report.outbox = write_posts(folder, step.channel, posts.to_json())
+        runner = runner_id()
+        while isinstance(claim := self.ledger.claim(ref, runner), Claim):
+            self.ledger.finish(claim, "sent", text=f"written to {report.outbox}")
+            report.attempted += 1
+        report.counts = self.ledger.counts(ref)
+        return report
+
+
+def send_test(
+    settings: Settings,
+    campaign: Campaign,
+    check: CampaignCheck,
+    step: EmailStep,
+    address: str,
+    channel: Channel,
+    *,
+    date: datetime,
+) -> Outcome:
+    """The step's message to one address, subject prefixed [TEST]; not a delivery."""
+    recipient = Recipient(email=address, name="", list_name="test")
+    message = build_message(
+        check.drafts[step.name],
+        recipient,
+        settings,
+        campaign=campaign.name,
+        step=f"{step.name}:test",
+        date=date,
+        subject_prefix="[TEST] ",
+    )
+    envelope = Envelope(
+        settings.sender.address, address, message_bytes(message), str(message["Message-ID"])
+    )
+    with channel:
+        return channel.deliver(envelope)

@@ -1,0 +1,349 @@
+"""Sending through a real SMTP server on loopback (aiosmtpd), faults included."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from smtp_double import Faults, SmtpServer, free_port
+
+from distribute.campaign import check_campaign, load_campaign
+from distribute.cli import cli
+from distribute.config import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "correct-Horse-7-battery"
+
+
+def write_config(workspace: Path, port: int, **smtp: object) -> None:
+    values: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "security": "none",
+        "connections": 4,
+        "retry_delay": 0.05,
+        "max_retries": 3,
+    }
+    values.update(smtp)
+    lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+    (workspace / "distribute.toml").write_text(
+        '[sender]\nfrom = "Valmont Press Office <press@example.org>"\n'
+        '[unsubscribe]\nurl = "https://www.example.org/unsubscribe?email={email}"\n'
+        f"[smtp]\n{lines}",
+        encoding="utf-8",
+    )
+
+
+def write_campaign(workspace: Path, count: int, *, name: str = "launch") -> Path:
+    """A campaign of one email step to ``count`` generated journalists."""
+    (workspace / "recipients").mkdir(exist_ok=True)
+    rows = ["email,first_name,last_name,outlet,language"]
+    rows += [f"j{n:05d}@example.com,Jo{n},Doe,Daily {n},en" for n in range(count)]
+    (workspace / "recipients" / "desk.csv").write_text("\n".join(rows) + "\n", "utf-8")
+    shutil.copy(ROOT / "releases" / "hydrogen.md", workspace / "hydrogen.md")
+    path = workspace / f"{name}.toml"
+    path.write_text(
+        f'name = "{name}"\nrelease = "hydrogen.md"\n'
+        '[[email]]\nname = "desk"\nlists = ["desk"]\nat = "2027-03-10 08:00"\n',
+        encoding="utf-8",
+    )
+    with (workspace / "distribute.toml").open("a", encoding="utf-8") as config:
+        config.write('[paths]\nrecipients = "recipients"\n')
+    return path
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner(env=env).invoke(cli, list(args))
+
+
+def status(workspace: Path) -> dict[str, dict[str, int]]:
+    result = run("status", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    return {
+        f"{step['name']}/{step['mode']}": step["counts"]
+        for campaign in data["campaigns"]
+        for step in campaign["steps"]
+    }
+
+
+@pytest.fixture
+def server() -> Iterator[SmtpServer]:
+    with SmtpServer() as smtp:
+        yield smtp
+
+
+def test_live_send_of_the_example_campaign(workspace: Path, server: SmtpServer) -> None:
+    write_config(workspace, server.port)
+    campaign_file = ROOT / "releases" / "hydrogen.toml"
+    result = run("send", str(campaign_file), "--live")
+    assert result.exit_code == 0, result.output
+    assert "ran as a dry run" in result.stdout  # the post step: no X channel yet
+
+    settings = load_settings(workspace=workspace)
+    campaign = load_campaign(campaign_file, settings)
+    check = check_campaign(campaign, settings, now=datetime.now(UTC))
+    expected: Counter[str] = Counter()
+    for name, audience in check.audiences.items():
+        expected.update(r.email.lower() for r in audience.recipients)
+        assert audience.recipients, name
+    assert server.handler.per_recipient() == expected
+    ids = set()
+    for item in server.received:
+        assert item.sender == "press@example.org"
+        message = item.message
+        for header in ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version"):
+            assert len(message.get_all(header, [])) == 1, header
+        assert message["To"].addresses[0].addr_spec.lower() == item.recipients[0].lower()
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert message["Subject"].startswith("EMBARGOED until 10 March 2027 08:00 CET:")
+        assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+        assert b"\n" not in item.data.replace(b"\r\n", b"")
+        ids.add(message["Message-ID"])
+    assert len(ids) == len(server.received)
+    counts = status(workspace)
+    assert counts["science-desk/live"]["sent"] == len(check.audiences["science-desk"].recipients)
+    assert counts["science-desk/live"]["skipped"] == len(check.audiences["science-desk"].suppressed)
+
+
+def test_rerun_sends_nothing(workspace: Path, server: SmtpServer) -> None:
+    write_config(workspace, server.port)
+    campaign = write_campaign(workspace, 12)
+    assert run("send", str(campaign), "--live").exit_code == 0
+    again = run("send", str(campaign), "--live")
+    assert again.exit_code == 0
+    assert "desk: nothing left to send" in again.stdout
+    assert len(server.received) == 12
+
+
+def test_faults_retry_fail_and_drops(workspace: Path) -> None:
+    greylisted = {f"j{n:05d}@example.com" for n in (3, 77, 150)}
+    rejected = {f"j{n:05d}@example.com" for n in (10, 120)}
+    faults = Faults(temporary_once=greylisted, permanent=rejected, drop_every=50)
+    with SmtpServer(faults) as server:
+        write_config(workspace, server.port)
+        campaign = write_campaign(workspace, 200)
+        result = run("send", str(campaign), "--live")
+        per_recipient = server.handler.per_recipient()
+    assert result.exit_code == 1  # some deliveries failed
+    everyone = {f"j{n:05d}@example.com" for n in range(200)}
+    assert set(per_recipient) == everyone - rejected
+    assert set(per_recipient.values()) == {1}  # no duplicate, drops included
+    for address in greylisted:
+        assert server.handler.refused[address] == 1
+    for address in rejected:
+        assert f"failed {address}: 550 5.1.1 <{address}>: mailbox unavailable" in result.stdout
+    counts = status(workspace)["desk/live"]
+    assert counts == {
+        "pending": 0,
+        "sending": 0,
+        "sent": 198,
+        "failed": 2,
+        "uncertain": 0,
+        "skipped": 0,
+    }
+
+
+def test_temporary_failure_gives_up_after_bounded_retries(workspace: Path) -> None:
+    with SmtpServer() as server:
+        # Every RCPT for this address is refused with a temporary 452.
+        original = server.handler.handle_RCPT
+
+        async def always_busy(srv, session, envelope, address, options):  # type: ignore[no-untyped-def]
+            if address == "j00001@example.com":
+                return "452 4.2.2 mailbox full"
+            return await original(srv, session, envelope, address, options)
+
+        server.handler.handle_RCPT = always_busy  # type: ignore[method-assign]
+        write_config(workspace, server.port, max_retries=2)
+        campaign = write_campaign(workspace, 3)
+        result = run("send", str(campaign), "--live")
+    assert result.exit_code == 1, result.output
+    assert "gave up after 3 attempts: 452 4.2.2 mailbox full" in result.stdout
+    assert len(server.received) == 2
+
+
+def test_server_down_at_start(workspace: Path) -> None:
+    port = free_port()
+    write_config(workspace, port)
+    campaign = write_campaign(workspace, 5)
+    result = run("send", str(campaign), "--live")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"Error: cannot connect to the SMTP server 127.0.0.1:{port}: Connection refused"
+    )
+    assert "Traceback" not in result.output
+    counts = status(workspace)["desk/live"]
+    assert counts["sent"] == 0 and counts["pending"] == 5
+
+
+def test_login_refused(workspace: Path) -> None:
+    with SmtpServer(password=PASSWORD) as server:
+        write_config(workspace, server.port, username="press")
+        campaign = write_campaign(workspace, 3)
+        env = {"DISTRIBUTE_SMTP_PASSWORD": "wrong-password"}
+        result = run("send", str(campaign), "--live", env=env)
+    assert result.exit_code == 1
+    assert (
+        f"Error: 127.0.0.1:{server.port} refused the login for user 'press': 535" in result.stderr
+    )
+    assert "wrong-password" not in result.output
+    assert not server.received
+    assert status(workspace)["desk/live"]["sent"] == 0
+
+
+def test_password_appears_nowhere(workspace: Path) -> None:
+    with SmtpServer(password=PASSWORD) as server:
+        write_config(workspace, server.port, username="press")
+        campaign = write_campaign(workspace, 8)
+        env = {"DISTRIBUTE_SMTP_PASSWORD": PASSWORD}
+        live = run("send", str(campaign), "--live", env=env)
+        dry = run("send", str(campaign), env=env)
+        shown = run("status", env=env)
+    assert live.exit_code == 0, live.output
+    assert len(server.received) == 8
+    outputs = live.output + dry.output + shown.output
+    assert PASSWORD not in outputs
+    files = [p for p in workspace.rglob("*") if p.is_file()]
+    assert any(p.name == "distribute.log" for p in files)
+    assert any(p.name.startswith("distribute.db") for p in files)
+    assert any(p.suffix == ".eml" for p in files)
+    for path in files:
+        assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_dry_run_writes_outbox_and_contacts_no_server(workspace: Path) -> None:
+    port = free_port()  # nothing listens: a connection attempt would fail the run
+    write_config(workspace, port)
+    campaign = write_campaign(workspace, 7)
+    result = run("send", str(campaign))
+    assert result.exit_code == 0, result.output
+    assert (
+        result.stdout.rstrip().splitlines()[-1].startswith("This was a dry run: nothing was sent.")
+    )
+    files = sorted((workspace / "outbox" / "launch" / "desk" / "new").iterdir())
+    assert len(files) == 7
+    addresses = set()
+    for path in files:
+        import email as email_lib
+        import email.policy
+
+        message = email_lib.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        addresses.add(message["To"].addresses[0].addr_spec)
+    assert addresses == {f"j{n:05d}@example.com" for n in range(7)}
+    counts = status(workspace)
+    assert "desk/live" not in counts  # a dry run never counts as sent
+    assert counts["desk/dry"]["sent"] == 7
+
+
+def test_dry_run_bytes_equal_live_bytes_but_date(workspace: Path, server: SmtpServer) -> None:
+    write_config(workspace, server.port)
+    campaign = write_campaign(workspace, 3)
+    assert run("send", str(campaign)).exit_code == 0
+    assert run("send", str(campaign), "--live").exit_code == 0
+
+    def without_date(data: bytes) -> bytes:
+        return b"\r\n".join(line for line in data.split(b"\r\n") if not line.startswith(b"Date:"))
+
+    dry = {}
+    for path in (workspace / "outbox" / "launch" / "desk" / "new").iterdir():
+        data = path.read_bytes()
+        to = next(line for line in data.split(b"\r\n") if line.startswith(b"To:"))
+        dry[to] = without_date(data)
+    for item in server.received:
+        to = next(line for line in item.data.split(b"\r\n") if line.startswith(b"To:"))
+        assert without_date(item.data) == dry[to]
+
+
+def test_limit_is_a_canary(workspace: Path, server: SmtpServer) -> None:
+    write_config(workspace, server.port)
+    campaign = write_campaign(workspace, 20)
+    first = run("send", str(campaign), "--live", "--limit", "5")
+    assert first.exit_code == 0, first.output
+    assert len(server.received) == 5
+    assert status(workspace)["desk/live"]["pending"] == 15
+    rest = run("send", str(campaign), "--live")
+    assert rest.exit_code == 0
+    assert server.handler.per_recipient() == Counter(
+        {f"j{n:05d}@example.com": 1 for n in range(20)}
+    )
+
+
+def test_test_address_is_not_a_delivery(workspace: Path, server: SmtpServer) -> None:
+    write_config(workspace, server.port)
+    campaign = write_campaign(workspace, 4)
+    result = run("send", str(campaign), "--live", "--test", "editor@example.org")
+    assert result.exit_code == 0, result.output
+    assert len(server.received) == 1
+    assert server.received[0].recipients == ["editor@example.org"]
+    assert server.received[0].message["Subject"].startswith("[TEST] EMBARGOED until")
+    assert run("status", "--json").stdout.strip() == '{\n  "campaigns": []\n}'
+
+
+def test_bad_test_address(workspace: Path, server: SmtpServer) -> None:
+    write_config(workspace, server.port)
+    campaign = write_campaign(workspace, 1)
+    result = run("send", str(campaign), "--test", "nobody@")
+    assert result.exit_code == 2
+    assert "invalid address 'nobody@'" in result.stderr
+
+
+def test_bad_campaign_plans_nothing(workspace: Path, server: SmtpServer) -> None:
+    write_config(workspace, server.port)
+    campaign = write_campaign(workspace, 2)
+    campaign.write_text(campaign.read_text("utf-8").replace('["desk"]', '["desks"]'), "utf-8")
+    result = run("send", str(campaign), "--live")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {campaign}:")
+    assert "unknown list 'desks'" in result.stderr
+    assert not server.received
+    assert json.loads(run("status", "--json").stdout) == {"campaigns": []}
+
+
+@pytest.mark.slow
+def test_crash_mid_step_never_sends_twice(workspace: Path) -> None:
+    """SIGKILL a live send of 2,000 messages halfway, run it again: nobody gets two."""
+    total = 2000
+    with SmtpServer() as server:
+        write_config(workspace, server.port)
+        campaign = write_campaign(workspace, total)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DISTRIBUTE_")}
+        command = [sys.executable, "-m", "distribute", "send", str(campaign), "--live"]
+        process = subprocess.Popen(
+            command, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 120
+        while len(server.received) < total // 3 and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.communicate()  # reaps it and closes the pipes
+        killed_at = len(server.received)
+        assert 0 < killed_at < total
+
+        again = subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True)
+        per_recipient = server.handler.per_recipient()
+    assert max(per_recipient.values()) == 1
+    counts = status(workspace)["desk/live"]
+    assert counts["sent"] + counts["uncertain"] == total
+    assert counts["uncertain"] <= 4  # at most one per connection
+    assert counts["pending"] == counts["sending"] == counts["failed"] == 0
+    sent = counts["sent"]
+    assert len(per_recipient) >= sent
+    if counts["uncertain"]:
+        assert again.returncode == 1
+        assert "marked uncertain and not resent" in again.stdout
+        assert "uncertain j" in again.stdout
+    else:
+        assert again.returncode == 0, again.stderr
