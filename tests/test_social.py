@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twitter_text import extract_urls
 
+from distribute.cli import cli
 from distribute.config import Settings, load_settings
 from distribute.errors import ConfigError, TemplateError
 from distribute.release import Release, load_release, parse_release
@@ -355,3 +358,36 @@ def test_shorten_prefers_whole_sentences() -> None:
     assert shorten(text, 30, weighted_length, cut="sentence") == "First sentence is here."
     assert shorten("Alpha beta gamma delta", 13, weighted_length) == "Alpha beta…"
     assert shorten("Alpha beta", 3, weighted_length) == ""
+
+
+# ------------------------------------------------------------------ command line
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_render_writes_posts_json_and_prints_counts(seed: Release, ws: Path) -> None:
+    url = "https://www.imt.fr/en/2021/patents"
+    code, out, err = run("render", str(SEED), "--out", "out", "--url", url)
+    assert code == 0, err
+    data = json.loads((ws / "out" / "posts" / "x.json").read_text(encoding="utf-8"))
+    assert data["network"] == "x" and data["limit"] == 280
+    [part] = data["parts"]
+    assert url in part["text"] and part["length"] == weighted_length(part["text"]) <= 280
+    assert f"({part['length']}/280)" in out
+    assert part["text"].split("\n")[0] in out
+
+
+def test_cli_render_over_long_post_exits_1(ws: Path) -> None:
+    path = write_template(ws, "x", "{{ 'word ' * 62 }}{{ url }}")
+    rel = ws / "release.md"
+    rel.write_text("# News\n\nBody.\n", encoding="utf-8")
+    code, _, err = run("render", str(rel), "--url", "https://example.org/a", "--out", "out")
+    assert code == 1
+    assert err == (
+        f"Error: {path}: post is 333 weighted characters, over X's limit of 280; "
+        "shorten it or post it as a thread\n"
+    )
+    assert not (ws / "out").exists()
