@@ -271,16 +271,27 @@ def render(
 )
 @click.pass_context
 def demo(ctx: click.Context, out: Path) -> None:
-    """Render the bundled example release, to see what distribute produces. Sends nothing."""
-    settings = settings_of(ctx)
-    release = bundled("releases") / "hydrogen.md"
+    """Run the bundled example campaign as a dry run, on built-in defaults. Sends nothing.
+
+    Renders the example release (email and X post) into OUT, then plans and dry-runs its
+    campaign against the sample journalist lists: every message lands in OUT/outbox, the
+    ledger in OUT/distribute.db. Your own distribute.toml and lists are not used.
+    """
+    from distribute.campaign import check_campaign, load_campaign
+
+    out.mkdir(parents=True, exist_ok=True)
+    settings = load_settings(workspace=out.resolve())
+    examples = bundled("releases")
     rows = render_release(
-        settings, release, out, "press-release", "Jane Doe <jane.doe@example.com>"
+        settings, examples / "hydrogen.md", out, "press-release", "Jane Doe <jane.doe@example.com>"
     )
     _print_report(rows, out)
     console().print(
-        f"Open {out / 'email.html'} in a browser, or {out / 'email.eml'} in a mail client."
+        f"Open {out / 'email.html'} in a browser, or {out / 'email.eml'} in a mail client.\n"
     )
+    campaign = load_campaign(examples / "hydrogen.toml", settings)
+    check = check_campaign(campaign, settings, now=datetime.now(UTC), send_now=True)
+    run_steps(settings, campaign, check, list(campaign.steps), live=False, hint="")
 
 
 # --- campaigns ---
@@ -333,47 +344,18 @@ def _progress(bar: Any, task: Any) -> Any:
     return update
 
 
-@cli.command()
-@click.argument("campaign", type=click.Path(path_type=Path))
-@click.option("--step", "step_names", multiple=True, help="Run only this step (repeatable).")
-@click.option("--live", is_flag=True, help="Send for real. Without it, messages go to the outbox.")
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Send at most N messages per step (a canary).",
-)
-@click.option(
-    "--test",
-    "test_address",
-    default=None,
-    metavar="ADDRESS",
-    help="Send each email step's message to ADDRESS only, subject prefixed [TEST]; not recorded.",
-)
-@click.option(
-    "--retry-uncertain",
-    is_flag=True,
-    help="Send again to recipients whose delivery is uncertain after a crash "
-    "(they may get it twice).",
-)
-@click.pass_context
-def send(
-    ctx: click.Context,
-    campaign: Path,
-    step_names: tuple[str, ...],
+def run_steps(
+    settings: Settings,
+    loaded: Any,
+    check: Any,
+    steps: list[Any],
+    *,
     live: bool,
-    limit: int | None,
-    test_address: str | None,
-    retry_uncertain: bool,
-) -> None:
-    """Run CAMPAIGN's steps now, whatever their scheduled time.
-
-    Everything is checked first (lists, templates for every recipient, posts, embargo);
-    then each step is planned in the ledger and sent. Without --live this is a dry run:
-    the exact messages are written to outbox/CAMPAIGN/STEP/new and nothing leaves the
-    machine. A journalist is never sent the same step twice: running a finished step
-    again sends nothing.
-    """
+    limit: int | None = None,
+    retry_uncertain: bool = False,
+    hint: str = "; add --live to send",
+) -> list[Any]:
+    """Dispatch ``steps`` now with a progress bar; print what needs attention and a table."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -382,43 +364,11 @@ def send(
         TimeRemainingColumn,
     )
 
-    from distribute.campaign import EmailStep, check_campaign, load_campaign
-    from distribute.channels.outbox import OutboxChannel
-    from distribute.channels.smtp import SmtpChannel
-    from distribute.config import SMTP_PASSWORD_ENV, secret
-    from distribute.dispatch import Dispatcher, outbox_folder, send_test
+    from distribute.dispatch import Dispatcher
     from distribute.ledger import Ledger
 
-    settings = settings_of(ctx)
-    con = console()
-    loaded = load_campaign(campaign, settings)
-    now = datetime.now(UTC)
-    check = check_campaign(loaded, settings, now=now, send_now=True)
-    for note in check.warnings:
-        con.print(f"[yellow]Warning:[/yellow] {note}")
-    steps = [loaded.step(name) for name in step_names] if step_names else list(loaded.steps)
-
-    if test_address:
-        from distribute.recipients import _address_problem
-
-        address = test_address.strip()
-        if problem := _address_problem(address):
-            raise click.BadParameter(problem, param_hint="--test")
-        for email_step in (s for s in steps if isinstance(s, EmailStep)):
-            folder = outbox_folder(settings, loaded.name, "test")
-            channel = (
-                SmtpChannel(settings.smtp, secret(SMTP_PASSWORD_ENV))
-                if live
-                else OutboxChannel(folder)
-            )
-            outcome = send_test(settings, loaded, check, email_step, address, channel, date=now)
-            where = f"to {address}" if live else f"to {folder / 'new'}"
-            con.print(f"{email_step.name}: test message {outcome.state} {where} ({outcome.text})")
-        if not live:
-            con.print("This was a dry run: nothing was sent. Add --live to send the test message.")
-        return
-
     _setup_log(settings)
+    con = console()
     ledger = Ledger(settings.database_url)
     dispatcher = Dispatcher(settings, ledger, live=live)
     reports = []
@@ -465,8 +415,90 @@ def send(
     if not live:
         con.print(
             f"This was a dry run: nothing was sent. The messages are in "
-            f"{settings.workspace / 'outbox' / loaded.name}; add --live to send."
+            f"{settings.workspace / 'outbox' / loaded.name}{hint}."
         )
+    return reports
+
+
+@cli.command()
+@click.argument("campaign", type=click.Path(path_type=Path))
+@click.option("--step", "step_names", multiple=True, help="Run only this step (repeatable).")
+@click.option("--live", is_flag=True, help="Send for real. Without it, messages go to the outbox.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Send at most N messages per step (a canary).",
+)
+@click.option(
+    "--test",
+    "test_address",
+    default=None,
+    metavar="ADDRESS",
+    help="Send each email step's message to ADDRESS only, subject prefixed [TEST]; not recorded.",
+)
+@click.option(
+    "--retry-uncertain",
+    is_flag=True,
+    help="Send again to recipients whose delivery is uncertain after a crash "
+    "(they may get it twice).",
+)
+@click.pass_context
+def send(
+    ctx: click.Context,
+    campaign: Path,
+    step_names: tuple[str, ...],
+    live: bool,
+    limit: int | None,
+    test_address: str | None,
+    retry_uncertain: bool,
+) -> None:
+    """Run CAMPAIGN's steps now, whatever their scheduled time.
+
+    Everything is checked first (lists, templates for every recipient, posts, embargo);
+    then each step is planned in the ledger and sent. Without --live this is a dry run:
+    the exact messages are written to outbox/CAMPAIGN/STEP/new and nothing leaves the
+    machine. A journalist is never sent the same step twice: running a finished step
+    again sends nothing.
+    """
+    from distribute.campaign import EmailStep, check_campaign, load_campaign
+    from distribute.channels.outbox import OutboxChannel
+    from distribute.channels.smtp import SmtpChannel
+    from distribute.config import SMTP_PASSWORD_ENV, secret
+    from distribute.dispatch import outbox_folder, send_test
+
+    settings = settings_of(ctx)
+    con = console()
+    loaded = load_campaign(campaign, settings)
+    now = datetime.now(UTC)
+    check = check_campaign(loaded, settings, now=now, send_now=True)
+    for note in check.warnings:
+        con.print(f"[yellow]Warning:[/yellow] {note}")
+    steps = [loaded.step(name) for name in step_names] if step_names else list(loaded.steps)
+
+    if test_address:
+        from distribute.recipients import _address_problem
+
+        address = test_address.strip()
+        if problem := _address_problem(address):
+            raise click.BadParameter(problem, param_hint="--test")
+        for email_step in (s for s in steps if isinstance(s, EmailStep)):
+            folder = outbox_folder(settings, loaded.name, "test")
+            channel = (
+                SmtpChannel(settings.smtp, secret(SMTP_PASSWORD_ENV))
+                if live
+                else OutboxChannel(folder)
+            )
+            outcome = send_test(settings, loaded, check, email_step, address, channel, date=now)
+            where = f"to {address}" if live else f"to {folder / 'new'}"
+            con.print(f"{email_step.name}: test message {outcome.state} {where} ({outcome.text})")
+        if not live:
+            con.print("This was a dry run: nothing was sent. Add --live to send the test message.")
+        return
+
+    reports = run_steps(
+        settings, loaded, check, steps, live=live, limit=limit, retry_uncertain=retry_uncertain
+    )
     if any(r.counts.get("failed") or r.counts.get("uncertain") for r in reports):
         ctx.exit(1)
 
