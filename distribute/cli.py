@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from distribute.recipients import Recipient
 from distribute.release import load_release
 from distribute.render.email import draft_email
 from distribute.render.message import build_message, message_bytes, recipient_values
-from distribute.render.social import render_posts
+from distribute.render.social import PostSet, render_posts
 
 
 class DistributeGroup(click.Group):
@@ -178,12 +179,20 @@ def _size(data: bytes | str) -> str:
 
 
 def render_release(
-    settings: Settings, release_path: Path, out: Path, template: str, to: str
-) -> list[tuple[str, str]]:
+    settings: Settings,
+    release_path: Path,
+    out: Path,
+    template: str,
+    to: str,
+    url: str | None = None,
+) -> tuple[list[tuple[str, str]], PostSet]:
     """Render everything in memory first, so a failure writes nothing; then write the files."""
     recipient = _sample_recipient(to)
     release = load_release(release_path)
+    if url:
+        release = replace(release, url=url)
     now = datetime.now(UTC)
+    posts = render_posts(release, settings, url=url)
     draft = draft_email(release, settings, at=now, template=template)
     message = build_message(draft, recipient, settings, campaign="render", step="preview", date=now)
     raw = message_bytes(message)
@@ -193,7 +202,11 @@ def render_release(
     for name, content in files.items():
         (out / name).write_text(content, encoding="utf-8", newline="")
     (out / "email.eml").write_bytes(raw)
-    return [
+    (out / "posts").mkdir(exist_ok=True)
+    (out / "posts" / "x.json").write_text(
+        json.dumps(posts.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+    rows = [
         ("Subject", draft.subject),
         ("Preheader", draft.preheader),
         ("HTML part", _size(files["email.html"])),
@@ -201,14 +214,20 @@ def render_release(
         ("Message", _size(raw)),
         *(("Warning", note) for note in draft.warnings),
     ]
+    return rows, posts
 
 
-def _print_report(rows: list[tuple[str, str]], out: Path) -> None:
+def _print_report(rows: list[tuple[str, str]], posts: PostSet, out: Path) -> None:
     con = console()
     for label, value in rows:
         style = "yellow" if label == "Warning" else "bold"
         con.print(f"[{style}]{label}:[/{style}] {value}", markup=True, highlight=False)
-    con.print(f"Wrote email.html, email.txt and email.eml to {out}")
+    for number, post in enumerate(posts.parts, start=1):
+        part = f" {number}/{len(posts.parts)}" if len(posts.parts) > 1 else ""
+        click.echo(f"X post{part} ({post.length}/{posts.limit}):\n{post.text}")
+    for note in posts.warnings:
+        click.echo(f"Warning: {note}")
+    con.print(f"Wrote email.html, email.txt, email.eml and posts/x.json to {out}")
 
 
 @cli.command()
@@ -245,20 +264,8 @@ def render(
     """
     settings = settings_of(ctx)
     out = out or release.parent / "out"
-    # Rendered before anything is written, so an over-long post leaves no half-written output.
-    posts = render_posts(load_release(release), settings, url=url)
-    rows = render_release(settings, release, out, template, to)
-    (out / "posts").mkdir(parents=True, exist_ok=True)
-    (out / "posts" / "x.json").write_text(
-        json.dumps(posts.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
-    _print_report(rows, out)
-    for number, post in enumerate(posts.parts, start=1):
-        part = f" {number}/{len(posts.parts)}" if len(posts.parts) > 1 else ""
-        click.echo(f"X post{part} ({post.length}/{posts.limit}):\n{post.text}")
-    for note in posts.warnings:
-        click.echo(f"Warning: {note}")
-    click.echo(f"Wrote posts/x.json to {out}")
+    rows, posts = render_release(settings, release, out, template, to, url)
+    _print_report(rows, posts, out)
 
 
 @cli.command()
@@ -282,10 +289,10 @@ def demo(ctx: click.Context, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     settings = load_settings(workspace=out.resolve())
     examples = bundled("releases")
-    rows = render_release(
+    rows, posts = render_release(
         settings, examples / "hydrogen.md", out, "press-release", "Jane Doe <jane.doe@example.com>"
     )
-    _print_report(rows, out)
+    _print_report(rows, posts, out)
     console().print(
         f"Open {out / 'email.html'} in a browser, or {out / 'email.eml'} in a mail client.\n"
     )

@@ -134,3 +134,13 @@ def test_bad_config_is_one_line(workspace: Path, example_path: Path) -> None:
     assert err == (
         f"Error: {workspace / 'distribute.toml'}: [sender] from: 'nobody' is not an email address\n"
     )
+
+
+def test_url_option_reaches_email_and_post(seed_path: Path, workspace: Path) -> None:
+    url = "https://www.example.org/press/patents"
+    code, out, err = run("render", str(seed_path), "--out", "out", "--url", url)
+    assert code == 0, err
+    assert "no url" not in out
+    assert url in (workspace / "out" / "email.txt").read_text(encoding="utf-8").splitlines()
+    assert f'href="{url}"' in (workspace / "out" / "email.html").read_text(encoding="utf-8")
+    assert url in (workspace / "out" / "posts" / "x.json").read_text(encoding="utf-8")

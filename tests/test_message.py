@@ -167,3 +167,11 @@ def test_oversized_html_warns(tmp_path: Path, settings: Settings) -> None:
     draft = draft_email(load_release(big), settings, at=NOW)
     assert draft.html_bytes > GMAIL_CLIP_BYTES
     assert any("Gmail clips" in note for note in draft.warnings)
+
+
+def test_inline_subject_is_not_html_escaped(example_path: Path, settings: Settings) -> None:
+    after = datetime(2027, 3, 10, 7, 0, tzinfo=UTC)
+    draft = draft_email(
+        load_release(example_path), settings, at=after, subject="R&D <news>: {{ release.title }}"
+    )
+    assert draft.subject.startswith("R&D <news>: Valmont Institute opens")

@@ -120,9 +120,14 @@ def render_template(template: jinja2.Template, context: Mapping[str, Any]) -> st
 def render_string(
     env: jinja2.Environment, source: str, context: Mapping[str, Any], *, where: str
 ) -> str:
-    """Render an inline template (a campaign's ``subject`` or a post's ``text``)."""
+    """Render an inline template (a campaign's ``subject`` or a post's ``text``).
+
+    Inline templates produce header or post text, never HTML: Jinja would otherwise
+    autoescape them (string templates default to the environment's HTML setting), and a
+    subject "R&D" would reach journalists as "R&amp;D".
+    """
     try:
-        template = env.from_string(source)
+        template = env.overlay(autoescape=False).from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}", path=where) from None
     try:
