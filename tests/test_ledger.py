@@ -135,9 +135,6 @@ def test_later_suppression_skips_a_pending_row_but_not_a_sent_one(ledger: Ledger
     assert states == {"a@example.com": "sent", "b@example.com": "skipped"}
 
 
-@pytest.mark.xfail(
-    strict=True, reason="plan() reads its rows twice: a generator's second pass is empty"
-)
 def test_later_suppression_from_a_generator(ledger: Ledger) -> None:
     step = make_step(ledger)
     ledger.plan(step, planned("a@example.com"))
@@ -343,25 +340,41 @@ def test_instants_come_back_in_utc(ledger: Ledger) -> None:
     assert at.utcoffset() == timedelta(0)
 
 
-def test_an_instant_in_another_zone_is_stored_as_the_same_instant(
-    request: pytest.FixtureRequest, url: str, ledger: Ledger
-) -> None:
-    if url.startswith("sqlite"):
-        reason = "SQLite keeps the wall-clock fields and drops the offset: step() stores no UTC"
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+def test_an_instant_in_another_zone_is_stored_as_the_same_instant(ledger: Ledger) -> None:
     paris = START.astimezone(ZoneInfo("Europe/Paris"))
     ledger.step("launch", "/w/launch.toml", "Europe/Paris", "desk", "email", "live", paris)
     assert ledger.status()[0]["steps"][0]["at"] == START
 
 
-def test_rows_come_back_in_utc(request: pytest.FixtureRequest, url: str, ledger: Ledger) -> None:
-    if url.startswith("sqlite"):
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="rows() hands back SQLite's naive datetimes")
-        )
+def test_rows_come_back_in_utc(ledger: Ledger) -> None:
     step = make_step(ledger)
     ledger.plan(step, planned("a@example.com"))
     ledger.finish(claim(ledger, step), "sent")
     [row] = ledger.rows(step)
     assert row["sent_at"] == START
     assert row["sent_at"].utcoffset() == timedelta(0)
+
+
+def test_a_retry_time_in_another_zone_is_the_same_instant(
+    request: pytest.FixtureRequest, url: str, ledger: Ledger, clock: FakeClock
+) -> None:
+    if url.startswith("sqlite"):
+        reason = "finish() writes retry_at as given: SQLite drops its offset"
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+    step = make_step(ledger)
+    ledger.plan(step, planned("a@example.com"))
+    later = (clock.now + timedelta(seconds=30)).astimezone(ZoneInfo("Europe/Paris"))
+    ledger.finish(claim(ledger, step), "pending", retry_at=later)
+    assert ledger.claim(step, "test:1:a") == timedelta(seconds=30)
+
+
+def test_a_clock_in_another_zone_stores_utc(url: str, clock: FakeClock) -> None:
+    paris = ZoneInfo("Europe/Paris")
+    ledger = Ledger(url, clock=lambda: clock.now.astimezone(paris))
+    try:
+        step = make_step(ledger)
+        ledger.plan(step, planned("a@example.com"))
+        ledger.finish(claim(ledger, step), "sent")
+        assert ledger.rows(step)[0]["sent_at"] == START
+    finally:
+        ledger.close()

@@ -1,0 +1,390 @@
+"""The dispatcher with every dependency handed in: a scripted channel, a clock, a sleep.
+
+No SMTP server here (``test_send.py`` has the real one): the channel answers what each
+test scripts per address, and sleeping only moves the fake clock, so retries that would
+take minutes run in milliseconds and their timing is exact.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from distribute.campaign import Campaign, CampaignCheck, check_campaign, load_campaign
+from distribute.channels.base import Channel, Envelope, Outcome
+from distribute.config import load_settings
+from distribute.dispatch import Dispatcher, RateLimiter, StepReport
+from distribute.errors import SmtpError
+from distribute.ledger import Ledger
+
+ROOT = Path(__file__).resolve().parents[1]
+START = datetime(2027, 3, 10, 7, 0, tzinfo=UTC)
+
+Reply = Outcome | Exception
+
+
+def address(n: int) -> str:
+    return f"j{n:05d}@example.com"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = START
+        self.lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self.lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class Script:
+    """Replies per address, in order; an address with none left (or none scripted) is sent."""
+
+    replies: dict[str, list[Reply]] = field(default_factory=dict)
+    attempts: list[tuple[str, datetime]] = field(default_factory=list)
+    delivered: list[Envelope] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer(self, envelope: Envelope, now: datetime) -> Outcome:
+        with self.lock:
+            self.attempts.append((envelope.recipient, now))
+            queue = self.replies.get(envelope.recipient)
+            reply = queue.pop(0) if queue else Outcome("sent", 250, "250 2.0.0 queued")
+            if isinstance(reply, Exception):
+                raise reply
+            if reply.state == "sent":
+                self.delivered.append(envelope)
+            return reply
+
+    def per_recipient(self) -> Counter[str]:
+        return Counter(envelope.recipient for envelope in self.delivered)
+
+    def times(self, recipient: str) -> list[datetime]:
+        return [moment for who, moment in self.attempts if who == recipient]
+
+
+class RecordingChannel(Channel):
+    live = True
+
+    def __init__(self, script: Script, clock: FakeClock):
+        self.script = script
+        self.clock = clock
+        self.opened = self.closed = 0
+
+    def open(self) -> None:
+        self.opened += 1
+
+    def deliver(self, envelope: Envelope) -> Outcome:
+        return self.script.answer(envelope, self.clock())
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+@dataclass
+class Harness:
+    workspace: Path
+    ledger: Ledger
+    clock: FakeClock = field(default_factory=FakeClock)
+    script: Script = field(default_factory=Script)
+    channels: list[RecordingChannel] = field(default_factory=list)
+    slept: list[float] = field(default_factory=list)
+
+    def write(self, count: int, *, skip: frozenset[int] = frozenset(), **smtp: object) -> None:
+        values: dict[str, object] = {
+            "host": "127.0.0.1",
+            "security": "none",
+            "connections": 1,
+            "retry_delay": 30,
+            "max_retries": 3,
+        }
+        values.update(smtp)
+        lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+        (self.workspace / "distribute.toml").write_text(
+            '[sender]\nfrom = "Valmont Press Office <press@example.org>"\n'
+            '[unsubscribe]\nurl = "https://www.example.org/unsubscribe?email={email}"\n'
+            f'[paths]\nrecipients = "recipients"\n[smtp]\n{lines}',
+            encoding="utf-8",
+        )
+        folder = self.workspace / "recipients"
+        folder.mkdir(exist_ok=True)
+        rows = ["email,first_name,last_name,outlet,language"]
+        rows += [f"{address(n)},Jo{n},Doe,Daily {n},en" for n in range(count) if n not in skip]
+        (folder / "desk.csv").write_text("\n".join(rows) + "\n", "utf-8")
+        shutil.copy(ROOT / "releases" / "hydrogen.md", self.workspace / "hydrogen.md")
+        (self.workspace / "launch.toml").write_text(
+            'name = "launch"\nrelease = "hydrogen.md"\ntimezone = "Europe/Paris"\n'
+            '[[email]]\nname = "desk"\nlists = ["desk"]\nat = "2027-03-10 08:00"\n'
+            '[[post]]\nname = "announce"\nchannel = "x"\ntemplate = "x"\n'
+            'at = "2027-03-10 08:05"\n',
+            encoding="utf-8",
+        )
+
+    def load(self) -> tuple[Campaign, CampaignCheck]:
+        settings = load_settings(workspace=self.workspace)
+        campaign = load_campaign(self.workspace / "launch.toml", settings)
+        return campaign, check_campaign(campaign, settings, now=self.clock(), send_now=True)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.clock.sleep(seconds)
+
+    def factory(self) -> Channel:
+        channel = RecordingChannel(self.script, self.clock)
+        self.channels.append(channel)
+        return channel
+
+    def run(
+        self, step: str = "desk", *, live: bool = True, scripted: bool = True, **options: object
+    ) -> StepReport:
+        settings = load_settings(workspace=self.workspace)
+        campaign, check = self.load()
+        dispatcher = Dispatcher(
+            settings,
+            self.ledger,
+            live=live,
+            channel_factory=self.factory if scripted else None,
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+        return dispatcher.run(campaign, check, campaign.step(step), **options)  # type: ignore[arg-type]
+
+    def rows(self, mode: str = "live") -> dict[str, dict[str, object]]:
+        [entry] = self.ledger.status("launch")
+        [ref] = [s["ref"] for s in entry["steps"] if s["name"] == "desk" and s["mode"] == mode]
+        return {str(row["address"]): row for row in self.ledger.rows(ref)}
+
+
+@pytest.fixture
+def harness(workspace: Path) -> Iterator[Harness]:
+    clock = FakeClock()
+    ledger = Ledger(f"sqlite:///{workspace / 'distribute.db'}", clock=clock)
+    yield Harness(workspace, ledger, clock)
+    ledger.close()
+
+
+def nonzero(counts: dict[str, int]) -> dict[str, int]:
+    return {state: n for state, n in counts.items() if n}
+
+
+def test_everyone_once(harness: Harness) -> None:
+    harness.write(6, connections=3)
+    report = harness.run()
+    assert harness.script.per_recipient() == Counter({address(n): 1 for n in range(6)})
+    assert nonzero(report.counts) == {"sent": 6}
+    assert (report.planned, report.attempted, report.mode) == (6, 6, "live")
+    assert len(harness.channels) == 3
+    assert all((c.opened, c.closed) == (1, 1) for c in harness.channels)
+    again = harness.run()
+    assert again.finished_before
+    assert len(harness.script.attempts) == 6
+
+
+@pytest.mark.parametrize(
+    ("max_retries", "delay"), [(0, 30), (1, 30), (3, 30), (4, 2.5)], ids=["0", "1", "3", "4"]
+)
+def test_backoff_doubles_and_is_bounded(harness: Harness, max_retries: int, delay: float) -> None:
+    harness.write(3, max_retries=max_retries, retry_delay=delay)
+    busy = address(1)
+    harness.script.replies[busy] = [Outcome("retry", 452, "452 4.2.2 mailbox full")] * 10
+    report = harness.run()
+    times = harness.script.times(busy)
+    assert len(times) == max_retries + 1
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    assert gaps == [delay * 2 ** (attempt - 1) for attempt in range(1, max_retries + 1)]
+    assert nonzero(report.counts) == {"sent": 2, "failed": 1}
+    row = harness.rows()[busy]
+    assert (row["state"], row["attempts"], row["last_code"]) == ("failed", max_retries + 1, 452)
+    assert row["last_text"] == f"gave up after {max_retries + 1} attempts: 452 4.2.2 mailbox full"
+    # The others were not held up behind the retries.
+    assert [who for who, _ in harness.script.attempts[:3]] == [address(0), busy, address(2)]
+
+
+def test_retry_then_sent(harness: Harness) -> None:
+    harness.write(2)
+    harness.script.replies[address(0)] = [Outcome("retry", 451, "451 4.7.1 greylisted")]
+    report = harness.run()
+    assert harness.script.per_recipient() == Counter({address(0): 1, address(1): 1})
+    assert nonzero(report.counts) == {"sent": 2}
+    assert harness.rows()[address(0)]["attempts"] == 2
+    assert sum(harness.slept) == 30
+
+
+def test_failed_is_final(harness: Harness) -> None:
+    harness.write(2)
+    refusal = "550 5.1.1 <j00000@example.com>: mailbox unavailable"
+    harness.script.replies[address(0)] = [Outcome("failed", 550, refusal)]
+    report = harness.run()
+    assert report.problems == [
+        {"address": address(0), "state": "failed", "code": 550, "text": refusal}
+    ]
+    harness.run()
+    assert len(harness.script.times(address(0))) == 1
+
+
+def test_uncertain_is_never_retried_unless_asked(harness: Harness) -> None:
+    harness.write(3)
+    lost = "connection lost before the server confirmed: timed out"
+    harness.script.replies[address(1)] = [Outcome("uncertain", None, lost)]
+    report = harness.run()
+    assert nonzero(report.counts) == {"sent": 2, "uncertain": 1}
+    assert report.problems == [
+        {"address": address(1), "state": "uncertain", "code": None, "text": lost}
+    ]
+    again = harness.run()
+    assert again.attempted == 0
+    assert nonzero(again.counts) == {"sent": 2, "uncertain": 1}
+    assert len(harness.script.times(address(1))) == 1
+    retried = harness.run(retry_uncertain=True)
+    assert retried.attempted == 1
+    assert nonzero(retried.counts) == {"sent": 3}
+    assert harness.script.per_recipient() == Counter({address(n): 1 for n in range(3)})
+
+
+@pytest.mark.parametrize("connections", [1, 3], ids=["one-connection", "three-connections"])
+def test_lost_server_stops_the_run_and_a_rerun_finishes(harness: Harness, connections: int) -> None:
+    harness.write(8, connections=connections)
+    gone = SmtpError("lost the connection to 127.0.0.1:587 twice in a row: Connection reset")
+    harness.script.replies[address(3)] = [gone]
+    with pytest.raises(SmtpError) as raised:
+        harness.run()
+    message = raised.value.format()
+    assert message.startswith("lost the connection to 127.0.0.1:587 twice in a row")
+    assert message.endswith("run the same command again to send the rest")
+    row = harness.rows()[address(3)]
+    assert (row["state"], row["attempts"]) == ("pending", 0)  # given back, not uncertain
+    assert not [r for r in harness.rows().values() if r["state"] == "sending"]
+    assert all(c.closed == 1 for c in harness.channels)
+
+    report = harness.run()
+    assert nonzero(report.counts) == {"sent": 8}
+    assert report.recovered == 0
+    assert harness.script.per_recipient() == Counter({address(n): 1 for n in range(8)})
+
+
+def test_limit_caps_messages(harness: Harness) -> None:
+    harness.write(7, connections=3)
+    first = harness.run(limit=3)
+    assert len(harness.script.delivered) == 3
+    assert nonzero(first.counts) == {"sent": 3, "pending": 4}
+    second = harness.run(limit=3)
+    assert nonzero(second.counts) == {"sent": 6, "pending": 1}
+    harness.run()
+    assert harness.script.per_recipient() == Counter({address(n): 1 for n in range(7)})
+
+
+def test_limit_counts_messages_not_attempts(harness: Harness) -> None:
+    harness.write(4)
+    harness.script.replies[address(0)] = [Outcome("retry", 451, "451 greylisted")]
+    report = harness.run(limit=2)
+    assert nonzero(report.counts) == {"sent": 2, "pending": 2}
+    # The refused attempt did not use up the budget; the retry waits for a later run.
+    assert [who for who, _ in harness.script.attempts] == [address(0), address(1), address(2)]
+    assert harness.rows()[address(0)]["state"] == "pending"
+
+
+def test_rate_limiter_spaces_sends() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(4, sleep, lambda: now[0])
+    for _ in range(9):
+        limiter.wait()
+    assert slept == [0.25] * 8
+    now[0] += 10  # idle for a while: no burst is owed, and none is banked
+    limiter.wait()
+    limiter.wait()
+    assert slept == [0.25] * 9
+
+
+def test_no_rate_means_no_sleep() -> None:
+    limiter = RateLimiter(None, lambda s: pytest.fail("slept"), lambda: 0.0)
+    for _ in range(3):
+        limiter.wait()
+
+
+def test_rate_setting_spaces_a_live_run(harness: Harness) -> None:
+    # The dispatcher's limiter reads the real monotonic clock, which the fake sleep does not
+    # move: each sleep is then the distance from now to that message's slot, and the slots
+    # are 1 / rate apart, the last (messages - 1) / rate after the first.
+    harness.write(5, rate=2, connections=2)
+    harness.run()
+    assert len(harness.script.delivered) == 5
+    waits = sorted(harness.slept)
+    assert len(waits) == 4
+    assert all(0.4 < b - a <= 0.6 for a, b in zip([0.0, *waits], waits, strict=False))
+    assert 1.5 < waits[-1] <= 2.0
+
+
+def test_recipient_removed_after_planning_is_skipped(harness: Harness) -> None:
+    harness.write(4)
+    harness.run(limit=1)
+    harness.write(4, skip=frozenset({2}))
+    report = harness.run()
+    assert nonzero(report.counts) == {"sent": 3, "skipped": 1}
+    row = harness.rows()[address(2)]
+    assert (row["state"], row["last_text"]) == ("skipped", "no longer on the step's lists")
+    assert address(2) not in harness.script.per_recipient()
+
+
+def test_suppression_after_planning_is_skipped(harness: Harness) -> None:
+    harness.write(3)
+    harness.run(limit=1)
+    (harness.workspace / "recipients" / "suppressed.csv").write_text(
+        f"email,reason\n{address(2)},asked to be removed\n", "utf-8"
+    )
+    report = harness.run()
+    assert nonzero(report.counts) == {"sent": 2, "skipped": 1}
+    assert harness.rows()[address(2)]["state"] == "skipped"
+    assert address(2) not in harness.script.per_recipient()
+
+
+def test_dry_runs_rewrite_the_outbox(harness: Harness) -> None:
+    harness.write(5)
+    first = harness.run(live=False, scripted=False)
+    assert first.mode == "dry"
+    outbox = harness.workspace / "outbox" / "launch" / "desk" / "new"
+    assert first.outbox == outbox
+    second = harness.run(live=False, scripted=False)
+    assert len(list(outbox.iterdir())) == 5
+    assert nonzero(second.counts) == {"sent": 5}
+    assert (second.planned, second.attempted) == (5, 5)
+    harness.write(5, skip=frozenset({0, 1}))
+    harness.run(live=False, scripted=False)
+    assert len(list(outbox.iterdir())) == 3  # nothing left over from earlier rehearsals
+    assert [s["mode"] for s in harness.ledger.status("launch")[0]["steps"]] == ["dry"]
+    assert not harness.channels
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["dry", "live"])
+def test_post_step_writes_json_and_never_mails(harness: Harness, live: bool) -> None:
+    harness.write(3)
+    report = harness.run("announce", live=live)
+    path = harness.workspace / "outbox" / "launch" / "announce" / "x.json"
+    assert report.outbox == path
+    posts = json.loads(path.read_text("utf-8"))
+    assert posts
+    assert report.mode == "dry"
+    assert nonzero(report.counts) == {"sent": report.attempted}
+    assert report.attempted >= 1
+    assert not harness.channels
+    assert not harness.script.attempts
+    assert bool(report.notes) is live
