@@ -19,6 +19,7 @@ def run(*args: str) -> tuple[int, str, str]:
 def test_render_seed_writes_three_files(seed_path: Path, workspace: Path) -> None:
     code, out, err = run("render", str(seed_path), "--out", "out")
     assert code == 0, err
+    assert err == ""  # no cssutils or premailer noise
     assert "Subject: Institut Mines-Télécom among the Top 50 patent applicants" in out
     assert "Preheader: Institut Mines-Télécom (IMT) puts its research" in out
     assert "HTML part:" in out and "Text part:" in out

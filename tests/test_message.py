@@ -175,3 +175,23 @@ def test_inline_subject_is_not_html_escaped(example_path: Path, settings: Settin
         load_release(example_path), settings, at=after, subject="R&D <news>: {{ release.title }}"
     )
     assert draft.subject.startswith("R&D <news>: Valmont Institute opens")
+
+
+def test_names_from_a_dirty_list_add_no_header(settings: Settings, example_path: Path) -> None:
+    """CR/LF inside a CSV field, read by the list loader, rendered by the message builder."""
+    from distribute.recipients import read_lists
+
+    audience = read_lists([Path(__file__).parent / "data" / "lists" / "dirty.csv"], set())
+    eve = next(r for r in audience.recipients if r.email == "eve@example.org")
+    mallory = next(r for r in audience.recipients if r.email == "mallory@example.net")
+    draft = draft_email(load_release(example_path), settings, at=NOW)
+    for person in (eve, mallory):
+        raw = message_bytes(
+            build_message(draft, person, settings, campaign="c", step="s", date=NOW)
+        )
+        message = parse(raw)
+        assert "Bcc" not in message
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        assert not [line for line in head if line.lower().startswith(b"bcc")]
+        assert message["To"].addresses[0].addr_spec == person.email
+        assert "<script>" not in bodies(message)[1]
