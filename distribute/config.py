@@ -58,6 +58,7 @@ class SmtpSettings:
     allow_insecure: bool = False
     max_retries: int = 3
     retry_delay: float = 30.0
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ _SECTIONS: dict[str, set[str]] = {
         "allow_insecure",
         "max_retries",
         "retry_delay",
+        "ca_file",
     },
     "state": {"url"},
     "x": {"account"},
@@ -224,6 +226,7 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
         retry_delay=float(
             _typed(smtp_t, "retry_delay", (int, float), where) or defaults.retry_delay
         ),
+        ca_file=_ca_file(_typed(smtp_t, "ca_file", str, where), workspace, where),
     )
 
     timezone = _typed(data, "timezone", str, where) or DEFAULT_TIMEZONE
@@ -247,6 +250,16 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
         recipients=workspace / recipients if recipients else None,
         source=path,
     )
+
+
+def _ca_file(value: str | None, workspace: Path, where: Path) -> Path | None:
+    """Certificates to trust besides the system's, for a relay with an in-house authority."""
+    if not value:
+        return None
+    path = workspace / value
+    if not path.is_file():
+        raise ConfigError(f"[smtp] ca_file {value!r} not found", path=where)
+    return path
 
 
 def secret(name: str) -> str | None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import email
 import email.policy
 import socket
+import ssl
+import subprocess
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -89,13 +92,26 @@ class Handler:
 
 
 class SmtpServer:
-    def __init__(self, faults: Faults | None = None, *, password: str | None = None):
+    def __init__(
+        self,
+        faults: Faults | None = None,
+        *,
+        password: str | None = None,
+        starttls: ssl.SSLContext | None = None,
+        implicit_tls: ssl.SSLContext | None = None,
+    ):
         self.handler = Handler(faults or Faults())
         self.port = free_port()
         self.password = password
         kwargs: dict[str, Any] = {}
         if password is not None:
-            kwargs = {"authenticator": self._authenticate, "auth_require_tls": False}
+            kwargs = {"authenticator": self._authenticate}
+            # Over plain loopback the test logs in without TLS; with TLS, only after it.
+            kwargs["auth_require_tls"] = starttls is not None
+        if starttls is not None:
+            kwargs.update(tls_context=starttls, require_starttls=True)
+        if implicit_tls is not None:
+            kwargs.update(ssl_context=implicit_tls)
         self.controller = Controller(
             self.handler,
             hostname="127.0.0.1",
@@ -120,3 +136,20 @@ class SmtpServer:
     @property
     def received(self) -> list[Received]:
         return self.handler.received
+
+
+def self_signed(folder: Path) -> tuple[Path, ssl.SSLContext]:
+    """A certificate for 127.0.0.1 made with the openssl command; (its file, server context)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=smtp.test",
+            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return cert, context

@@ -82,14 +82,18 @@ class SmtpChannel(Channel):
     def where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
 
+    def _tls(self) -> ssl.SSLContext:
+        # Certificates and host names are always verified; a relay with an in-house
+        # authority is trusted through [smtp] ca_file, never by switching checks off.
+        cafile = str(self.settings.ca_file) if self.settings.ca_file else None
+        return ssl.create_default_context(cafile=cafile)
+
     def _new_connection(self) -> smtplib.SMTP:
         if self._connector is not None:
             return self._connector()
         s = self.settings
         if s.security == "tls":
-            return smtplib.SMTP_SSL(
-                s.host, s.port, timeout=s.timeout, context=ssl.create_default_context()
-            )
+            return smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._tls())
         return smtplib.SMTP(s.host, s.port, timeout=s.timeout)
 
     def open(self) -> None:
@@ -101,7 +105,7 @@ class SmtpChannel(Channel):
             conn = self._new_connection()
             conn.ehlo()
             if s.security == "starttls":
-                conn.starttls(context=ssl.create_default_context())
+                conn.starttls(context=self._tls())
                 conn.ehlo()
             if s.username:
                 conn.login(s.username, self._password or "")
