@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import socket
 import ssl
 import subprocess
@@ -16,6 +17,10 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+# aiosmtpd logs each client that hangs up mid-session (our TLS refusal, our SIGKILL) with a
+# traceback, from its own thread, into whatever stderr a CliRunner has captured at the time.
+logging.getLogger("mail.log").setLevel(logging.CRITICAL)
 
 
 def free_port() -> int:
