@@ -94,12 +94,14 @@ class Dispatcher:
         channel_factory: Callable[[], Channel] | None = None,
         clock: Clock | None = None,
         sleep: Sleep = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.settings = settings
         self.ledger = ledger
         self.live = live
         self.clock = clock or (lambda: datetime.now(UTC))
         self.sleep = sleep
+        self.monotonic = monotonic
         self.retry_delay = settings.smtp.retry_delay
         self._factory = channel_factory
 
@@ -218,7 +220,7 @@ class Dispatcher:
                 channel.close()
             raise
         limiter = RateLimiter(
-            self.settings.smtp.rate if self.live else None, self.sleep, time.monotonic
+            self.settings.smtp.rate if self.live else None, self.sleep, self.monotonic
         )
         lock = threading.Lock()
         budget = [total]
@@ -246,13 +248,20 @@ class Dispatcher:
                     limiter.wait()
                     try:
                         outcome = self._send_one(channel, claim, draft, by_key, campaign, step)
-                    except DeliveryError as exc:
+                    except Exception as exc:
+                        # Stop the others first, so none of them takes the row given back.
+                        stop.set()
+                        if not isinstance(exc, DeliveryError):
+                            # A full disk or a broken database, not the server: say what.
+                            exc = DeliveryError(f"{type(exc).__name__}: {exc}")
+                        # Only rows still `sending` move back: an uncertain one stays.
                         self.ledger.unclaim(claim)
                         errors.append(exc)
-                        stop.set()
                         return
-                    if outcome.state == "retry":
+                    if outcome is None or outcome.state == "retry":
                         give_back()
+                    if outcome is None:
+                        continue
                     with lock:
                         if outcome.state != "retry":
                             done[0] += 1
@@ -293,11 +302,12 @@ class Dispatcher:
         by_key: dict[str, Recipient],
         campaign: Campaign,
         step: EmailStep,
-    ) -> Outcome:
+    ) -> Outcome | None:
+        """Send one claimed row; None when there was nothing to send (not a message)."""
         recipient = by_key.get(claim.target)
         if recipient is None:
             self.ledger.finish(claim, "skipped", text="no longer on the step's lists")
-            return Outcome("failed", None, "no longer on the lists")
+            return None
         message = build_message(
             draft,
             recipient,
@@ -310,7 +320,17 @@ class Dispatcher:
         envelope = Envelope(
             self.settings.sender.address, recipient.email, message_bytes(message), message_id
         )
-        outcome = channel.deliver(envelope)
+        try:
+            outcome = channel.deliver(envelope)
+        except DeliveryError:
+            raise  # raised before the message content left: safe to give the row back
+        except Exception as exc:
+            if channel.live:
+                # Whatever broke, it broke inside a transaction: the server may have it.
+                self.ledger.finish(
+                    claim, "uncertain", text=f"unexpected error during the transaction: {exc}"
+                )
+            raise
         if outcome.state == "retry":
             if claim.attempts > self.settings.smtp.max_retries:
                 self.ledger.finish(

@@ -137,7 +137,7 @@ def _alive(runner: str) -> bool:
 class Ledger:
     def __init__(self, url: str, *, clock: Callable[[], datetime] | None = None):
         self.url = url
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or (lambda: datetime.now(UTC))
         try:
             self.engine: Engine = sa.create_engine(url, future=True)
             if self.engine.dialect.name == "sqlite":
@@ -146,6 +146,9 @@ class Ledger:
         except SQLAlchemyError as exc:
             reason = getattr(exc, "orig", None) or exc
             raise LedgerError(f"cannot open the state database {_safe(url)}: {reason}") from None
+
+    def clock(self) -> datetime:
+        return utc(self._clock())
 
     def close(self) -> None:
         self.engine.dispose()
@@ -166,6 +169,8 @@ class Ledger:
         at: datetime,
     ) -> StepRef:
         """The step's row, created on first use (idempotent)."""
+        # SQLite keeps a datetime's wall-clock fields and drops its offset: store UTC only.
+        at = utc(at)
         now = self.clock()
         with self._tx() as tx:
             row = tx.execute(sa.select(campaigns.c.id).where(campaigns.c.name == campaign)).first()
@@ -202,6 +207,7 @@ class Ledger:
 
     def plan(self, step: StepRef, rows: Iterable[Planned]) -> int:
         """Create the rows that do not exist yet; existing rows keep their state. Returns new."""
+        rows = list(rows)  # read twice below: new rows, then later suppressions
         now = self.clock()
         with self._tx() as tx:
             existing = set(
@@ -364,7 +370,7 @@ class Ledger:
             "last_code": code,
             "last_text": text,
             "updated_at": now,
-            "not_before": retry_at,
+            "not_before": utc(retry_at) if retry_at else None,
         }
         if message_id:
             values["message_id"] = message_id
@@ -404,7 +410,12 @@ class Ledger:
         if states:
             query = query.where(deliveries.c.state.in_(states))
         with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query.order_by(deliveries.c.id))]
+            found = [dict(row._mapping) for row in conn.execute(query.order_by(deliveries.c.id))]
+        for row in found:
+            for key, value in row.items():
+                if isinstance(value, datetime):
+                    row[key] = utc(value)
+        return found
 
     def status(self, campaign: str | None = None) -> list[dict[str, Any]]:
         """Campaigns with their steps and counts, for ``distribute status``."""

@@ -23,7 +23,7 @@ from distribute.campaign import Campaign, CampaignCheck, check_campaign, load_ca
 from distribute.channels.base import Channel, Envelope, Outcome
 from distribute.config import load_settings
 from distribute.dispatch import Dispatcher, RateLimiter, StepReport
-from distribute.errors import SmtpError
+from distribute.errors import DeliveryError, SmtpError
 from distribute.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,7 +270,7 @@ def test_lost_server_stops_the_run_and_a_rerun_finishes(harness: Harness, connec
     if connections == 1:
         assert (row["state"], row["attempts"]) == given_back
     else:
-        # Given back before the others are told to stop, so one of them may send it at once.
+        # A worker already past its stop check may still take the row given back.
         assert (row["state"], row["attempts"]) in {given_back, ("sent", 1)}
     assert not [r for r in harness.rows().values() if r["state"] == "sending"]
     assert all(c.closed == 1 for c in harness.channels)
@@ -393,3 +393,37 @@ def test_post_step_writes_json_and_never_mails(harness: Harness, live: bool) -> 
     assert not harness.channels
     assert not harness.script.attempts
     assert bool(report.notes) is live
+
+
+def test_unexpected_error_in_a_transaction_is_uncertain(harness: Harness) -> None:
+    harness.write(3)
+    harness.script.replies[address(1)] = [RuntimeError("socket exploded")]
+    with pytest.raises(DeliveryError) as raised:
+        harness.run()
+    assert raised.value.format().startswith("RuntimeError: socket exploded; stopped after 1 of 3")
+    assert harness.rows()[address(1)]["state"] == "uncertain"
+    report = harness.run()
+    assert nonzero(report.counts) == {"sent": 2, "uncertain": 1}
+    assert harness.script.per_recipient() == Counter({address(0): 1, address(2): 1})
+
+
+def test_a_failure_outside_a_live_transaction_gives_the_row_back(harness: Harness) -> None:
+    class Unwritable(RecordingChannel):
+        live = False
+
+    harness.write(3)
+    harness.script.replies[address(1)] = [OSError(28, "No space left on device")]
+    harness.factory = lambda: Unwritable(harness.script, harness.clock)  # type: ignore[method-assign]
+    with pytest.raises(DeliveryError, match="No space left on device"):
+        harness.run()
+    assert harness.rows()[address(1)]["state"] == "pending"
+    harness.run()
+    assert harness.script.per_recipient() == Counter({address(n): 1 for n in range(3)})
+
+
+def test_a_removed_recipient_does_not_use_the_limit(harness: Harness) -> None:
+    harness.write(3)
+    harness.run(limit=1)
+    harness.write(3, skip=frozenset({1}))
+    harness.run(limit=1)
+    assert harness.script.per_recipient() == Counter({address(0): 1, address(2): 1})
