@@ -56,6 +56,7 @@ from distribute.recipients import (
 )
 from distribute.release import Release, load_release
 from distribute.render.templates import instant, template_dirs
+from distribute.textfile import read_text
 
 if TYPE_CHECKING:
     from distribute.render.email import EmailDraft
@@ -260,16 +261,7 @@ def _gap(local: datetime, zone: ZoneInfo) -> tuple[time, time]:
 
 def load_campaign(path: Path, settings: Settings) -> Campaign:
     """Read and validate campaign file ``path``, and the release it names."""
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise CampaignError("campaign file not found", path=path) from None
-    except IsADirectoryError:
-        raise CampaignError("is a folder, not a campaign file", path=path) from None
-    except OSError as exc:
-        raise CampaignError(f"cannot read the campaign: {exc.strerror}", path=path) from None
-    except UnicodeDecodeError:
-        raise CampaignError("is not UTF-8 text; save it as UTF-8", path=path) from None
+    text = read_text(path, CampaignError, "campaign")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -24,6 +24,7 @@ from markdown_it.token import Token
 from markupsafe import Markup
 
 from distribute.errors import ReleaseError
+from distribute.textfile import read_text
 
 FRONT_MATTER_KEYS = (
     "title",
@@ -155,19 +156,7 @@ class Release:
 
 def load_release(path: Path) -> Release:
     """Read and parse a release file; every failure is a :class:`ReleaseError` naming it."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ReleaseError("release file not found", path=path) from None
-    except IsADirectoryError:
-        raise ReleaseError("is a folder, not a release file", path=path) from None
-    except OSError as exc:
-        raise ReleaseError(f"cannot read the release: {exc.strerror}", path=path) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ReleaseError("is not UTF-8 text; save it as UTF-8", path=path, line=line) from None
+    text = read_text(path, ReleaseError, "release")
     return parse_release(text, source=path)
 
 

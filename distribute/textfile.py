@@ -1,0 +1,25 @@
+"""Reading a user's text file (release, campaign) with one clear error for each way it fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from distribute.errors import DistributeError
+
+
+def read_text(path: Path, error: type[DistributeError], what: str) -> str:
+    """The file's text (UTF-8, with or without BOM); ``error`` names the file, and the line
+    of the first byte that is not UTF-8."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{what} file not found", path=path) from None
+    except IsADirectoryError:
+        raise error(f"is a folder, not a {what} file", path=path) from None
+    except OSError as exc:
+        raise error(f"cannot read the {what}: {exc.strerror}", path=path) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise error("is not UTF-8 text; save it as UTF-8", path=path, line=line) from None
