@@ -30,6 +30,7 @@ from distribute.errors import LedgerError
 STATES = ("pending", "sending", "sent", "failed", "uncertain", "skipped")
 # A runner that has not touched its step for this long is presumed dead (another host).
 STALE_AFTER = timedelta(minutes=10)
+HEARTBEAT_EVERY = timedelta(seconds=5)
 
 metadata = sa.MetaData()
 
@@ -138,6 +139,7 @@ class Ledger:
     def __init__(self, url: str, *, clock: Callable[[], datetime] | None = None):
         self.url = url
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._beats: dict[int, datetime] = {}
         try:
             self.engine: Engine = sa.create_engine(url, future=True)
             if self.engine.dialect.name == "sqlite":
@@ -313,8 +315,12 @@ class Ledger:
         while True:
             now = self.clock()
             with self._tx() as tx:
-                heartbeat = steps.update().where(steps.c.id == step.id).values(heartbeat=now)
-                tx.execute(heartbeat)
+                # A heartbeat every few seconds is enough to tell a live runner from a dead one
+                # (STALE_AFTER is minutes); one per message would double the writes.
+                last = self._beats.get(step.id)
+                if last is None or now - last >= HEARTBEAT_EVERY:
+                    tx.execute(steps.update().where(steps.c.id == step.id).values(heartbeat=now))
+                    self._beats[step.id] = now
                 row = tx.execute(
                     sa.select(
                         deliveries.c.id,
