@@ -195,3 +195,52 @@ def test_names_from_a_dirty_list_add_no_header(settings: Settings, example_path:
         assert not [line for line in head if line.lower().startswith(b"bcc")]
         assert message["To"].addresses[0].addr_spec == person.email
         assert "<script>" not in bodies(message)[1]
+
+
+def test_long_addresses_keep_list_unsubscribe_verbatim(
+    example_path: Path, settings: Settings
+) -> None:
+    long = Recipient(email="christophe.lefebvre-dupont@ouest-france.example.com", name="C")
+    raw = render(example_path, settings, long)
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    assert (
+        "=?" not in head.split("List-Unsubscribe:", 1)[1].split("\r\nList-Unsubscribe-Post", 1)[0]
+    )
+    message = parse(raw)
+    assert message["List-Unsubscribe"] == (
+        "<mailto:unsubscribe@example.org?subject=unsubscribe%20"
+        "christophe.lefebvre-dupont%40ouest-france.example.com>, "
+        "<https://www.example.org/unsubscribe?email="
+        "christophe.lefebvre-dupont@ouest-france.example.com>"
+    )
+
+
+def test_internationalised_recipient_gets_utf8_headers(
+    example_path: Path, settings: Settings
+) -> None:
+    jurgen = Recipient(email="jürgen@exämple.org", first_name="Jürgen", last_name="Müller")
+    raw = render(example_path, settings, jurgen)
+    assert "To: Jürgen Müller <jürgen@exämple.org>\r\n".encode() in raw
+    # An SMTPUTF8 receiver reads the headers as UTF-8 (the bytes parser would not).
+    message = email.message_from_string(raw.decode("utf-8"), policy=email.policy.default)
+    assert message["To"].addresses[0].addr_spec == "jürgen@exämple.org"
+    assert message["Subject"].startswith("EMBARGOED")
+
+
+@pytest.mark.parametrize(
+    ("name", "phrase"),
+    [
+        ("Press Office", "Press Office"),
+        ("Press, Office (IMT)", '"Press, Office (IMT)"'),
+        ("Communiqués", "=?utf-8?q?Communiqu=C3=A9s?="),
+    ],
+    ids=["plain", "specials-quoted", "non-ascii-encoded"],
+)
+def test_list_id_phrase(name: str, phrase: str, settings: Settings) -> None:
+    from dataclasses import replace
+
+    from distribute.render.message import list_id
+
+    named = replace(settings, sender=replace(settings.sender, name=name))
+    assert list_id("Hydrogen Platform", named) == f"{phrase} <hydrogen-platform.example.org>"

@@ -12,6 +12,7 @@ import hashlib
 import re
 from datetime import datetime
 from email import policy
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -33,6 +34,8 @@ class _WirePolicy(policy.EmailPolicy):
     """
 
     def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() in _VERBATIM and value.isascii():
+            return _fold_verbatim(name, value, self.linesep)
         folded = super().fold_binary(name, value)
         lone = f"{name}:{self.linesep} ".encode("ascii")
         if folded.startswith(lone):
@@ -40,7 +43,29 @@ class _WirePolicy(policy.EmailPolicy):
         return folded
 
 
+# Machine-read headers written as they are: CPython turns any token over 78 characters
+# into RFC 2047 encoded-words, which RFC 2369 does not allow in List-Unsubscribe and which
+# mailbox providers do not decode there, silently breaking unsubscription.
+_VERBATIM = {"list-unsubscribe", "list-unsubscribe-post", "list-id", "message-id"}
+
+
+def _fold_verbatim(name: str, value: str, linesep: str) -> bytes:
+    """Fold only between comma-separated items; an item itself is never cut."""
+    items = value.split(", ")
+    lines = [f"{name}: {items[0]}"]
+    for item in items[1:]:
+        if len(lines[-1]) + 2 + len(item) > 78:
+            lines[-1] += ","
+            lines.append(f" {item}")
+        else:
+            lines[-1] += f", {item}"
+    return (linesep.join(lines) + linesep).encode("ascii")
+
+
 WIRE = _WirePolicy(linesep="\r\n", max_line_length=78)
+# RFC 6532: a message to an internationalised address carries UTF-8 headers as they are
+# (encoded-words are not allowed inside an address) and is sent with SMTPUTF8.
+WIRE_UTF8 = WIRE.clone(utf8=True)
 
 
 def message_id(campaign: str, step: str, address: str, domain: str) -> str:
@@ -52,7 +77,12 @@ def message_id(campaign: str, step: str, address: str, domain: str) -> str:
 def list_id(campaign: str, settings: Settings) -> str:
     """RFC 2919 List-Id: a label per campaign under the sender's domain."""
     label = re.sub(r"[^a-z0-9-]+", "-", campaign.lower()).strip("-") or "press"
-    return f"{single_line(settings.sender.name)} <{label}.{settings.sender.domain}>"
+    phrase = single_line(settings.sender.name)
+    if not phrase.isascii():
+        phrase = Header(phrase, "utf-8").encode()
+    elif re.search(r'[()<>\[\]:;@\\,."]', phrase):
+        phrase = '"' + phrase.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{phrase} <{label}.{settings.sender.domain}>"
 
 
 def unsubscribe_targets(settings: Settings, address: str) -> tuple[str, str | None]:
@@ -102,7 +132,7 @@ def build_message(
     """The full message for one recipient; ``date`` is passed in so rendering reads no clock."""
     values = recipient_values(recipient, settings, draft.language)
     subject, html, text = draft.personalise(values)
-    message = EmailMessage(policy=WIRE)
+    message = EmailMessage(policy=WIRE if recipient.email.isascii() else WIRE_UTF8)
     message["From"] = settings.sender.header
     message["To"] = _address(values["name"], recipient.email)
     if draft.reply_to:
@@ -126,4 +156,4 @@ def build_message(
 
 
 def message_bytes(message: EmailMessage) -> bytes:
-    return message.as_bytes(policy=WIRE)
+    return message.as_bytes(policy=message.policy)
