@@ -8,6 +8,7 @@ state database, the outbox, a log line or an error message.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from email.headerregistry import Address
@@ -115,13 +116,29 @@ _SECTIONS: dict[str, set[str]] = {
 
 
 def parse_mailbox(value: str, *, path: Path | None, key: str) -> tuple[str, str]:
-    """Split ``"Name <address>"`` into (name, address), rejecting anything without an ``@``."""
+    """Split ``"Name <address>"`` into (name, address) and check the address.
+
+    The sender's own addresses go into every message's headers, so they must be ASCII: an
+    internationalised domain is written in its ASCII (punycode) form, and a local part
+    outside ASCII is refused (it would need SMTPUTF8 from every journalist's server).
+    """
     if any(ch in value for ch in "\r\n"):
         raise ConfigError(f"{key}: line breaks are not allowed in an address", path=path)
     name, address = parseaddr(value)
-    if "@" not in address or address.startswith("@") or address.endswith("@"):
+    local, _, domain = address.rpartition("@")
+    if not local or not domain or " " in address:
         raise ConfigError(f"{key}: {value!r} is not an email address", path=path)
-    return name, address
+    if not local.isascii():
+        raise ConfigError(
+            f"{key}: {address!r} has non-ASCII characters before the @; "
+            "use an ASCII address for sending",
+            path=path,
+        )
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ConfigError(f"{key}: {domain!r} is not a valid domain name", path=path) from None
+    return name, f"{local}@{domain}"
 
 
 def _check_keys(data: dict[str, Any], section: str, path: Path) -> None:
@@ -191,10 +208,17 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
     sender = Sender(name=name or address, address=address, reply_to=reply_to)
 
     unsub_t = tables["unsubscribe"]
-    mailto = _typed(unsub_t, "mailto", str, where) or address
+    mailto = _typed(unsub_t, "mailto", str, where)
+    if mailto:
+        mailto = parse_mailbox(mailto, path=where, key="[unsubscribe] mailto")[1]
     url = _typed(unsub_t, "url", str, where)
-    if url and not url.startswith("https://"):
-        raise ConfigError("[unsubscribe] url must start with https://", path=where)
+    # The URL goes verbatim into the List-Unsubscribe header of every message.
+    if url and (not url.startswith("https://") or not url.isascii() or re.search(r"\s", url)):
+        raise ConfigError(
+            "[unsubscribe] url must be an https:// address without spaces or non-ASCII "
+            "characters (percent-encode them)",
+            path=where,
+        )
 
     smtp_t = tables["smtp"]
     defaults = SmtpSettings()
@@ -203,16 +227,29 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
         raise ConfigError(
             f"[smtp] security must be starttls, tls or none, not {security!r}", path=where
         )
-    port = _typed(smtp_t, "port", int, where) or (465 if security == "tls" else defaults.port)
-    connections = _typed(smtp_t, "connections", int, where) or defaults.connections
+    port = _typed(smtp_t, "port", int, where)
+    if port is None:
+        port = 465 if security == "tls" else defaults.port
+    if not 0 < port < 65536:
+        raise ConfigError(f"[smtp] port {port} is not a TCP port", path=where)
+    connections = _typed(smtp_t, "connections", int, where)
+    connections = defaults.connections if connections is None else connections
     if connections < 1:
         raise ConfigError("[smtp] connections must be at least 1", path=where)
+    timeout = _typed(smtp_t, "timeout", (int, float), where)
+    if timeout is not None and timeout <= 0:
+        raise ConfigError("[smtp] timeout must be a positive number of seconds", path=where)
+    retry_delay = _typed(smtp_t, "retry_delay", (int, float), where)
+    if retry_delay is not None and retry_delay < 0:
+        raise ConfigError("[smtp] retry_delay cannot be negative", path=where)
     rate = _typed(smtp_t, "rate", (int, float), where)
     if rate is not None and rate <= 0:
         raise ConfigError(
             "[smtp] rate must be a positive number of messages per second", path=where
         )
     retries = _typed(smtp_t, "max_retries", int, where)
+    if retries is not None and retries < 0:
+        raise ConfigError("[smtp] max_retries cannot be negative", path=where)
     smtp = SmtpSettings(
         host=_typed(smtp_t, "host", str, where) or defaults.host,
         port=port,
@@ -220,12 +257,10 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
         username=_typed(smtp_t, "username", str, where),
         connections=connections,
         rate=float(rate) if rate is not None else None,
-        timeout=float(_typed(smtp_t, "timeout", (int, float), where) or defaults.timeout),
+        timeout=defaults.timeout if timeout is None else float(timeout),
         allow_insecure=bool(_typed(smtp_t, "allow_insecure", bool, where)),
         max_retries=defaults.max_retries if retries is None else retries,
-        retry_delay=float(
-            _typed(smtp_t, "retry_delay", (int, float), where) or defaults.retry_delay
-        ),
+        retry_delay=defaults.retry_delay if retry_delay is None else float(retry_delay),
         ca_file=_ca_file(_typed(smtp_t, "ca_file", str, where), workspace, where),
     )
 
@@ -241,7 +276,7 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
     return Settings(
         workspace=workspace,
         sender=sender,
-        unsubscribe=Unsubscribe(mailto=mailto, url=url),
+        unsubscribe=Unsubscribe(mailto=mailto or address, url=url),
         smtp=smtp,
         x=XSettings(account=_typed(tables["x"], "account", str, where) or "@IMTFrance"),
         state_url=_typed(tables["state"], "url", str, where),

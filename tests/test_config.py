@@ -45,12 +45,44 @@ def test_values_are_read(workspace: Path) -> None:
         ("[sendr]\n", "unknown setting 'sendr'"),
         ("[smtp]\nsecurity = 'ssl'\n", "security must be starttls, tls or none"),
         ("[smtp]\nport = 'x'\n", "port has the wrong type"),
-        ("[unsubscribe]\nurl = 'http://x.example.org'\n", "url must start with https://"),
+        ("[unsubscribe]\nurl = 'http://x.example.org'\n", "url must be an https:// address"),
         ("[sender\n", "invalid TOML"),
         ("timezone = 'Mars/Olympus'\n", "unknown time zone"),
         ("[smtp]\npassword = 'secret'\n", "[smtp] password: secrets are never read from this file"),
+        ("[smtp]\ntimeout = -5\n", "[smtp] timeout must be a positive number of seconds"),
+        ("[smtp]\ntimeout = 0\n", "[smtp] timeout must be a positive number of seconds"),
+        ("[smtp]\nconnections = 0\n", "[smtp] connections must be at least 1"),
+        ("[smtp]\nport = 70000\n", "[smtp] port 70000 is not a TCP port"),
+        ("[smtp]\nmax_retries = -1\n", "[smtp] max_retries cannot be negative"),
+        (
+            '[unsubscribe]\nmailto = "u@example.org\\r\\nBcc: x@y.z"\n',
+            "line breaks are not allowed",
+        ),
+        ("[unsubscribe]\nmailto = 'nobody'\n", "[unsubscribe] mailto: 'nobody' is not an email"),
+        (
+            '[unsubscribe]\nurl = "https://x.example.org/?e={email}\\r\\nBcc: x"\n',
+            "[unsubscribe] url must be an https:// address without spaces",
+        ),
+        ("[sender]\nfrom = 'Presse <présse@example.org>'\n", "has non-ASCII characters before"),
     ],
-    ids=["unknown-section", "bad-security", "bad-type", "http-unsubscribe", "toml", "zone", "pw"],
+    ids=[
+        "unknown-section",
+        "bad-security",
+        "bad-type",
+        "http-unsubscribe",
+        "toml",
+        "zone",
+        "pw",
+        "negative-timeout",
+        "zero-timeout",
+        "no-connections",
+        "bad-port",
+        "negative-retries",
+        "crlf-mailto",
+        "bad-mailto",
+        "crlf-url",
+        "non-ascii-local-part",
+    ],
 )
 def test_bad_settings(workspace: Path, text: str, message: str) -> None:
     write(workspace, text)
@@ -66,3 +98,17 @@ def test_explicit_config_missing(tmp_path: Path) -> None:
 def test_bundled_folders_exist() -> None:
     for name in ("templates", "releases", "recipients"):
         assert bundled(name).is_dir()
+
+
+def test_internationalised_sender_domain_becomes_punycode(workspace: Path) -> None:
+    write(workspace, "[sender]\nfrom = 'Presse <presse@exämple.org>'\n")
+    settings = load_settings(workspace=workspace)
+    assert settings.sender.address == "presse@xn--exmple-cua.org"
+    assert settings.unsubscribe.mailto == "presse@xn--exmple-cua.org"
+
+
+def test_zero_retry_delay_is_kept(workspace: Path) -> None:
+    write(workspace, "[smtp]\nretry_delay = 0\nmax_retries = 0\n")
+    settings = load_settings(workspace=workspace)
+    assert settings.smtp.retry_delay == 0.0
+    assert settings.smtp.max_retries == 0
