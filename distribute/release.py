@@ -16,9 +16,10 @@ from datetime import date, datetime
 from html import escape
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yaml
+from email_validator import EmailNotValidError, validate_email
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from markupsafe import Markup
@@ -51,7 +52,13 @@ _CONTACT = re.compile(
     re.IGNORECASE,
 )
 _PHONE = re.compile(r"^\+?[\d(][\d\s().\-/+]{6,}$")
-_EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(\.[\w-]+)+")
+# Not preceded by "@": "@name@mastodon.social" is a fediverse handle, not an address.
+_EMAIL = re.compile(r"(?<![@\w.+'-])[\w.+'-]+@[\w-]+(\.[\w-]+)+")
+# What a contact line may hold besides names: handles, addresses, web and profile addresses.
+_NOT_A_NAME = re.compile(
+    r"^(@[\w.-]+(@[\w.-]+)?|\S+@\S+|(https?://|www\.)\S+|[\w-]+(\.[\w-]+)+/\S*)$",
+    re.IGNORECASE,
+)
 _HANDLE_HOSTS = {"twitter.com", "www.twitter.com", "x.com", "www.x.com", "mobile.twitter.com"}
 _QUOTE_OPEN = re.compile(r"(^|\s|:)\*\s*[\"“«]")
 
@@ -580,6 +587,49 @@ def _about_heading(source: str) -> str:
     return heading or _inline(inner)[1]
 
 
+def _valid_email(address: str) -> str | None:
+    try:
+        return validate_email(address.strip(), check_deliverability=False).normalized
+    except EmailNotValidError:
+        return None
+
+
+def _mailto_addresses(href: str) -> list[str]:
+    """The addresses of a ``mailto:`` link, without its ``?subject=...``; others give none."""
+    if not href.lower().startswith("mailto:"):
+        return []
+    found = (_valid_email(unquote(part)) for part in urlsplit(href).path.split(","))
+    return [address for address in found if address]
+
+
+def _emails_in(line: str) -> list[str]:
+    """Addresses in a contact line: ``mailto:`` links, and addresses written out as text.
+
+    The text of other links is left out: ``[valmont@mastodon.social](https://...)`` is a
+    social profile, and it must never become the Reply-To of a press mailing.
+    """
+    emails: list[str] = []
+    tokens = _md.parseInline(line)
+    children = tokens[0].children or [] if tokens else []
+    other_link = 0
+    for child in children:
+        if child.type == "link_open":
+            href = str(child.attrs.get("href", ""))
+            addresses = _mailto_addresses(href)
+            emails += addresses
+            other_link += 0 if href.lower().startswith("mailto:") else 1
+        elif child.type == "link_close":
+            other_link = max(0, other_link - 1)
+        elif child.type == "text" and not other_link:
+            found = (_valid_email(m.group(0)) for m in _EMAIL.finditer(child.content))
+            emails += [address for address in found if address]
+    unique: list[str] = []
+    for address in emails:
+        if address.lower() not in {seen.lower() for seen in unique}:
+            unique.append(address)
+    return unique
+
+
 def _contacts(blocks: list[_Raw]) -> tuple[Contact, ...]:
     contacts: list[Contact] = []
     organisation: str | None = None
@@ -589,14 +639,16 @@ def _contacts(blocks: list[_Raw]) -> tuple[Contact, ...]:
             if not line:
                 continue
             _, text, links = _inline(line)
-            emails = [link.href.removeprefix("mailto:") for link in links if "@" in link.href]
-            emails += [m.group(0) for m in _EMAIL.finditer(text) if m.group(0) not in emails]
+            emails = _emails_in(line)
             if emails:
                 if not contacts:
                     contacts.append(Contact(organisation=organisation))
                 last = contacts[-1]
                 contacts[-1] = replace(last, emails=last.emails + tuple(emails))
                 continue
+            mailto = any(link.href.lower().startswith("mailto:") for link in links)
+            if _NOT_A_NAME.match(text) or (mailto and len(links) == 1 and links[0].text == text):
+                continue  # a web page, a profile or an unusable address: not a person
             phones = [part.strip() for part in re.split(r"\s+/\s+|;", text) if part.strip()]
             if phones and all(_PHONE.match(part) for part in phones):
                 if not contacts:

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from distribute.config import Settings
 from distribute.errors import ReleaseError
 from distribute.release import load_release, parse_release
+from distribute.render.email import draft_email
 
 
 def test_seed_parses_as_is(seed_path: Path) -> None:
@@ -152,3 +154,46 @@ def test_missing_and_unreadable_release(tmp_path: Path) -> None:
 def test_no_headline() -> None:
     with pytest.raises(ReleaseError, match="no headline found"):
         parse_release("just a paragraph, no heading.\n")
+
+
+def _contact_block(*lines: str) -> str:
+    return "# T\n\nBody.\n\n**Press contact:**\n\n" + "\n\n".join(lines) + "\n"
+
+
+def test_contact_only_mailto_links_are_emails() -> None:
+    release = parse_release(
+        _contact_block(
+            "Jane Doe",
+            "[example.org/jane](https://www.example.org/jane)",
+            "[@valmont](https://mastodon.social/@valmont)",
+            "[valmont@mastodon.social](https://mastodon.social/@valmont)",
+            "[www.example.org/press](https://www.example.org/press)",
+            "@valmont@mastodon.social",
+            "[Write to us](MAILTO:press@example.org?subject=Hydrogen%20platform)",
+            "[Broken](mailto:not-an-address)",
+            "[John Roe](https://www.example.org/team/john)",
+        )
+    )
+    assert [c.name for c in release.contacts] == ["Jane Doe", "John Roe"]
+    assert release.contacts[0].emails == ("press@example.org",)
+    assert release.contacts[1].emails == ()
+
+
+@pytest.mark.parametrize(
+    "href",
+    ["mailto:press@example.org", "Mailto:press@example.org", "mailto:press@example.org?cc=x"],
+)
+def test_contact_mailto_any_case_without_query(href: str) -> None:
+    release = parse_release(_contact_block("Jane Doe", f"[press@example.org]({href})"))
+    assert release.contacts[0].emails == ("press@example.org",)
+
+
+def test_profile_link_never_becomes_reply_to(settings: Settings) -> None:
+    release = parse_release(
+        _contact_block(
+            "Jane Doe", "[Mastodon](https://mastodon.social/@valmont)", "+33 1 23 45 67 89"
+        )
+    )
+    assert release.contacts[0].emails == ()
+    draft = draft_email(release, settings, at=datetime(2027, 1, 1, tzinfo=UTC))
+    assert draft.reply_to is None
