@@ -44,6 +44,8 @@ FRONT_MATTER_KEYS = (
 # Inline HTML a release may carry (PDF converters emit <sup> for ordinals); anything else
 # is shown as text, so a release can never inject markup into journalists' mail clients.
 _ALLOWED_TAG = re.compile(r"^</?(sup|sub|br)\s*/?>$", re.IGNORECASE)
+# Comments are notes for the press office ("ne pas diffuser"): never shown, not even escaped.
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _TERMINAL = tuple('.!?…:;"”»)')
 _WHOLLY_BOLD = re.compile(r"^\*\*(?P<inner>.+)\*\*\s*:?$", re.DOTALL)
 _ABOUT = re.compile(r"^(about|à propos( de| d['’])?|a propos( de)?)\b", re.IGNORECASE)
@@ -294,6 +296,11 @@ def _blocks(body: str, first_line: int) -> list[_Raw]:
             assert token.map is not None
             out.append(_Raw(kind, "\n".join(lines[token.map[0] : token.map[1]]), start))
             index = close + 1
+        elif token.type == "html_block":
+            rest = _COMMENT.sub("", token.content).strip()
+            if rest:
+                out.append(_Raw("other", rest, start))
+            index += 1
         else:
             if token.map and token.type not in {"hr"}:
                 out.append(_Raw("other", "\n".join(lines[token.map[0] : token.map[1]]), start))
@@ -356,6 +363,8 @@ def _inline(source: str) -> tuple[Markup, str, tuple[Link, ...]]:
     links: list[Link] = []
     link_stack: list[tuple[str, int]] = []
     for child in children:
+        if child.type == "html_inline" and child.content.startswith("<!--"):
+            continue
         if child.type == "html_inline" and not _ALLOWED_TAG.match(child.content.strip()):
             html_parts.append(escape(child.content))
             continue
@@ -386,7 +395,9 @@ def _strip_bold(source: str) -> str:
 
 def _block(raw: _Raw) -> Block:
     if raw.kind == "list":
-        html = Markup(_md.render(raw.source).strip())  # noqa: S704 (html_inline escaped below)
+        # Text is escaped by the renderer, so any "<!--" left in its output is a real comment.
+        rendered = _COMMENT.sub("", _md.render(raw.source)).strip()
+        html = Markup(rendered)  # noqa: S704 (html_inline escaped below)
         items = [_inline(re.sub(r"^\s*([-*+]|\d+[.)])\s+", "", line)) for line in _items(raw)]
         text = "\n".join(f"- {item[1]}" for item in items)
         links = tuple(link for item in items for link in item[2])
@@ -517,6 +528,8 @@ def _infer(blocks: list[_Raw], meta: dict[str, Any], source: Path | None) -> Rel
         heading = _heading_like(raw)
         if heading and _CONTACT.match(heading.rstrip(" :").strip() + ":"):
             contact_heading = heading.rstrip(" :").strip()
+            if mode == "body":
+                close_section()
             mode = "contact"
             continue
         if heading and _ABOUT.match(heading) and mode != "contact":

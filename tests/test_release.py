@@ -197,3 +197,33 @@ def test_profile_link_never_becomes_reply_to(settings: Settings) -> None:
     assert release.contacts[0].emails == ()
     draft = draft_email(release, settings, at=datetime(2027, 1, 1, tzinfo=UTC))
     assert draft.reply_to is None
+
+
+def test_html_comments_are_dropped() -> None:
+    release = parse_release(
+        "<!-- brouillon v2 -->\n\n# T\n\nFirst paragraph.\n\n"
+        "<!-- note interne : ne pas diffuser -->\n\n"
+        "Second <!-- note interne --> paragraph.\n\n"
+        "Third <!-- spread\nover two lines --> paragraph.\n\n"
+        "- item <!-- hidden -->\n- other\n\n"
+        "<!-- multi\nline\nblock -->\nAfter a comment.\n\n"
+        "**Press contact:**\n\nJane Doe <!-- mobile only -->\n"
+    )
+    assert release.title == "T"
+    everything = [str(b.html) + b.text for b in release.body_blocks]
+    assert not any("note" in part or "hidden" in part or "&lt;!--" in part for part in everything)
+    assert [b.text for b in release.body_blocks] == [
+        "First paragraph.",
+        "Second paragraph.",
+        "Third paragraph.",
+        "- item\n- other",
+        "After a comment.",
+    ]
+    assert "<!--" not in str(release.body_blocks[3].html)
+    assert release.contacts[0].name == "Jane Doe"
+
+
+def test_body_kept_when_contact_block_follows_without_about() -> None:
+    release = parse_release(_contact_block("Jane Doe"))
+    assert [b.text for b in release.body_blocks] == ["Body."]
+    assert release.contacts[0].name == "Jane Doe"
