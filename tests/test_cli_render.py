@@ -145,3 +145,26 @@ def test_url_option_reaches_email_and_post(seed_path: Path, workspace: Path) -> 
     assert url in (workspace / "out" / "email.txt").read_text(encoding="utf-8").splitlines()
     assert f'href="{url}"' in (workspace / "out" / "email.html").read_text(encoding="utf-8")
     assert url in (workspace / "out" / "posts" / "x.json").read_text(encoding="utf-8")
+
+
+def test_template_not_utf8(example_path: Path, workspace: Path) -> None:
+    templates = workspace / "templates" / "email"
+    templates.mkdir(parents=True)
+    (templates / "press-release.txt.j2").write_bytes(b"\xff\xfe{{ release.title }}\n")
+    code, _out, err = run("render", str(example_path), "--out", "out")
+    assert code == 1
+    assert (
+        err == f"Error: {templates / 'press-release.txt.j2'}: is not UTF-8 text; save it as UTF-8\n"
+    )
+    assert not (workspace / "out").exists()
+
+
+def test_template_expression_failure_names_the_line(example_path: Path, workspace: Path) -> None:
+    templates = workspace / "templates" / "email"
+    templates.mkdir(parents=True)
+    (templates / "press-release.txt.j2").write_text(
+        "{{ release.title }}\n{{ release.hashtags | length / 0 }}\n", encoding="utf-8"
+    )
+    code, _, err = run("render", str(example_path), "--out", "out")
+    assert code == 1
+    assert "press-release.txt.j2:2: template failed: division by zero" in err

@@ -244,3 +244,22 @@ def test_list_id_phrase(name: str, phrase: str, settings: Settings) -> None:
 
     named = replace(settings, sender=replace(settings.sender, name=name))
     assert list_id("Hydrogen Platform", named) == f"{phrase} <hydrogen-platform.example.org>"
+
+
+@pytest.mark.parametrize(
+    ("subject", "message"),
+    [
+        ("{{ release.title ~ (release.hashtags | length / 0) }}", "division by zero"),
+        ("{{ '%d' % release.title }}", "format"),
+        ("{{ release.nope }}", "undefined variable"),
+    ],
+    ids=["zero-division", "bad-format", "undefined"],
+)
+def test_inline_subject_failures_are_template_errors(
+    example_path: Path, settings: Settings, subject: str, message: str
+) -> None:
+    from distribute.errors import TemplateError
+
+    with pytest.raises(TemplateError, match=message) as raised:
+        draft_email(load_release(example_path), settings, at=NOW, subject=subject)
+    assert raised.value.path == "subject"

@@ -100,21 +100,45 @@ def render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> st
         raise TemplateError(
             f"template syntax error: {exc.message}", path=exc.filename or name, line=exc.lineno
         ) from None
+    except UnicodeDecodeError:
+        raise TemplateError(
+            "is not UTF-8 text; save it as UTF-8", path=_source(env, name)
+        ) from None
+    except OSError as exc:
+        raise TemplateError(f"cannot read the template: {exc.strerror}", path=name) from None
     return render_template(template, context)
 
 
-def render_template(template: jinja2.Template, context: Mapping[str, Any]) -> str:
+def _source(env: jinja2.Environment, name: str) -> str:
+    for folder in getattr(env.loader, "searchpath", []):
+        candidate = Path(folder) / name
+        if candidate.is_file():
+            return str(candidate)
+    return name
+
+
+def render_template(
+    template: jinja2.Template, context: Mapping[str, Any], *, where: str | None = None
+) -> str:
+    """Render; a failure names the template's file and line (or ``where``, for inline ones)."""
     try:
         return template.render(context)
     except jinja2.UndefinedError as exc:
-        path, line = _template_line(exc, template.filename or template.name)
-        raise TemplateError(f"undefined variable: {exc.message}", path=path, line=line) from None
+        raise _failure(exc, f"undefined variable: {exc.message}", template, where) from None
     except jinja2.TemplateError as exc:
-        path, line = _template_line(exc, template.filename or template.name)
-        raise TemplateError(f"template error: {exc}", path=path, line=line) from None
-    except (TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
-        path, line = _template_line(exc, template.filename or template.name)
-        raise TemplateError(f"template failed: {exc}", path=path, line=line) from None
+        raise _failure(exc, f"template error: {exc}", template, where) from None
+    # Filters and expressions run Python: a template can divide by zero or format badly.
+    except (TypeError, ValueError, AttributeError, ZeroDivisionError, LookupError) as exc:
+        raise _failure(exc, f"template failed: {exc}", template, where) from None
+
+
+def _failure(
+    exc: BaseException, message: str, template: jinja2.Template, where: str | None
+) -> TemplateError:
+    if where is not None:
+        return TemplateError(message, path=where)
+    path, line = _template_line(exc, template.filename or template.name)
+    return TemplateError(message, path=path, line=line)
 
 
 def render_string(
@@ -130,11 +154,7 @@ def render_string(
         template = env.overlay(autoescape=False).from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}", path=where) from None
-    try:
-        return template.render(context)
-    except jinja2.TemplateError as exc:
-        message = exc.message if isinstance(exc, jinja2.UndefinedError) else str(exc)
-        raise TemplateError(f"undefined variable: {message}", path=where) from None
+    return render_template(template, context, where=where)
 
 
 def single_line(text: str) -> str:
