@@ -54,6 +54,14 @@ _CONTACT = re.compile(
     re.IGNORECASE,
 )
 _PHONE = re.compile(r"^\+?[\d(][\d\s().\-/+]{6,}$")
+# What separates the things a contact line holds: "Jane Smith, Head of Press – +44 ... – jane@...".
+_SEPARATOR = re.compile(r"\s+[–—|/-]\s+|,\s+|;\s*")
+_LABEL = re.compile(
+    r"^(?P<label>t[ée]l[ée]?(phone)?|phone|mob(ile)?|portable|cell|gsm|fax"
+    r"|e-?mail|courriel|mail)\b\.?\s*:?\s*",
+    re.IGNORECASE,
+)
+_LIST_MARKER = re.compile(r"^\s*([-*+]|\d+[.)])\s+")
 # Not preceded by "@": "@name@mastodon.social" is a fediverse handle, not an address.
 _EMAIL = re.compile(r"(?<![@\w.+'-])[\w.+'-]+@[\w-]+(\.[\w-]+)+")
 # What a contact line may hold besides names: handles, addresses, web and profile addresses.
@@ -114,6 +122,7 @@ class Contact:
     organisation: str | None = None
     phones: tuple[str, ...] = ()
     emails: tuple[str, ...] = ()
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -615,64 +624,138 @@ def _mailto_addresses(href: str) -> list[str]:
     return [address for address in found if address]
 
 
-def _emails_in(line: str) -> list[str]:
-    """Addresses in a contact line: ``mailto:`` links, and addresses written out as text.
+@dataclass
+class _Part:
+    """One thing in a contact line: its text, the text outside links, and link targets."""
 
-    The text of other links is left out: ``[valmont@mastodon.social](https://...)`` is a
-    social profile, and it must never become the Reply-To of a press mailing.
-    """
-    emails: list[str] = []
+    text: str = ""
+    outside: str = ""
+    hrefs: list[str] = field(default_factory=list)
+
+
+def _parts(line: str) -> list[_Part]:
+    """Split a contact line on its separators, never inside a link."""
     tokens = _md.parseInline(line)
     children = tokens[0].children or [] if tokens else []
-    other_link = 0
+    parts = [_Part()]
+    depth = 0
     for child in children:
         if child.type == "link_open":
-            href = str(child.attrs.get("href", ""))
-            addresses = _mailto_addresses(href)
-            emails += addresses
-            other_link += 0 if href.lower().startswith("mailto:") else 1
+            depth += 1
+            parts[-1].hrefs.append(str(child.attrs.get("href", "")))
         elif child.type == "link_close":
-            other_link = max(0, other_link - 1)
-        elif child.type == "text" and not other_link:
-            found = (_valid_email(m.group(0)) for m in _EMAIL.finditer(child.content))
-            emails += [address for address in found if address]
-    unique: list[str] = []
-    for address in emails:
-        if address.lower() not in {seen.lower() for seen in unique}:
-            unique.append(address)
-    return unique
+            depth = max(0, depth - 1)
+        elif child.type in {"softbreak", "hardbreak"}:
+            parts.append(_Part())
+        elif child.type in {"text", "code_inline"}:
+            pieces = [child.content] if depth else _SEPARATOR.split(child.content)
+            for number, piece in enumerate(pieces):
+                if number:
+                    parts.append(_Part())
+                parts[-1].text += piece
+                if not depth:
+                    parts[-1].outside += piece
+    return parts
+
+
+def _classify(part: _Part) -> tuple[str, Any]:
+    """("email", [addresses]), ("phone", number), ("name", text) or ("skip", None).
+
+    Only ``mailto:`` links and addresses written out as text are addresses: the text of other
+    links is left out, as ``[valmont@mastodon.social](https://...)`` is a social profile and
+    must never become the Reply-To of a press mailing.
+    """
+    text = single_space(part.text).strip(" :<>()[]")
+    mailto = [href for href in part.hrefs if href.lower().startswith("mailto:")]
+    emails = [address for href in mailto for address in _mailto_addresses(href)]
+    written = [m.group(0) for m in _EMAIL.finditer(part.outside)]
+    emails += [address for address in map(_valid_email, written) if address]
+    if emails:
+        return "email", emails
+    if not text or _NOT_A_NAME.match(text) or (mailto and not part.outside.strip()):
+        return "skip", None  # a web page, a profile or an unusable address: not a person
+    label = _LABEL.match(text)
+    number = text[label.end() :] if label else text
+    if _PHONE.match(number):
+        fax = label is not None and label.group("label").lower() == "fax"
+        return ("skip", None) if fax else ("phone", number)
+    if label and _EMAIL.search(number):
+        return "skip", None  # "Email: " followed by something that is not an address
+    return ("name", text) if any(char.isalpha() for char in text) else ("skip", None)
+
+
+def _residual_name(part: _Part) -> str | None:
+    """The name beside an address in the same part: ``Ann Poe <ann@example.org>``."""
+    rest = _EMAIL.sub("", part.outside)
+    rest = _LABEL.sub("", single_space(rest).strip(" :<>()[]"))
+    return rest if any(char.isalpha() for char in rest) else None
+
+
+class _ContactList:
+    """Contacts as a contact block reveals them, part by part."""
+
+    def __init__(self) -> None:
+        self.contacts: list[Contact] = []
+        self.organisation: str | None = None
+        self.opened = False  # whether the current line opened the last contact
+
+    def new_line(self) -> None:
+        self.opened = False
+
+    def name(self, name: str) -> None:
+        last = self.contacts[-1] if self.contacts else None
+        if self.opened and last is not None and not (last.phones or last.emails):
+            # "Jane Smith, Head of Press": what follows a name on its own line is a role.
+            role = f"{last.role}, {name}" if last.role else name
+            self.contacts[-1] = replace(last, role=role)
+            return
+        self.contacts.append(Contact(name=name, organisation=self.organisation))
+        self.opened = True
+
+    def _last(self) -> Contact:
+        if not self.contacts:
+            self.contacts.append(Contact(organisation=self.organisation))
+            self.opened = True
+        return self.contacts[-1]
+
+    def phone(self, phone: str) -> None:
+        last = self._last()
+        self.contacts[-1] = replace(last, phones=(*last.phones, phone))
+
+    def emails(self, emails: list[str]) -> None:
+        last = self._last()
+        known = {address.lower() for address in last.emails}
+        new = tuple(address for address in emails if address.lower() not in known)
+        self.contacts[-1] = replace(last, emails=last.emails + new)
+
+    def result(self) -> tuple[Contact, ...]:
+        if not self.contacts and self.organisation:
+            return (Contact(organisation=self.organisation),)
+        return tuple(self.contacts)
 
 
 def _contacts(blocks: list[_Raw]) -> tuple[Contact, ...]:
-    contacts: list[Contact] = []
-    organisation: str | None = None
+    found = _ContactList()
     for raw in blocks:
         for line in raw.source.split("\n"):
             line = line.strip().rstrip("\\").strip()
+            if raw.kind == "list":
+                line = _LIST_MARKER.sub("", line)
             if not line:
                 continue
-            _, text, links = _inline(line)
-            emails = _emails_in(line)
-            if emails:
-                if not contacts:
-                    contacts.append(Contact(organisation=organisation))
-                last = contacts[-1]
-                contacts[-1] = replace(last, emails=last.emails + tuple(emails))
+            if _WHOLLY_BOLD.match(line) and not _EMAIL.search(line):
+                found.organisation = _inline(_strip_bold(line))[1]
                 continue
-            mailto = any(link.href.lower().startswith("mailto:") for link in links)
-            if _NOT_A_NAME.match(text) or (mailto and len(links) == 1 and links[0].text == text):
-                continue  # a web page, a profile or an unusable address: not a person
-            phones = [part.strip() for part in re.split(r"\s+/\s+|;", text) if part.strip()]
-            if phones and all(_PHONE.match(part) for part in phones):
-                if not contacts:
-                    contacts.append(Contact(organisation=organisation))
-                last = contacts[-1]
-                contacts[-1] = replace(last, phones=last.phones + tuple(phones))
-                continue
-            if _WHOLLY_BOLD.match(line):
-                organisation = text
-                continue
-            contacts.append(Contact(name=text, organisation=organisation))
-    if not contacts and organisation:
-        contacts.append(Contact(organisation=organisation))
-    return tuple(contacts)
+            found.new_line()
+            for part in _parts(line):
+                kind, value = _classify(part)
+                if kind == "name":
+                    found.name(value)
+                elif kind == "phone":
+                    found.phone(value)
+                elif kind == "email":
+                    residual = _residual_name(part)
+                    if residual:
+                        found.name(residual)
+                    found.emails(value)
+    return found.result()

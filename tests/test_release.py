@@ -227,3 +227,50 @@ def test_body_kept_when_contact_block_follows_without_about() -> None:
     release = parse_release(_contact_block("Jane Doe"))
     assert [b.text for b in release.body_blocks] == ["Body."]
     assert release.contacts[0].name == "Jane Doe"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Jane Smith, Head of Press – +44 20 7946 0000 – jane.smith@example.org",
+        "Jane Smith, Head of Press - +44 20 7946 0000 - jane.smith@example.org",
+        "Jane Smith | Head of Press | +44 20 7946 0000 | "
+        "[jane.smith@example.org](mailto:jane.smith@example.org)",
+        "Jane Smith / Head of Press / Tel.: +44 20 7946 0000 / Email: jane.smith@example.org",
+    ],
+    ids=["en-dash", "hyphen", "pipe-mailto", "slash-labels"],
+)
+def test_contact_line_holding_several_things(line: str) -> None:
+    (contact,) = parse_release(_contact_block(line)).contacts
+    assert contact.name == "Jane Smith"
+    assert contact.role == "Head of Press"
+    assert contact.phones == ("+44 20 7946 0000",)
+    assert contact.emails == ("jane.smith@example.org",)
+
+
+def test_contact_bullet_list_gives_one_contact_per_person() -> None:
+    release = parse_release(
+        _contact_block(
+            "**Valmont Institute**",
+            "- Jane Doe, +33 1 23 45 67 89, jane@example.org\n- John Roe, john@example.org",
+        )
+    )
+    assert [(c.name, c.organisation, c.phones, c.emails) for c in release.contacts] == [
+        ("Jane Doe", "Valmont Institute", ("+33 1 23 45 67 89",), ("jane@example.org",)),
+        ("John Roe", "Valmont Institute", (), ("john@example.org",)),
+    ]
+
+
+def test_contact_people_on_one_line_and_autolinks() -> None:
+    release = parse_release(
+        _contact_block(
+            "Jane Doe, jane@example.org, John Roe, +33 6 00 00 00 00",
+            "Ann Poe <ann@example.org>",
+            "Fax : +33 1 00 00 00 01",
+        )
+    )
+    assert [(c.name, c.phones, c.emails) for c in release.contacts] == [
+        ("Jane Doe", (), ("jane@example.org",)),
+        ("John Roe", ("+33 6 00 00 00 00",), ()),
+        ("Ann Poe", (), ("ann@example.org",)),
+    ]
