@@ -15,7 +15,7 @@ from rich.console import Console
 
 from distribute import __version__
 from distribute.config import Settings, bundled, load_settings
-from distribute.errors import DistributeError
+from distribute.errors import DistributeError, WorkspaceError
 from distribute.recipients import Recipient
 from distribute.release import load_release
 from distribute.render.email import draft_email
@@ -32,6 +32,12 @@ class DistributeGroup(click.Group):
         except DistributeError as exc:
             click.echo(f"Error: {exc.format()}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            # A folder that cannot be created or a file that cannot be written (a full disk,
+            # a read-only workspace, a file where a folder should be): say which, no traceback.
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"Error: {where}{exc.strerror or exc}", err=True)
+            ctx.exit(1)
 
 
 def console() -> Console:
@@ -166,9 +172,15 @@ def recipients_suppress(ctx: click.Context, address: str, reason: str | None) ->
 def _sample_recipient(value: str) -> Recipient:
     from email.utils import parseaddr
 
+    from email_validator import EmailNotValidError, validate_email
+
     name, address = parseaddr(value)
-    if "@" not in address:
-        raise click.BadParameter(f"{value!r} is not an address like 'Jane Doe <jane@example.com>'")
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError:
+        raise click.BadParameter(
+            f"{value!r} is not an address like 'Jane Doe <jane@example.com>'"
+        ) from None
     first, _, last = name.partition(" ")
     return Recipient(email=address, first_name=first, last_name=last, list_name="sample")
 
@@ -312,7 +324,12 @@ def _setup_log(settings: Settings) -> None:
     path = settings.workspace / "distribute.log"
     if any(getattr(h, "baseFilename", None) == str(path) for h in logger.handlers):
         return
-    handler = logging.FileHandler(path, encoding="utf-8", delay=True)
+    # Opened now, not at the first message: a log that cannot be written must stop the run
+    # before anything is sent, not after the first journalist.
+    try:
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise WorkspaceError(f"cannot write the delivery log: {exc.strerror}", path=path) from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -531,11 +548,14 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool) -> None:
         from distribute.campaign import load_campaign
 
         name = load_campaign(Path(campaign), settings).name
-    ledger = Ledger(settings.database_url)
-    try:
-        entries = ledger.status(name)
-    finally:
-        ledger.close()
+    entries: list[dict[str, Any]] = []
+    # Looking must not create: a workspace where nothing was planned has no database yet.
+    if settings.state_url or (settings.workspace / "distribute.db").exists():
+        ledger = Ledger(settings.database_url)
+        try:
+            entries = ledger.status(name)
+        finally:
+            ledger.close()
     if name and not entries:
         raise click.ClickException(f"no campaign named {name!r} has been planned yet")
     if as_json:

@@ -9,6 +9,7 @@
     ├── RecipientError         a journalist list cannot be read or holds invalid rows
     ├── CampaignError          a campaign file is invalid or cannot be planned
     ├── LedgerError            the state database cannot be opened or used
+    ├── WorkspaceError         a file or folder of the workspace cannot be written
     └── DeliveryError          a channel failed to deliver
         ├── SmtpError          the SMTP server refused the connection, the login or a message
         └── SocialError        a social network refused a post
@@ -65,6 +66,10 @@ class CampaignError(DistributeError):
 
 class LedgerError(DistributeError):
     """The state database cannot be opened, or a step is held by another process."""
+
+
+class WorkspaceError(DistributeError):
+    """An output file or folder (render output, outbox, log) cannot be written."""
 
 
 class DeliveryError(DistributeError):

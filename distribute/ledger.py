@@ -148,6 +148,11 @@ class Ledger:
         except SQLAlchemyError as exc:
             reason = getattr(exc, "orig", None) or exc
             raise LedgerError(f"cannot open the state database {_safe(url)}: {reason}") from None
+        except ImportError as exc:
+            raise LedgerError(
+                f"cannot open the state database {_safe(url)}: its driver is not installed "
+                f"({exc.name or exc}); for PostgreSQL, pip install 'psycopg[binary]'"
+            ) from None
 
     def clock(self) -> datetime:
         return utc(self._clock())

@@ -168,3 +168,27 @@ def test_template_expression_failure_names_the_line(example_path: Path, workspac
     code, _, err = run("render", str(example_path), "--out", "out")
     assert code == 1
     assert "press-release.txt.j2:2: template failed: division by zero" in err
+
+
+def test_output_folder_that_is_a_file(example_path: Path, workspace: Path) -> None:
+    (workspace / "afile").write_text("x", encoding="utf-8")
+    code, _out, err = run("render", str(example_path), "--out", "afile/sub")
+    assert code == 1
+    assert err == "Error: afile/sub: Not a directory\n"
+
+
+def test_status_without_anything_planned_creates_nothing(workspace: Path) -> None:
+    code, out, _ = run("status")
+    assert code == 0
+    assert out == "No campaign has been planned yet.\n"
+    assert not (workspace / "distribute.db").exists()
+
+
+def test_missing_database_driver(workspace: Path) -> None:
+    (workspace / "distribute.toml").write_text(
+        '[state]\nurl = "mysql://press:hunter2@db.example.org/press"\n', encoding="utf-8"
+    )
+    code, _, err = run("status")
+    assert code == 1
+    assert err.startswith("Error: cannot open the state database mysql://press:***@db.example")
+    assert "its driver is not installed" in err and "hunter2" not in err

@@ -347,3 +347,23 @@ def test_crash_mid_step_never_sends_twice(workspace: Path) -> None:
         assert "uncertain j" in again.stdout
     else:
         assert again.returncode == 0, again.stderr
+
+
+def test_unwritable_log_stops_before_sending(workspace: Path, server: SmtpServer) -> None:
+    write_config(workspace, server.port)
+    campaign = write_campaign(workspace, 3)
+    (workspace / "distribute.log").mkdir()
+    result = run("send", str(campaign), "--live")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {workspace / 'distribute.log'}: cannot write the")
+    assert not server.received
+
+
+def test_unwritable_outbox_is_one_line(workspace: Path) -> None:
+    write_config(workspace, free_port())
+    campaign = write_campaign(workspace, 2)
+    (workspace / "outbox").write_text("not a folder", encoding="utf-8")
+    result = run("send", str(campaign))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ") and "Not a directory" in result.stderr
+    assert "Traceback" not in result.output
