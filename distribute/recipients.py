@@ -9,6 +9,9 @@ or tab as the delimiter (read from the header line), CRLF or LF, quoted fields h
 delimiters and line breaks, blank lines. Every row is validated (address syntax, language,
 time zone), deduplicated on its normalised address across all the lists read together (the
 first occurrence wins), and checked against the suppression list.
+
+A misplaced quote must not hide journalists inside someone's name: a quote never closed
+refuses the file, and a field whose later lines look like rows makes its row invalid.
 """
 
 from __future__ import annotations
@@ -56,8 +59,21 @@ _BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 # (CVE-2021-42574 "Trojan Source"); a stray BOM mid-field is invisible noise.
 _INVISIBLE = re.compile(r"[\u202a-\u202e\u2066-\u2069\ufeff]")
 _TAG_SPLIT = re.compile(r"[;|]")
+_FORMULA = ("=", "+", "-", "@")
 _LANGUAGE = re.compile(r"[a-z]{2}")
 _NO_EXTRA: Mapping[str, str] = MappingProxyType({})
+# The csv module (non-strict) ends a quoted field left open at the end of the file without a
+# word; fed after the last line, this marker lands inside such a field, or alone in a record
+# of its own when every quote was closed. Private-use characters: no list holds them.
+_END = "\uf8ff distribute: end of file \uf8ff"
+_LINE_BREAK = re.compile(r"\r\n?|\n")
+# "@" with a dot somewhere after it, as in any deliverable address.
+_ADDRESS_LIKE = re.compile(r"@[^@\s]*\.")
+_SWALLOWED = (
+    "a field spans several lines and holds what looks like another row: "
+    "check the quotes near line {}"
+)
+_NO_SUSPECTS: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,11 +327,15 @@ def load_suppressions(folder: Path) -> set[str]:
         raise RecipientError(_no_email_column(header[1]), path=path, line=header[0])
     index = columns.index("email")
     # Any non-empty entry counts, even a malformed one: refusing to mail is the safe side.
-    return {
-        key
-        for _line, cells in records
-        if index < len(cells) and (key := cells[index].strip().lower())
-    }
+    keys: set[str] = set()
+    for line, cells, suspects in records:
+        if suspects:
+            # The swallowed addresses would silently stop being suppressed: refuse the file,
+            # whatever the column, rather than mail someone who asked not to be.
+            raise RecipientError(_SWALLOWED.format(suspects[0][1]), path=path, line=line)
+        if index < len(cells) and (key := cells[index].strip().lower()):
+            keys.add(key)
+    return keys
 
 
 def add_suppression(folder: Path, address: str, reason: str | None, when: date) -> bool:
@@ -330,7 +350,12 @@ def add_suppression(folder: Path, address: str, reason: str | None, when: date) 
     if address.lower() in load_suppressions(folder):
         return False
     path = folder / f"{SUPPRESSED}.csv"
-    values = {"email": address, "reason": clean_text(reason or ""), "date": when.isoformat()}
+    reason = clean_text(reason or "")
+    if reason.startswith(_FORMULA):
+        # A spreadsheet opening the file would run it as a formula (OWASP "CSV Injection");
+        # the quote makes it text. Control characters, also listed there, are gone already.
+        reason = "'" + reason
+    values = {"email": address, "reason": reason, "date": when.isoformat()}
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if not path.is_file() or path.stat().st_size == 0:
@@ -380,8 +405,13 @@ def _delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """The non-blank records of a CSV file, each with the line it starts on; header first."""
+def _records(path: Path) -> Iterator[tuple[int, list[str], tuple[tuple[int, int], ...]]]:
+    """The non-blank records of a CSV file, header first, each with the line it starts on and
+    its suspects: ``(index, line)`` of each field that spans several lines and holds what looks
+    like another record (see :func:`_swallowed`), usually none.
+
+    A quote still open at the end of the file is an error: everything after it is ambiguous.
+    """
     offset = 0
     reader = None
     try:
@@ -400,13 +430,27 @@ def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
                 first = stream.readline()
             else:
                 delimiter = _delimiter(first)
-            reader = csv.reader(itertools.chain([first], stream), delimiter=delimiter)
+            lines = itertools.chain([first], stream, ["\n", _END])
+            reader = csv.reader(lines, delimiter=delimiter)
             previous = 0
+            width = 0
             for cells in reader:
                 start = offset + previous + 1
+                multiline = reader.line_num - previous > 1
                 previous = reader.line_num
+                if cells and cells[-1].endswith(_END):
+                    if len(cells) == 1 and cells[0] == _END:
+                        return
+                    opened = start + _breaks(cells[:-1])
+                    raise RecipientError(
+                        "a quote opened on this line is never closed", path=path, line=opened
+                    )
                 if any(cell.strip() for cell in cells):
-                    yield start, cells
+                    suspects = _NO_SUSPECTS
+                    if multiline and width:
+                        suspects = _swallowed(cells, start, delimiter, width)
+                    width = width or len(cells)
+                    yield start, cells, suspects
     except UnicodeDecodeError:
         raise RecipientError(_NOT_UTF8, path=path) from None
     except csv.Error as exc:
@@ -416,6 +460,34 @@ def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
         raise RecipientError("file not found", path=path) from None
     except OSError as exc:
         raise RecipientError(f"cannot read the file: {exc.strerror}", path=path) from None
+
+
+def _breaks(cells: Iterable[str]) -> int:
+    """How many physical lines the csv module counted inside ``cells``."""
+    return sum(len(_LINE_BREAK.findall(cell)) for cell in cells)
+
+
+def _swallowed(
+    cells: list[str], start: int, delimiter: str, width: int
+) -> tuple[tuple[int, int], ...]:
+    """The fields of a record starting on line ``start`` that look like they swallowed rows.
+
+    A quote opened by mistake and closed by another row's quote makes one field of the rows
+    in between, with no parse error. Their lines still look like records: each holds an
+    address, or as many delimiters as the header (with at least three columns: with two, a
+    comma in a postal address would look like a record). The first line of the field is
+    the row's own text, so only the lines after a break count.
+    """
+    suspects: list[tuple[int, int]] = []
+    line = start
+    for index, cell in enumerate(cells):
+        parts = _LINE_BREAK.split(cell)
+        for part in parts[1:]:
+            if _ADDRESS_LIKE.search(part) or (width >= 3 and part.count(delimiter) >= width - 1):
+                suspects.append((index, line))
+                break
+        line += len(parts) - 1
+    return tuple(suspects)
 
 
 class _Columns:
@@ -462,12 +534,16 @@ def _read_list(path: Path, list_name: str) -> Iterator[Recipient | Problem]:
     shared: dict[str, str] = {}
     tag_sets: dict[str, tuple[str, ...]] = {}
 
-    for line, cells in records:
+    for line, cells, suspects in records:
         email = _at(cells, i_email).strip()
         reasons: list[str] = []
         problem = _address_problem(email)
         if problem:
             reasons.append(problem)
+        # A broken address already makes the row invalid, with its own reason.
+        near = next((line_at for index, line_at in suspects if index != i_email), None)
+        if near is not None:
+            reasons.append(_SWALLOWED.format(near))
         if len(cells) > columns.width and any(c.strip() for c in cells[columns.width :]):
             reasons.append(
                 f"{len(cells)} fields where the header has {columns.width}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import tempfile
 import unicodedata
 from datetime import date
@@ -193,6 +194,123 @@ def test_loading_streams_rows(tmp_path: Path) -> None:
         list(rows)
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('email,first_name\na@example.org,"Amélie\nb@example.org,Bob\nc@example.org,Chloé\n', 2),
+        ('email,first_name\r\na@example.org,Ann\r\n\r\nb@example.org,"Bo', 4),
+        ('email,outlet,note\na@example.org,"Wire\nDesk","one\ntwo\nb@example.org,Bo\n', 3),
+        ('email,first_name\n"a@example.org\n', 2),
+        ('email,"first_name\na@example.org,Ann\n', 1),
+    ],
+    ids=["middle", "last-line-no-newline", "after-a-multiline-field", "email", "header"],
+)
+def test_a_quote_never_closed_refuses_the_file(tmp_path: Path, text: str, line: int) -> None:
+    """Everything after the quote would be one field: the rows in it are never mailed."""
+    path = write(tmp_path, "list.csv", text)
+
+    with pytest.raises(RecipientError) as caught:
+        read_lists([path], set())
+
+    assert caught.value.format() == f"{path}:{line}: a quote opened on this line is never closed"
+
+
+def test_a_quote_never_closed_in_the_suppression_list_refuses_it(tmp_path: Path) -> None:
+    write(tmp_path, "suppressed.csv", 'email,reason\na@example.org,"asked\nb@example.org,x\n')
+
+    with pytest.raises(RecipientError, match=r"suppressed\.csv:2: a quote opened on this line"):
+        load_suppressions(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "near"),
+    [
+        # The stray quote after Amélie is closed by the one before Chloé.
+        (
+            'email,first_name,outlet\na@example.org,"Amélie,Wire\n'
+            'b@example.org,Bob,Wire\nc@example.org,"Chloé",Wire\nz@example.org,Zoe,Wire\n',
+            2,
+        ),
+        # No address in the swallowed row, but the shape of one.
+        (
+            'email,first_name,outlet\na@example.org,Ann,"Wire\n,Bob,Post\n",\n'
+            "z@example.org,Zoe,Wire\n",
+            2,
+        ),
+        # Semicolons, CRLF, in an extra column, after another multi-line field.
+        (
+            'email;notes;outlet\r\na@example.org;"one\r\ntwo";"Wire\r\nb@example.org;Bo;"\r\n'
+            "z@example.org;Zoe;Wire\r\n",
+            3,
+        ),
+    ],
+    ids=["address", "shape", "extra-column-semicolon"],
+)
+def test_a_field_holding_other_rows_makes_the_row_invalid(
+    tmp_path: Path, text: str, near: int
+) -> None:
+    path = write(tmp_path, "list.csv", text)
+
+    audience = read_lists([path], set())
+
+    assert emails(audience.recipients) == ["z@example.org"]
+    reason = (
+        "a field spans several lines and holds what looks like another row: "
+        f"check the quotes near line {near}"
+    )
+    assert audience.problems == [Problem(path, 2, "a@example.org", reason)]
+    (stats,) = audience.lists
+    assert (stats.rows, stats.valid, stats.invalid) == (2, 1, 1)
+
+
+def test_a_broken_address_keeps_its_own_reason(tmp_path: Path) -> None:
+    path = write(tmp_path, "list.csv", 'email,name\n"a@example.org\nb@example.org",Ann\n')
+
+    (problem,) = read_lists([path], set()).problems
+
+    assert problem.reason.startswith("invalid address 'a@example.org\\nb@example.org'")
+    assert "spans several lines" not in problem.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'email,first_name,address\na@example.org,Ann,"12 rue Haute,\n75001 Paris, France"\n',
+        'email,name\na@example.org,"Lee,\nAnn"\n',
+        'email;note\r\na@example.org;"Call before noon;\r\nnot on Fridays; ask for the desk"\r\n',
+        'email,note\na@example.org,"write to press@example.org\nor call"\n',
+    ],
+    ids=["postal-address", "two-columns-comma", "semicolons", "address-on-first-line"],
+)
+def test_legitimate_multiline_fields_are_kept(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, "list.csv", text + "b@example.org\n")
+
+    audience = read_lists([path], set())
+
+    assert audience.problems == []
+    assert [(r.email, r.line) for r in audience.recipients] == [
+        ("a@example.org", 2),
+        ("b@example.org", 4),
+    ]
+
+
+def test_a_suppression_list_with_a_field_holding_other_rows_is_refused(tmp_path: Path) -> None:
+    """Read as is, b@ would silently stop being suppressed."""
+    write(
+        tmp_path,
+        "suppressed.csv",
+        'email,reason,date\na@example.org,"asked,2026-01-01\nb@example.org,bounced,"\n',
+    )
+
+    with pytest.raises(RecipientError) as caught:
+        load_suppressions(tmp_path)
+
+    assert caught.value.format() == (
+        f"{tmp_path / 'suppressed.csv'}:2: a field spans several lines and holds what looks "
+        "like another row: check the quotes near line 2"
+    )
+
+
 # --- validation ----------------------------------------------------------------------------
 
 
@@ -235,6 +353,13 @@ def test_dirty_file_reports_each_bad_row_and_keeps_the_good_ones() -> None:
             "The part after the @-sign contains invalid characters: ':', '@', SPACE, U+000A.",
             "invalid",
         ),
+        (
+            15,
+            "frank@example.org",
+            "a field spans several lines and holds what looks like another row: "
+            "check the quotes near line 15",
+            "invalid",
+        ),
     ]
     assert all(p.file == path for p in audience.problems)
     assert [(r.email, r.line) for r in audience.recipients] == [
@@ -245,15 +370,15 @@ def test_dirty_file_reports_each_bad_row_and_keeps_the_good_ones() -> None:
     ]
     (stats,) = audience.lists
     assert (stats.rows, stats.valid, stats.invalid, stats.duplicates, stats.suppressed) == (
-        10,
+        11,
         5,
-        5,
+        6,
         1,
         0,
     )
     eve, mallory = audience.recipients[1:3]
     # A line break in a name could start a new header once the name is in "To:".
-    assert eve.first_name == "Eve Bcc: victim@example.org"
+    assert eve.first_name == "Eve Bcc: victim"
     # Markup is text here; escaping it is the HTML renderer's job, so it is kept verbatim.
     assert mallory.first_name == "<script>alert(1)</script>"
 
@@ -473,6 +598,36 @@ def test_add_suppression_follows_a_spreadsheet_layout(tmp_path: Path) -> None:
         "\ufeffdate;email\r\n2026-01-01;a@example.org\r\n2026-02-03;b@example.org\r\n"
     )
     assert load_suppressions(tmp_path) == {"a@example.org", "b@example.org"}
+
+
+@pytest.mark.parametrize(
+    ("reason", "written"),
+    [
+        ('=HYPERLINK("http://evil.example","x")', '\'=HYPERLINK("http://evil.example","x")'),
+        ("+33 1 23", "'+33 1 23"),
+        ("-1+1", "'-1+1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1+1", "'=1+1"),
+        ("asked = 2", "asked = 2"),
+    ],
+    ids=["equals", "plus", "minus", "at", "after-a-tab", "not-first"],
+)
+def test_add_suppression_writes_a_formula_as_text(
+    tmp_path: Path, reason: str, written: str
+) -> None:
+    """OWASP CSV injection: a spreadsheet opening the list must not evaluate the reason."""
+    assert add_suppression(tmp_path, "a@example.org", reason, date(2026, 1, 2))
+
+    rows = (tmp_path / "suppressed.csv").read_text(encoding="utf-8").splitlines()
+    assert next(csv.reader(rows[1:])) == ["a@example.org", written, "2026-01-02"]
+
+
+def test_add_suppression_guards_a_formula_in_a_spreadsheet_layout(tmp_path: Path) -> None:
+    path = write(tmp_path, "suppressed.csv", "reason;email\r\n")
+
+    assert add_suppression(tmp_path, "a@example.org", "=1+1", date(2026, 1, 2))
+
+    assert path.read_bytes() == b"reason;email\r\n'=1+1;a@example.org\r\n"
 
 
 @pytest.mark.parametrize(

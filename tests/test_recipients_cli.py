@@ -81,9 +81,11 @@ def test_check_exits_1_on_invalid_rows(project: Path) -> None:
         "dirty.csv:11: duplicate of jane.doe@example.com (dirty.csv:2), not mailed twice",
         "dirty.csv:12: invalid address 'ok@example.com\\nBcc: x@example.org': "
         "The part after the @-sign contains invalid characters: ':', '@', SPACE, U+000A.",
+        "dirty.csv:15: a field spans several lines and holds what looks like another row: "
+        "check the quotes near line 15",
     ]
     assert result.output.splitlines()[-1] == (
-        "4 unique addresses to mail; 5 invalid rows, 1 duplicates, 0 suppressed."
+        "4 unique addresses to mail; 6 invalid rows, 1 duplicates, 0 suppressed."
     )
 
 
@@ -110,9 +112,9 @@ def test_check_json(project: Path) -> None:
         {
             "name": "dirty",
             "file": str(outside / "dirty.csv"),
-            "rows": 10,
+            "rows": 11,
             "valid": 5,
-            "invalid": 5,
+            "invalid": 6,
             "duplicates": 1,
             "suppressed": 0,
         },
@@ -131,6 +133,7 @@ def test_check_json(project: Path) -> None:
         (6, ""),
         (11, "JANE.DOE@Example.COM"),
         (12, "ok@example.com\nBcc: x@example.org"),
+        (15, "frank@example.org"),
     ]
     # ann and bo from science, plus jane, eve, mallory and zoe from dirty; cy is suppressed.
     assert report["unique"] == 6
@@ -177,6 +180,75 @@ def test_check_errors_are_one_line(project: Path, args: list[str], message: str)
 
     assert result.exit_code == 1
     assert result.output == message + "\n"
+
+
+def test_check_refuses_a_list_with_a_quote_never_closed(project: Path) -> None:
+    """The review's case: Bob and Chloé used to vanish into Amélie's first name."""
+    (project / "x.csv").write_text(
+        'email,first_name\na@example.org,"Amélie\nb@example.org,Bob\nc@example.org,Chloé\n',
+        encoding="utf-8",
+    )
+
+    result = run(project, "recipients", "check", "--json", "x.csv")
+
+    assert (result.exit_code, result.output) == (
+        1,
+        "Error: x.csv:2: a quote opened on this line is never closed\n",
+    )
+
+
+def test_check_reports_a_row_that_swallowed_others(project: Path) -> None:
+    (project / "x.csv").write_text(
+        "email,first_name,outlet\n"
+        'a@example.org,"Amélie,Wire\n'  # 2: the quote closes on line 4
+        "b@example.org,Bob,Wire\n"
+        'c@example.org,"Chloé",Wire\n'
+        'd@example.org,Dan,"12 rue Haute,\n75001 Paris"\n'  # 5-6: a legitimate line break
+        "e@example.org,Eve,Post\n",
+        encoding="utf-8",
+    )
+
+    result = run(project, "recipients", "check", "--json", "x.csv")
+
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert [(s["rows"], s["valid"], s["invalid"]) for s in report["lists"]] == [(3, 2, 1)]
+    assert report["problems"] == [
+        {
+            "file": "x.csv",
+            "line": 2,
+            "email": "a@example.org",
+            "reason": "a field spans several lines and holds what looks like another row: "
+            "check the quotes near line 2",
+        }
+    ]
+    assert report["unique"] == 2
+
+
+def test_check_keeps_legitimate_multiline_fields(project: Path) -> None:
+    (project / "x.csv").write_text(
+        'email,name,address\r\na@example.org,Ann,"12 rue Haute,\r\n75001 Paris"\r\n'
+        'b@example.org,"Bo\r\nLee",\r\n',
+        encoding="utf-8",
+    )
+
+    result = run(project, "recipients", "check", "--json", "x.csv")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert [(s["rows"], s["valid"], s["invalid"]) for s in report["lists"]] == [(2, 2, 0)]
+    assert report["problems"] == []
+
+
+def test_suppress_writes_a_formula_reason_as_text(project: Path) -> None:
+    result = run(project, "recipients", "suppress", "dom@example.org", "--reason", "=1+1")
+
+    assert result.exit_code == 0, result.output
+    assert (project / "recipients" / "suppressed.csv").read_text(encoding="utf-8") == (
+        "email,reason,date\n"
+        "CY@example.org,asked,2026-01-02\n"
+        f"dom@example.org,'=1+1,{date.today().isoformat()}\n"
+    )
 
 
 def test_check_an_empty_folder(project: Path) -> None:
