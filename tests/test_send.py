@@ -367,3 +367,24 @@ def test_unwritable_outbox_is_one_line(workspace: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: ") and "Not a directory" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_password_with_accents_logs_in(workspace: Path) -> None:
+    accented = "mot-de-passé-Ünïcode"
+    with SmtpServer(password=accented) as server:
+        write_config(workspace, server.port, username="presse")
+        campaign = write_campaign(workspace, 2)
+        result = run("send", str(campaign), "--live", env={"DISTRIBUTE_SMTP_PASSWORD": accented})
+    assert result.exit_code == 0, result.output
+    assert len(server.received) == 2
+
+
+def test_server_without_auth_is_named(workspace: Path, server: SmtpServer) -> None:
+    write_config(workspace, server.port, username="presse")
+    campaign = write_campaign(workspace, 2)
+    result = run("send", str(campaign), "--live", env={"DISTRIBUTE_SMTP_PASSWORD": "x"})
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"Error: 127.0.0.1:{server.port} does not offer AUTH (login) on this connection; "
+        "use security = starttls or tls"
+    )

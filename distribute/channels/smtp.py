@@ -10,6 +10,7 @@ section 4.1.1.4 puts the commitment at the reply to the final dot), so the messa
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
 import smtplib
@@ -105,10 +106,15 @@ class SmtpChannel(Channel):
             conn = self._new_connection()
             conn.ehlo()
             if s.security == "starttls":
+                if not conn.has_extn("starttls"):
+                    raise SmtpError(
+                        f"{self.where} does not offer STARTTLS; set [smtp] security to tls "
+                        "or ask the mail administrator"
+                    )
                 conn.starttls(context=self._tls())
                 conn.ehlo()
             if s.username:
-                conn.login(s.username, self._password or "")
+                self._login(conn, s.username, self._password or "")
         except smtplib.SMTPAuthenticationError as exc:
             _quiet_close(conn)
             raise SmtpError(
@@ -116,17 +122,39 @@ class SmtpChannel(Channel):
                 f"{_reply(exc.smtp_code, exc.smtp_error)}; check [smtp] username and "
                 f"{SMTP_PASSWORD_ENV}"
             ) from None
-        except smtplib.SMTPNotSupportedError:
+        except SmtpError:
             _quiet_close(conn)
-            raise SmtpError(
-                f"{self.where} does not offer STARTTLS; set [smtp] security to tls or ask the "
-                "mail administrator"
-            ) from None
+            raise
         except (OSError, smtplib.SMTPException) as exc:
             _quiet_close(conn)
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise SmtpError(f"cannot connect to the SMTP server {self.where}: {reason}") from None
         self._conn = conn
+
+    def _login(self, conn: smtplib.SMTP, username: str, password: str) -> None:
+        if not conn.has_extn("auth"):
+            raise SmtpError(
+                f"{self.where} does not offer AUTH (login) on this connection; "
+                + (
+                    "use security = starttls or tls, as servers offer AUTH only over TLS"
+                    if self.settings.security == "none"
+                    else "check [smtp] host and port (the submission port is usually 587)"
+                )
+            )
+        if username.isascii() and password.isascii():
+            conn.login(username, password)
+            return
+        # smtplib encodes credentials as ASCII; RFC 4616 PLAIN carries UTF-8, so send it
+        # ourselves rather than refuse a password with an accent.
+        if "plain" not in conn.esmtp_features.get("auth", "").lower().split():
+            raise SmtpError(
+                f"{self.where} offers no AUTH PLAIN, the only way to send a user name or "
+                "password with non-ASCII characters"
+            )
+        token = b"\0" + username.encode("utf-8") + b"\0" + password.encode("utf-8")
+        code, reply = conn.docmd("AUTH", "PLAIN " + base64.b64encode(token).decode("ascii"))
+        if code != 235:
+            raise smtplib.SMTPAuthenticationError(code, reply)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
