@@ -471,6 +471,57 @@ def _heading_like(raw: _Raw) -> str | None:
     return None
 
 
+# How far into a release its headline may sit, below a kicker, a dateline or a logo line.
+_LEAD_IN = 4
+_KICKER_WORDS = (
+    r"(press|news|media)\s+release|communiqu[ée]\s+de\s+presse|for\s+immediate\s+release"
+    r"|pour\s+(diffusion|publication)\s+imm[ée]diate"
+)
+_KICKER = re.compile(
+    rf"^({_KICKER_WORDS})([\s\-–—|:·/.,]+({_KICKER_WORDS}))*[\s.:]*$", re.IGNORECASE
+)
+
+
+def _is_kicker(raw: _Raw) -> bool:
+    """A "Press release" line above the headline: the template prints its own."""
+    if raw.kind not in {"heading", "paragraph"}:
+        return False
+    return bool(_KICKER.match(_inline(_strip_bold(raw.source))[1]))
+
+
+def _drop_kickers(blocks: list[_Raw]) -> list[_Raw]:
+    head = len(blocks)
+    for index, raw in enumerate(blocks[:_LEAD_IN]):
+        if raw.kind == "heading" and not _is_kicker(raw):
+            head = index
+            break
+    limit = min(head, _LEAD_IN)
+    return [raw for index, raw in enumerate(blocks) if index >= limit or not _is_kicker(raw)]
+
+
+def _headline_index(blocks: list[_Raw]) -> int | None:
+    """Where the headline is: the first Markdown heading near the top, else the first
+    heading-like block (PDF conversions often set the headline as a bold line).
+
+    A bold line above that heading still wins when the heading has siblings further down:
+    then the heading opens the first section (``**Headline**`` then ``## Part`` ... ``## Part``).
+    """
+    first_heading = next(
+        (index for index, raw in enumerate(blocks[:_LEAD_IN]) if raw.kind == "heading"), None
+    )
+    first_like = next(
+        (index for index, raw in enumerate(blocks) if raw.kind == "heading" or _heading_like(raw)),
+        None,
+    )
+    if first_heading is None or first_like == first_heading:
+        return first_like
+    level = blocks[first_heading].level
+    siblings = any(
+        raw.kind == "heading" and raw.level <= level for raw in blocks[first_heading + 1 :]
+    )
+    return first_like if siblings else first_heading
+
+
 def _infer(blocks: list[_Raw], meta: dict[str, Any], source: Path | None) -> Release:
     handle: Link | None = None
     remaining: list[_Raw] = []
@@ -482,22 +533,22 @@ def _infer(blocks: list[_Raw], meta: dict[str, Any], source: Path | None) -> Rel
             remaining.append(raw)
     blocks = remaining
 
+    blocks = _drop_kickers(blocks)
     title = meta.get("title")
     position = 0
+    preamble: list[_Raw] = []  # blocks above the headline, read as the start of the body
     if title is not None and blocks and _heading_like(blocks[0]) == single_space(title):
         position = 1  # the body repeats the front matter's headline
     elif title is None:
-        for position, raw in enumerate(blocks):
-            if raw.kind == "heading" or _heading_like(raw):
-                title = _inline(_strip_bold(raw.source))[1]
-                position += 1
-                break
-        else:
+        at = _headline_index(blocks)
+        if at is None:
             raise ReleaseError(
                 "no headline found: start the release with a '# Heading' "
                 "or give a title in the front matter",
                 path=source,
             )
+        title = _inline(_strip_bold(blocks[at].source))[1]
+        preamble, position = blocks[:at], at + 1
 
     subtitle = meta.get("subtitle")
     if subtitle is None and position < len(blocks):
@@ -533,8 +584,9 @@ def _infer(blocks: list[_Raw], meta: dict[str, Any], source: Path | None) -> Rel
         if current or current_heading:
             sections.append(Section(current_heading, tuple(current), current_heading_html))
 
-    for raw in blocks[position:]:
-        heading = _heading_like(raw)
+    for index, raw in enumerate([*preamble, *blocks[position:]]):
+        # Above the headline a short bold line is a dateline or a tagline, never a section.
+        heading = None if index < len(preamble) else _heading_like(raw)
         if heading and _CONTACT.match(heading.rstrip(" :").strip() + ":"):
             contact_heading = heading.rstrip(" :").strip()
             if mode == "body":

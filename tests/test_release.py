@@ -274,3 +274,75 @@ def test_contact_people_on_one_line_and_autolinks() -> None:
         ("John Roe", ("+33 6 00 00 00 00",), ()),
         ("Ann Poe", (), ("ann@example.org",)),
     ]
+
+
+KICKER_FR = Path(__file__).parent / "data" / "releases" / "kicker-fr.md"
+
+
+@pytest.mark.parametrize(
+    "kicker",
+    [
+        "**Communiqué de presse**",
+        "**COMMUNIQUÉ DE PRESSE**",
+        "**Press release**",
+        "**PRESS RELEASE – FOR IMMEDIATE RELEASE**",
+        "**Pour diffusion immédiate**",
+        "Press release",
+    ],
+)
+def test_kicker_before_the_headline_is_dropped(kicker: str) -> None:
+    release = parse_release(f"{kicker}\n\n# The real headline\n\nBody text.\n")
+    assert release.title == "The real headline"
+    assert release.lead is None
+    assert [b.text for b in release.body_blocks] == ["Body text."]
+
+
+def test_kicker_before_a_repeated_front_matter_title() -> None:
+    release = parse_release(
+        "---\ntitle: The real headline\n---\n**Press release**\n\n# The real headline\n\nBody.\n"
+    )
+    assert release.title == "The real headline"
+    assert release.lead is None and release.sections[0].heading is None
+    assert [b.text for b in release.body_blocks] == ["Body."]
+
+
+def test_other_bold_line_before_the_headline_stays_as_lead() -> None:
+    release = parse_release("**Valmont, 3 March 2027**\n\n# The real headline\n\nBody text.\n")
+    assert release.title == "The real headline"
+    assert release.lead is not None and release.lead.text == "Valmont, 3 March 2027"
+    assert [b.text for b in release.body_blocks] == ["Body text."]
+
+
+def test_bold_headline_above_section_headings_stays_the_headline() -> None:
+    release = parse_release(
+        "**Big news**\n\nOpening paragraph.\n\n## First part\n\nOne.\n\n## Second part\n\nTwo.\n"
+    )
+    assert release.title == "Big news"
+    assert [s.heading for s in release.sections] == [None, "First part", "Second part"]
+
+
+def test_french_release_with_kicker_comment_and_contact_list() -> None:
+    release = load_release(KICKER_FR)
+    assert release.title == "L'Institut de Valmont ouvre une plateforme d'essais hydrogène"
+    assert release.subtitle is not None and release.subtitle.startswith("Quarante entreprises")
+    assert release.lead is not None and release.lead.text.startswith("L'Institut de Valmont")
+    assert [s.heading for s in release.sections] == [None, "Un pont entre laboratoire et usine"]
+    assert all("note" not in b.text and "COMMUNIQUÉ" not in b.text for b in release.body_blocks)
+    assert release.boilerplate is not None
+    assert release.contact_heading == "Contacts presse"
+    assert [(c.name, c.role, c.phones, c.emails) for c in release.contacts] == [
+        (
+            "Claire Dumont",
+            "responsable presse",
+            ("+33 1 00 00 00 00",),
+            ("claire.dumont@example.org",),
+        ),
+        ("Marc Petit", None, ("+33 6 00 00 00 00",), ("marc.petit@example.org",)),
+    ]
+    assert {c.organisation for c in release.contacts} == {"Institut de Valmont"}
+
+
+def test_plain_line_above_the_headline_is_kept() -> None:
+    release = parse_release("Valmont, 3 March 2027\n\n# The real headline\n\nBody text.\n")
+    assert release.title == "The real headline"
+    assert [b.text for b in release.body_blocks] == ["Valmont, 3 March 2027", "Body text."]
