@@ -295,6 +295,15 @@ class _Loader:
         name = data.get("name", self.path.stem)
         if not isinstance(name, str) or not name.strip():
             raise self.fail("name must be a non-empty string", top, "name")
+        # The name becomes a folder of the outbox, a ledger key and part of Message-IDs.
+        if not _STEP_NAME.fullmatch(name):
+            raise self.fail(
+                f"campaign name {name!r} must start with a letter or digit and hold only "
+                "letters, digits, '-', '_' or '.'"
+                + ("" if "name" in data else ' (set name = "..." in the file)'),
+                top,
+                "name",
+            )
 
         timezone = data.get("timezone", self.settings.timezone)
         if not isinstance(timezone, str):

@@ -23,7 +23,7 @@ from distribute.channels.base import Channel, Envelope, Outcome
 from distribute.channels.outbox import OutboxChannel, maildir, write_posts
 from distribute.channels.smtp import SmtpChannel
 from distribute.config import SMTP_PASSWORD_ENV, Settings, secret
-from distribute.errors import DeliveryError, LedgerError
+from distribute.errors import CampaignError, DeliveryError, LedgerError
 from distribute.ledger import Claim, Ledger, Planned, StepRef, runner_id
 from distribute.recipients import Recipient
 from distribute.render.email import EmailDraft
@@ -58,7 +58,12 @@ class StepReport:
 
 
 def outbox_folder(settings: Settings, campaign: str, step: str) -> Path:
-    return settings.workspace / "outbox" / campaign / step
+    """The step's Maildir; a dry run empties it, so it must stay inside the outbox."""
+    root = (settings.workspace / "outbox").resolve()
+    folder = (root / campaign / step).resolve()
+    if not folder.is_relative_to(root) or folder == root:
+        raise CampaignError(f"campaign {campaign!r}, step {step!r}: not a usable outbox folder")
+    return folder
 
 
 class RateLimiter:

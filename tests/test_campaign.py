@@ -308,6 +308,12 @@ BAD_FILES = [
         id="bad-step-name",
     ),
     pytest.param(
+        edit('name = "launch"', 'name = ".."'),
+        "{f}:1: campaign name '..' must start with a letter or digit and hold only letters, "
+        "digits, '-', '_' or '.'",
+        id="campaign-name-escapes-the-outbox",
+    ),
+    pytest.param(
         edit("[[email]]", "[email]"),
         "{f}:5: email steps are written as [[email]] tables, one per step",
         id="email-not-array",
