@@ -74,11 +74,13 @@ _QUOTE_OPEN = re.compile(r"(^|\s|:)\*\s*[\"“«]")
 
 
 class _PlainLoader(yaml.SafeLoader):
-    """YAML without implicit timestamps, so an embargo keeps the offset it was written with."""
+    """YAML without implicit timestamps, so an embargo keeps the offset it was written with,
+    and without YAML 1.1 booleans, so ``title: yes`` or ``subtitle: no`` stay words."""
 
 
+_PLAIN_TAGS = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool"}
 _PlainLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _PLAIN_TAGS]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
@@ -231,6 +233,8 @@ def _check_front_matter(
 
         if key not in FRONT_MATTER_KEYS:
             raise fail(f"unknown front matter key {key!r} (known: {', '.join(FRONT_MATTER_KEYS)})")
+        if key == "title" and (value is None or not str(value).strip()):
+            raise fail("title is empty")
         if value is None:
             continue
         if key == "hashtags":
@@ -548,6 +552,8 @@ def _infer(blocks: list[_Raw], meta: dict[str, Any], source: Path | None) -> Rel
                 path=source,
             )
         title = _inline(_strip_bold(blocks[at].source))[1]
+        if not title:
+            raise ReleaseError("title is empty", path=source, line=blocks[at].line)
         preamble, position = blocks[:at], at + 1
 
     subtitle = meta.get("subtitle")

@@ -346,3 +346,33 @@ def test_plain_line_above_the_headline_is_kept() -> None:
     release = parse_release("Valmont, 3 March 2027\n\n# The real headline\n\nBody text.\n")
     assert release.title == "The real headline"
     assert [b.text for b in release.body_blocks] == ["Valmont, 3 March 2027", "Body text."]
+
+
+@pytest.mark.parametrize("word", ["yes", "No", "on", "OFF", "true"])
+def test_yaml_1_1_booleans_stay_text(word: str) -> None:
+    release = parse_release(
+        f"---\ntitle: {word}\nsubtitle: {word}\nhashtags: [{word}, hydrogen]\n---\nBody.\n"
+    )
+    assert release.title == word
+    assert release.subtitle == word
+    assert release.hashtags == (f"#{word}", "#hydrogen")
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('---\ntitle: ""\n---\n# T\n', 2),
+        ("---\ndate: 2027-03-10\ntitle: '   '\n---\n# T\n", 3),
+        ("---\ntitle:\n---\n# T\n", 2),
+        ("---\ndate: 2027-03-10\n---\n#\n\nBody.\n", 4),
+        ("Intro line.\n\n# **  **\n\nBody.\n", 3),
+    ],
+    ids=["empty", "blank", "null", "empty-heading", "blank-bold-heading"],
+)
+def test_empty_title_is_an_error(tmp_path: Path, text: str, line: int) -> None:
+    path = tmp_path / "release.md"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ReleaseError, match="title is empty") as info:
+        load_release(path)
+    assert info.value.line == line
+    assert info.value.format().startswith(f"{path}:{line}: ")
