@@ -679,6 +679,18 @@ def check_campaign(
                 raise _inline_error(exc, "text", where, campaign, line("text")) from None
             result.posts[step.name] = posts
             result.warnings.extend(f"{where}: {note}" for note in posts.warnings)
+    # Legitimate (an English and a French version), but worth knowing before it happens.
+    seen: dict[str, list[str]] = {}
+    for name, audience in result.audiences.items():
+        for recipient in audience.recipients:
+            seen.setdefault(recipient.key, []).append(name)
+    repeated = {key: steps for key, steps in seen.items() if len(steps) > 1}
+    if repeated:
+        example, steps = next(iter(repeated.items()))
+        result.warnings.append(
+            f"{len(repeated)} journalist(s) are in more than one email step and get one "
+            f"message per step (e.g. {example}: {', '.join(steps)})"
+        )
     return result
 
 

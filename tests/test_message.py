@@ -263,3 +263,10 @@ def test_inline_subject_failures_are_template_errors(
     with pytest.raises(TemplateError, match=message) as raised:
         draft_email(load_release(example_path), settings, at=NOW, subject=subject)
     assert raised.value.path == "subject"
+
+
+def test_empty_subject_is_refused(example_path: Path, settings: Settings) -> None:
+    from distribute.errors import TemplateError
+
+    with pytest.raises(TemplateError, match="the subject is empty"):
+        draft_email(load_release(example_path), settings, at=NOW, subject="{{ '' }}  ")

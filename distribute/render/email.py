@@ -191,6 +191,8 @@ def draft_email(
     html = inline_css(html_raw)
     headline = render_string(env, subject, context, where="subject") if subject else release.title
     headline = single_line(headline)
+    if not headline:
+        raise TemplateError("the subject is empty", path="subject" if subject else release.source)
     if embargoed:
         headline = f"{t['embargoed']} {context['embargo_until']}: {headline}"
     fields = set(RECIPIENT_FIELDS) | set(extra_fields)
