@@ -95,7 +95,7 @@ class Link:
 class Block:
     """A paragraph, quote or list: the same content as safe HTML and as plain text."""
 
-    kind: str  # "paragraph" | "quote" | "list"
+    kind: str  # "paragraph" | "lead" | "quote" | "list" | "table"
     html: Markup
     text: str
     links: tuple[Link, ...] = ()
@@ -285,7 +285,7 @@ class _Raw:
     level: int = 0
 
 
-_md = MarkdownIt("commonmark", {"html": True})
+_md = MarkdownIt("commonmark", {"html": True}).enable("table")
 
 
 def _blocks(body: str, first_line: int) -> list[_Raw]:
@@ -304,7 +304,11 @@ def _blocks(body: str, first_line: int) -> list[_Raw]:
             index += 3
         elif token.nesting == 1 and token.level == 0:
             close = _closing(tokens, index)
-            kind = {"bullet_list_open": "list", "ordered_list_open": "list"}.get(token.type)
+            kind = {
+                "bullet_list_open": "list",
+                "ordered_list_open": "list",
+                "table_open": "table",
+            }.get(token.type)
             kind = kind or ("quote" if token.type == "blockquote_open" else "other")
             assert token.map is not None
             out.append(_Raw(kind, "\n".join(lines[token.map[0] : token.map[1]]), start))
@@ -415,6 +419,8 @@ def _block(raw: _Raw) -> Block:
         text = "\n".join(f"- {item[1]}" for item in items)
         links = tuple(link for item in items for link in item[2])
         return Block("list", _escape_raw_html(html), text, links)
+    if raw.kind == "table":
+        return _table(raw)
     if raw.kind == "quote":
         inner = "\n".join(re.sub(r"^\s*>\s?", "", line) for line in raw.source.split("\n"))
         html, text, links = _inline(inner)
@@ -426,6 +432,36 @@ def _block(raw: _Raw) -> Block:
             attribution = _inline(attribution)[1]
         return Block("quote", html, text, links, attribution)
     return Block("paragraph", html, text, links)
+
+
+_ALIGN = {side: f' align="{side}"' for side in ("left", "center", "right")}
+
+
+def _table(raw: _Raw) -> Block:
+    """A pipe table: plain attributes only, as mail clients ignore most CSS on tables."""
+    rows: list[list[tuple[str, str, Markup, str]]] = []  # (tag, align, html, text) per cell
+    links: list[Link] = []
+    tag, align = "td", ""
+    for token in _md.parse(raw.source):
+        if token.type == "tr_open":
+            rows.append([])
+        elif token.type in {"th_open", "td_open"}:
+            tag = token.tag
+            style = str(token.attrs.get("style", ""))
+            align = style.removeprefix("text-align:") if style.startswith("text-align:") else ""
+        elif token.type == "inline" and rows:
+            html, text, cell_links = _inline(token.content)
+            rows[-1].append((tag, align, html, text))
+            links += cell_links
+    parts = ['<table role="table" cellpadding="6" border="1">']
+    for row in rows:
+        cells = "".join(
+            f"<{tag}{_ALIGN.get(align, '')}>{html}</{tag}>" for tag, align, html, _ in row
+        )
+        parts.append(f"<tr>{cells}</tr>")
+    parts.append("</table>")
+    text = "\n".join(" | ".join(cell[3] for cell in row) for row in rows)
+    return Block("table", Markup("".join(parts)), text, tuple(links))  # noqa: S704
 
 
 def _items(raw: _Raw) -> list[str]:

@@ -376,3 +376,33 @@ def test_empty_title_is_an_error(tmp_path: Path, text: str, line: int) -> None:
         load_release(path)
     assert info.value.line == line
     assert info.value.format().startswith(f"{path}:{line}: ")
+
+
+TABLE_RELEASE = (
+    "# T\n\nIntro.\n\n"
+    "| Year | Patents |\n"
+    "| --- | ---: |\n"
+    "| 2020 | **33** |\n"
+    "| 2021 <script>x</script> | [40](https://www.example.org/2021) |\n"
+)
+
+
+def test_pipe_table_is_a_table_block() -> None:
+    blocks = parse_release(TABLE_RELEASE).body_blocks
+    assert [b.kind for b in blocks] == ["paragraph", "table"]
+    table = blocks[1]
+    assert table.text == "Year | Patents\n2020 | 33\n2021 x | 40"
+    html = str(table.html)
+    assert html.startswith('<table role="table" cellpadding="6" border="1">')
+    assert "<th>Year</th>" in html
+    assert '<td align="right"><strong>33</strong></td>' in html
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "| ---" not in html
+    assert table.urls == ("https://www.example.org/2021",)
+
+
+def test_table_in_the_email(settings: Settings) -> None:
+    draft = draft_email(parse_release(TABLE_RELEASE), settings, at=datetime(2027, 1, 1, tzinfo=UTC))
+    assert '<table role="table" cellpadding="6" border="1"' in draft.html
+    assert "<p><table" not in draft.html
+    assert "Year | Patents\n2020 | 33\n2021 x | 40\n" in draft.text
