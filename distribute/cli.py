@@ -32,6 +32,18 @@ class DistributeGroup(click.Group):
         except DistributeError as exc:
             click.echo(f"Error: {exc.format()}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt as exc:
+            from distribute.dispatch import Interrupted
+
+            if isinstance(exc, Interrupted):
+                click.echo(
+                    f"Interrupted after {exc.done} of {exc.total} messages; each one under way "
+                    "was finished and recorded. Run the same command again to send the rest.",
+                    err=True,
+                )
+            else:
+                click.echo("Interrupted.", err=True)
+            ctx.exit(130)
         except OSError as exc:
             # A folder that cannot be created or a file that cannot be written (a full disk,
             # a read-only workspace, a file where a folder should be): say which, no traceback.

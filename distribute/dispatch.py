@@ -66,6 +66,15 @@ def outbox_folder(settings: Settings, campaign: str, step: str) -> Path:
     return folder
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a step, after every connection finished its current message."""
+
+    def __init__(self, done: int, total: int):
+        super().__init__(f"interrupted after {done} of {total} messages")
+        self.done = done
+        self.total = total
+
+
 class RateLimiter:
     """At most ``rate`` messages per second across every connection."""
 
@@ -244,7 +253,7 @@ class Dispatcher:
             with lock:
                 budget[0] += 1
 
-        def worker(channel: Channel) -> None:
+        def worker(channel: Channel, finished: threading.Event) -> None:
             try:
                 while take():
                     claim = self._next_claim(ref, runner, stop)
@@ -275,15 +284,32 @@ class Dispatcher:
                             progress(done[0], total)
             finally:
                 channel.close()
+                finished.set()
 
+        ends = [threading.Event() for _ in channels]
         threads = [
-            threading.Thread(target=worker, args=(channel,), name=f"smtp-{index}", daemon=True)
-            for index, channel in enumerate(channels)
+            threading.Thread(target=worker, args=(channel, end), name=f"smtp-{n}", daemon=True)
+            for n, (channel, end) in enumerate(zip(channels, ends, strict=True))
         ]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+
+        def wait_for_workers() -> None:
+            # Events, not Thread.join: a join interrupted by Ctrl-C can mark a thread that is
+            # still sending as stopped (the bpo-45274 fix in threading._wait_for_tstate_lock),
+            # and a second join would then return while a message is still under way.
+            for end in ends:
+                while not end.wait(0.5):
+                    pass
+
+        try:
+            wait_for_workers()
+        except KeyboardInterrupt:
+            # Ctrl-C: let each connection finish the message it is sending and record it,
+            # so nothing is left half-known; a second Ctrl-C stops at once.
+            stop.set()
+            wait_for_workers()
+            raise Interrupted(done[0], total) from None
         if errors:
             raise errors[0].__class__(
                 f"{errors[0].format()}; stopped after {done[0]} of {total} messages. Nothing "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import logging
@@ -49,6 +50,7 @@ class Faults:
     temporary_once: set[str] = field(default_factory=set)  # 451 on the first RCPT only
     permanent: set[str] = field(default_factory=set)  # 550 on every RCPT
     drop_every: int = 0  # drop a connection once it has carried this many messages
+    latency: float = 0.0  # seconds before answering each message, as a busy server does
 
 
 class Handler:
@@ -83,6 +85,8 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.faults.latency:
+            await asyncio.sleep(self.faults.latency)
         with self.lock:
             self.received.append(
                 Received(

@@ -388,3 +388,33 @@ def test_server_without_auth_is_named(workspace: Path, server: SmtpServer) -> No
         f"Error: 127.0.0.1:{server.port} does not offer AUTH (login) on this connection; "
         "use security = starttls or tls"
     )
+
+
+@pytest.mark.slow
+def test_ctrl_c_finishes_the_messages_under_way(workspace: Path) -> None:
+    """SIGINT mid-step: each connection finishes and records its message, then it stops."""
+    total = 300
+    with SmtpServer(Faults(latency=0.03)) as server:
+        write_config(workspace, server.port, connections=2)
+        campaign = write_campaign(workspace, total)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DISTRIBUTE_")}
+        command = [sys.executable, "-m", "distribute", "send", str(campaign), "--live"]
+        process = subprocess.Popen(
+            command, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 60
+        while len(server.received) < 20 and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 130, stderr
+        assert b"Run the same command again to send the rest." in stderr
+        assert b"Traceback" not in stderr
+        counts = status(workspace)["desk/live"]
+        assert counts["sending"] == counts["uncertain"] == 0  # nothing left half-known
+        assert counts["sent"] == len(server.received) < total
+        again = subprocess.run(command, cwd=workspace, env=env, capture_output=True)
+        assert again.returncode == 0, again.stderr
+        per_recipient = server.handler.per_recipient()
+    assert per_recipient == Counter({f"j{n:05d}@example.com": 1 for n in range(total)})
