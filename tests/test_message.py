@@ -270,3 +270,15 @@ def test_empty_subject_is_refused(example_path: Path, settings: Settings) -> Non
 
     with pytest.raises(TemplateError, match="the subject is empty"):
         draft_email(load_release(example_path), settings, at=NOW, subject="{{ '' }}  ")
+
+
+def test_contact_role_is_shown(tmp_path: Path, settings: Settings) -> None:
+    release = tmp_path / "r.md"
+    release.write_text(
+        "# Title here\n\n**Lead.**\n\nBody.\n\n**Press contact:**\n\n"
+        "Jane Smith, Head of Press – +44 20 7946 0000 – jane.smith@example.org\n",
+        encoding="utf-8",
+    )
+    draft = draft_email(load_release(release), settings, at=NOW)
+    assert "\nJane Smith, Head of Press\n+44 20 7946 0000\njane.smith@example.org\n" in draft.text
+    assert "Jane Smith, Head of Press<br>" in draft.html
