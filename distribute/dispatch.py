@@ -347,7 +347,7 @@ class Dispatcher:
             step=step.name,
             date=self.clock(),
         )
-        message_id = str(message["Message-ID"])
+        message_id = message.message_id
         envelope = Envelope(
             self.settings.sender.address, recipient.email, message_bytes(message), message_id
         )
@@ -441,7 +441,7 @@ def send_test(
         subject_prefix="[TEST] ",
     )
     envelope = Envelope(
-        settings.sender.address, address, message_bytes(message), str(message["Message-ID"])
+        settings.sender.address, address, message_bytes(message), message.message_id
     )
     with channel:
         return channel.deliver(envelope)
