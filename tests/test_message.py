@@ -2,11 +2,15 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
 from distribute.config import Settings
 from distribute.recipients import Recipient
@@ -282,3 +286,17 @@ def test_contact_role_is_shown(tmp_path: Path, settings: Settings) -> None:
     draft = draft_email(load_release(release), settings, at=NOW)
     assert "\nJane Smith, Head of Press\n+44 20 7946 0000\njane.smith@example.org\n" in draft.text
     assert "Jane Smith, Head of Press<br>" in draft.html
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=400))
+@settings_(max_examples=150, deadline=None)
+def test_quoted_printable_parts_round_trip(body: str) -> None:
+    """Whatever the text, the encoded part decodes to it, in lines of at most 78 octets."""
+    from distribute.render.message import _part
+
+    raw = _part("text/plain", body)
+    assert all(len(line) <= 78 for line in raw.split(b"\r\n"))
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    part = email.message_from_bytes(raw, policy=email.policy.default)
+    decoded = part.get_payload(decode=True).decode("utf-8").replace("\r\n", "\n")
+    assert decoded == re.sub(r"\r\n?", "\n", body)  # any line ending becomes CRLF on the wire

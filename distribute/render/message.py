@@ -215,8 +215,12 @@ def _folded(utf8: bool, name: str, text: str) -> bytes:
 
 def _part(content_type: str, body: str) -> bytes:
     """One MIME part, quoted-printable: lines of at most 76 octets (RFC 2045 section 6.7)."""
-    data = body.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+    data = re.sub(r"\r\n?|\n", "\r\n", body).encode("utf-8")
     encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
+    if b"\r\n" not in data:
+        # b2a_qp copies the text's line ending into its soft breaks; with no line ending to
+        # copy it uses a bare LF, which SMTP forbids (RFC 5321 section 2.3.8).
+        encoded = encoded.replace(b"=\n", b"=\r\n")
     return (
         f'Content-Type: {content_type}; charset="utf-8"\r\n'
         "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
