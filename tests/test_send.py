@@ -311,6 +311,22 @@ def test_bad_campaign_plans_nothing(workspace: Path, server: SmtpServer) -> None
     assert json.loads(run("status", "--json").stdout) == {"campaigns": []}
 
 
+def send_in_background(
+    workspace: Path, campaign: Path, server: SmtpServer, received: int
+) -> tuple[subprocess.Popen[bytes], list[str], dict[str, str]]:
+    """A real ``distribute send --live`` process, returned once the server has ``received``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISTRIBUTE_")}
+    command = [sys.executable, "-m", "distribute", "send", str(campaign), "--live"]
+    process = subprocess.Popen(
+        command, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while len(server.received) < received and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.01)
+    return process, command, env
+
+
 @pytest.mark.slow
 def test_crash_mid_step_never_sends_twice(workspace: Path) -> None:
     """SIGKILL a live send of 2,000 messages halfway, run it again: nobody gets two."""
@@ -318,15 +334,7 @@ def test_crash_mid_step_never_sends_twice(workspace: Path) -> None:
     with SmtpServer() as server:
         write_config(workspace, server.port)
         campaign = write_campaign(workspace, total)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DISTRIBUTE_")}
-        command = [sys.executable, "-m", "distribute", "send", str(campaign), "--live"]
-        process = subprocess.Popen(
-            command, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + 120
-        while len(server.received) < total // 3 and time.monotonic() < deadline:
-            assert process.poll() is None, process.communicate()
-            time.sleep(0.02)
+        process, command, env = send_in_background(workspace, campaign, server, total // 3)
         process.send_signal(signal.SIGKILL)
         process.communicate()  # reaps it and closes the pipes
         killed_at = len(server.received)
@@ -397,15 +405,7 @@ def test_ctrl_c_finishes_the_messages_under_way(workspace: Path) -> None:
     with SmtpServer(Faults(latency=0.03)) as server:
         write_config(workspace, server.port, connections=2)
         campaign = write_campaign(workspace, total)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DISTRIBUTE_")}
-        command = [sys.executable, "-m", "distribute", "send", str(campaign), "--live"]
-        process = subprocess.Popen(
-            command, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + 60
-        while len(server.received) < 20 and time.monotonic() < deadline:
-            assert process.poll() is None, process.communicate()
-            time.sleep(0.01)
+        process, command, env = send_in_background(workspace, campaign, server, 20)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 130, stderr
