@@ -7,6 +7,7 @@ state database, the outbox, a log line or an error message.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -23,6 +24,8 @@ CONFIG_NAME = "distribute.toml"
 SMTP_PASSWORD_ENV = "DISTRIBUTE_SMTP_PASSWORD"  # noqa: S105 (a variable name)
 
 DEFAULT_FROM = "Press Office <press@example.org>"
+# A display name longer than this is a mistake, and would push header lines past 998 octets.
+MAX_NAME = 200
 DEFAULT_TIMEZONE = "Europe/Paris"
 
 
@@ -159,6 +162,9 @@ def _check_keys(data: dict[str, Any], section: str, path: Path) -> None:
 
 def _typed(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
     value = data.get(key)
+    if isinstance(value, float) and not math.isfinite(value):
+        # TOML allows nan and inf; no setting here means anything with them.
+        raise ConfigError(f"{key} must be a finite number, not {value}", path=path)
     wrong = value is not None and not isinstance(value, kind)
     if wrong or (isinstance(value, bool) and kind is int):
         raise ConfigError(f"{key} has the wrong type ({type(value).__name__})", path=path)
@@ -205,6 +211,11 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
     reply_to = _typed(sender_t, "reply_to", str, where)
     if reply_to:
         parse_mailbox(reply_to, path=path, key="[sender] reply_to")
+    if len(name) > MAX_NAME:
+        raise ConfigError(
+            f"[sender] from: the name is {len(name)} characters long; keep it under {MAX_NAME}",
+            path=where,
+        )
     sender = Sender(name=name or address, address=address, reply_to=reply_to)
 
     unsub_t = tables["unsubscribe"]

@@ -66,6 +66,10 @@ def outbox_folder(settings: Settings, campaign: str, step: str) -> Path:
     return folder
 
 
+class Unrecorded(Exception):
+    """A message reached the channel but its outcome could not be written to the ledger."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a step, after every connection finished its current message."""
 
@@ -229,7 +233,8 @@ class Dispatcher:
             for channel in channels:
                 channel.open()
                 opened.append(channel)
-        except DeliveryError:
+        except BaseException:
+            # Server refusal, Ctrl-C or anything else: say goodbye to those already open.
             for channel in opened:
                 channel.close()
             raise
@@ -255,36 +260,59 @@ class Dispatcher:
 
         def worker(channel: Channel, finished: threading.Event) -> None:
             try:
-                while take():
-                    claim = self._next_claim(ref, runner, stop)
-                    if claim is None:
-                        return
-                    limiter.wait()
+                try:
+                    deliver_rows(channel)
+                except Exception as exc:
+                    # The ledger failed between messages (no row held): stop like the others.
+                    stop.set()
+                    errors.append(DeliveryError(f"{type(exc).__name__}: {exc}"))
+                finally:
                     try:
-                        outcome = self._send_one(channel, claim, draft, by_key, campaign, step)
-                    except Exception as exc:
-                        # Stop the others first, so none of them takes the row given back.
-                        stop.set()
-                        if not isinstance(exc, DeliveryError):
-                            # A full disk or a broken database, not the server: say what.
-                            exc = DeliveryError(f"{type(exc).__name__}: {exc}")
-                        # Only rows still `sending` move back: an uncertain one stays.
-                        self.ledger.unclaim(claim)
-                        errors.append(exc)
-                        return
-                    if outcome is None or outcome.state == "retry":
-                        give_back()
-                    if outcome is None:
-                        continue
-                    with lock:
-                        if outcome.state != "retry":
-                            done[0] += 1
-                        report.attempted += 1
-                        if progress:
-                            progress(done[0], total)
+                        channel.close()
+                    except Exception:  # a channel must not raise here; if it does, go on
+                        log.exception("closing the %s channel failed", step.name)
             finally:
-                channel.close()
+                # Always, or the run would wait for this worker forever.
                 finished.set()
+
+        def deliver_rows(channel: Channel) -> None:
+            while take():
+                claim = self._next_claim(ref, runner, stop)
+                if claim is None:
+                    return
+                limiter.wait()
+                if stop.is_set():
+                    # Stopped while waiting for a sending slot: this message never started.
+                    self.ledger.unclaim(claim)
+                    return
+                try:
+                    outcome = self._send_one(channel, claim, draft, by_key, campaign, step)
+                except Unrecorded as exc:
+                    # The server may have the message: the row stays `sending`, and the next
+                    # run reports it as uncertain instead of sending it again.
+                    stop.set()
+                    errors.append(DeliveryError(str(exc)))
+                    return
+                except Exception as exc:
+                    # Stop the others first, so none of them takes the row given back.
+                    stop.set()
+                    if not isinstance(exc, DeliveryError):
+                        # A full disk or a broken database, not the server: say what.
+                        exc = DeliveryError(f"{type(exc).__name__}: {exc}")
+                    # Only rows still `sending` move back: an uncertain one stays.
+                    self.ledger.unclaim(claim)
+                    errors.append(exc)
+                    return
+                if outcome is None or outcome.state == "retry":
+                    give_back()
+                if outcome is None:
+                    continue
+                with lock:
+                    if outcome.state != "retry":
+                        done[0] += 1
+                    report.attempted += 1
+                    if progress:
+                        progress(done[0], total)
 
         ends = [threading.Event() for _ in channels]
         threads = [
@@ -362,6 +390,25 @@ class Dispatcher:
                     claim, "uncertain", text=f"unexpected error during the transaction: {exc}"
                 )
             raise
+        try:
+            outcome = self._record(claim, outcome, message_id)
+        except Exception as exc:
+            raise Unrecorded(
+                f"the message to {recipient.email} went to the server but its outcome could not "
+                f"be recorded ({type(exc).__name__}: {exc}); it will be reported as uncertain"
+            ) from exc
+        log.info(
+            "%s %s/%s %s %s %s",
+            "live" if self.live else "dry",
+            campaign.name,
+            step.name,
+            recipient.email,
+            outcome.state,
+            outcome.text or "",
+        )
+        return outcome
+
+    def _record(self, claim: Claim, outcome: Outcome, message_id: str) -> Outcome:
         if outcome.state == "retry":
             if claim.attempts > self.settings.smtp.max_retries:
                 self.ledger.finish(
@@ -386,15 +433,6 @@ class Dispatcher:
             self.ledger.finish(
                 claim, outcome.state, code=outcome.code, text=outcome.text, message_id=message_id
             )
-        log.info(
-            "%s %s/%s %s %s %s",
-            "live" if self.live else "dry",
-            campaign.name,
-            step.name,
-            recipient.email,
-            outcome.state,
-            outcome.text or "",
-        )
         return outcome
 
     def _run_posts(self, campaign: Campaign, check: CampaignCheck, step: PostStep) -> StepReport:

@@ -64,6 +64,10 @@ def test_values_are_read(workspace: Path) -> None:
             "[unsubscribe] url must be an https:// address without spaces",
         ),
         ("[sender]\nfrom = 'Presse <présse@example.org>'\n", "has non-ASCII characters before"),
+        ("[smtp]\ntimeout = nan\n", "timeout must be a finite number, not nan"),
+        ("[smtp]\nrate = inf\n", "rate must be a finite number, not inf"),
+        ("[smtp]\nretry_delay = inf\n", "retry_delay must be a finite number, not inf"),
+        (f"[sender]\nfrom = '{'N' * 201} <p@example.org>'\n", "keep it under 200"),
     ],
     ids=[
         "unknown-section",
@@ -82,6 +86,10 @@ def test_values_are_read(workspace: Path) -> None:
         "bad-mailto",
         "crlf-url",
         "non-ascii-local-part",
+        "nan-timeout",
+        "infinite-rate",
+        "infinite-retry-delay",
+        "long-sender-name",
     ],
 )
 def test_bad_settings(workspace: Path, text: str, message: str) -> None:

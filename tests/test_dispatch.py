@@ -10,21 +10,25 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from distribute.campaign import Campaign, CampaignCheck, check_campaign, load_campaign
 from distribute.channels.base import Channel, Envelope, Outcome
 from distribute.config import load_settings
-from distribute.dispatch import Dispatcher, RateLimiter, StepReport
+from distribute.dispatch import Dispatcher, Interrupted, RateLimiter, StepReport
 from distribute.errors import DeliveryError, SmtpError
-from distribute.ledger import Ledger
+from distribute.ledger import Claim, Ledger, StepRef
 
 ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2027, 3, 10, 7, 0, tzinfo=UTC)
@@ -427,3 +431,94 @@ def test_a_removed_recipient_does_not_use_the_limit(harness: Harness) -> None:
     harness.write(3, skip=frozenset({1}))
     harness.run(limit=1)
     assert harness.script.per_recipient() == Counter({address(0): 1, address(2): 1})
+
+
+class FlakyLedger(Ledger):
+    """A ledger whose chosen operation fails once, as a locked or lost database does."""
+
+    fail_on: str = ""
+
+    def finish(self, claim: Claim, state: str, **kwargs: Any) -> None:
+        if self.fail_on == f"finish:{state}":
+            self.fail_on = ""
+            raise OperationalError("UPDATE deliveries", {}, Exception("database is locked"))
+        super().finish(claim, state, **kwargs)
+
+    def claim(self, step: StepRef, runner: str) -> Claim | timedelta | None:
+        if self.fail_on == "claim":
+            self.fail_on = "claim-next"
+        elif self.fail_on == "claim-next":
+            self.fail_on = ""
+            raise OperationalError("SELECT deliveries", {}, Exception("disk I/O error"))
+        return super().claim(step, runner)
+
+
+@pytest.fixture
+def flaky(workspace: Path) -> Iterator[Harness]:
+    clock = FakeClock()
+    ledger = FlakyLedger(f"sqlite:///{workspace / 'distribute.db'}", clock=clock)
+    yield Harness(workspace, ledger, clock)
+    ledger.close()
+
+
+def test_a_sent_message_that_cannot_be_recorded_is_never_resent(flaky: Harness) -> None:
+    flaky.write(3)
+    flaky.ledger.fail_on = "finish:sent"  # type: ignore[attr-defined]
+    with pytest.raises(DeliveryError, match="could not be recorded") as raised:
+        flaky.run()
+    assert "it will be reported as uncertain" in raised.value.format()
+    assert flaky.rows()[address(0)]["state"] == "sending"
+    report = flaky.run()
+    assert report.recovered == 1
+    assert nonzero(report.counts) == {"sent": 2, "uncertain": 1}
+    assert flaky.script.per_recipient() == Counter({address(n): 1 for n in range(3)})
+
+
+def test_a_ledger_failure_between_messages_stops_the_run(flaky: Harness) -> None:
+    flaky.write(4)
+    flaky.ledger.fail_on = "claim"  # type: ignore[attr-defined]
+    with pytest.raises(DeliveryError, match="disk I/O error"):
+        flaky.run()
+    assert nonzero(flaky.ledger.counts(next(iter(flaky_refs(flaky))))) == {"sent": 1, "pending": 3}
+
+
+def flaky_refs(harness: Harness) -> list[StepRef]:
+    [entry] = harness.ledger.status("launch")
+    return [s["ref"] for s in entry["steps"] if s["mode"] == "live"]
+
+
+def test_a_channel_that_fails_to_close_does_not_hang_the_run(harness: Harness) -> None:
+    class Sticky(RecordingChannel):
+        def close(self) -> None:
+            raise ValueError("I/O operation on closed file")
+
+    harness.write(2)
+    harness.factory = lambda: Sticky(harness.script, harness.clock)  # type: ignore[method-assign]
+    report = harness.run()
+    assert nonzero(report.counts) == {"sent": 2}
+
+
+def test_ctrl_c_while_waiting_for_a_rate_slot_sends_nothing_more(harness: Harness) -> None:
+    """The message waiting for its slot never started: it goes back, it is not sent."""
+    harness.write(5, rate=1)
+
+    def interrupted_sleep(seconds: float) -> None:
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C, delivered to the main thread
+        # The main thread notices at its next wake-up (every 0.5 s) and tells the workers.
+        time.sleep(1.0)
+
+    settings = load_settings(workspace=harness.workspace)
+    campaign, check = harness.load()
+    dispatcher = Dispatcher(
+        settings,
+        harness.ledger,
+        live=True,
+        channel_factory=harness.factory,
+        clock=harness.clock,
+        sleep=interrupted_sleep,
+    )
+    with pytest.raises(Interrupted) as raised:
+        dispatcher.run(campaign, check, campaign.step("desk"))
+    assert (raised.value.done, raised.value.total) == (1, 5)
+    assert harness.script.per_recipient() == Counter({address(0): 1})
+    assert nonzero(harness.ledger.counts(flaky_refs(harness)[0])) == {"sent": 1, "pending": 4}

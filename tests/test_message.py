@@ -288,15 +288,39 @@ def test_contact_role_is_shown(tmp_path: Path, settings: Settings) -> None:
     assert "Jane Smith, Head of Press<br>" in draft.html
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=400))
+@given(
+    st.lists(
+        st.sampled_from(["a" * 74, " ", "\t", "=", ".", "From ", "\n", "\r\n", "é", "𐀀", "\x00"])
+        | st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80)
+    ).map("".join)
+)
 @settings_(max_examples=150, deadline=None)
 def test_quoted_printable_parts_round_trip(body: str) -> None:
-    """Whatever the text, the encoded part decodes to it, in lines of at most 78 octets."""
+    """Whatever the text, the encoded part decodes to it, in lines of at most 76 octets."""
     from distribute.render.message import _part
 
     raw = _part("text/plain", body)
-    assert all(len(line) <= 78 for line in raw.split(b"\r\n"))
+    encoded = raw.split(b"\r\n\r\n", 1)[1]
+    assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))  # RFC 2045 section 6.7
     assert b"\n" not in raw.replace(b"\r\n", b"")
     part = email.message_from_bytes(raw, policy=email.policy.default)
     decoded = part.get_payload(decode=True).decode("utf-8").replace("\r\n", "\n")
     assert decoded == re.sub(r"\r\n?", "\n", body)  # any line ending becomes CRLF on the wire
+
+
+def test_long_names_and_non_ascii_senders_keep_headers_valid(
+    example_path: Path, settings: Settings
+) -> None:
+    from dataclasses import replace
+
+    long_sender = "Institut Mines-Télécom — Direction de la communication et des relations presse"
+    named = replace(settings, sender=replace(settings.sender, name=long_sender))
+    someone = Recipient(email="x@example.com", name="N" * 1100)
+    raw = render(example_path, named, someone)
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    for word in re.findall(rb"=\?utf-8\?q\?[^?]*\?=", head):
+        assert len(word) <= 75, word  # RFC 2047 section 2
+    message = parse(raw)
+    assert message["List-Id"] == f"{long_sender} <c.example.org>"
+    assert len(message["To"].addresses[0].display_name) == 200

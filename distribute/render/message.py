@@ -14,13 +14,12 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy
-from email.header import Header
+from email import policy, quoprimime
 from email.headerregistry import Address
 from email.utils import format_datetime
 from urllib.parse import quote
 
-from distribute.config import Settings
+from distribute.config import MAX_NAME, Settings
 from distribute.recipients import Recipient
 from distribute.render.email import EmailDraft, labels
 from distribute.render.templates import single_line
@@ -81,10 +80,25 @@ def list_id(campaign: str, settings: Settings) -> str:
     label = re.sub(r"[^a-z0-9-]+", "-", campaign.lower()).strip("-") or "press"
     phrase = single_line(settings.sender.name)
     if not phrase.isascii():
-        phrase = Header(phrase, "utf-8").encode()
+        phrase = _encoded_words(phrase)
     elif re.search(r'[()<>\[\]:;@\\,."]', phrase):
         phrase = '"' + phrase.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return f"{phrase} <{label}.{settings.sender.domain}>"
+
+
+def _encoded_words(text: str) -> str:
+    """RFC 2047 'Q' words for a phrase, each at most 75 characters (section 2), on one line."""
+    words: list[str] = []
+    current = ""
+    for char in text:
+        trial = current + char
+        if current and len(quoprimime.header_encode(trial.encode("utf-8"), "utf-8")) > 75:
+            words.append(quoprimime.header_encode(current.encode("utf-8"), "utf-8"))
+            current = char
+        else:
+            current = trial
+    words.append(quoprimime.header_encode(current.encode("utf-8"), "utf-8"))
+    return " ".join(words)
 
 
 def unsubscribe_targets(settings: Settings, address: str) -> tuple[str, str | None]:
@@ -118,7 +132,9 @@ def recipient_values(recipient: Recipient, settings: Settings, language: str) ->
 
 def _address(name: str, address: str) -> Address:
     local, _, domain = address.strip().rpartition("@")
-    return Address(display_name=single_line(name), username=local, domain=domain)
+    # A list can hold anything in a name column; a header line must stay under 998 octets.
+    shown = single_line(name)[:MAX_NAME].strip()
+    return Address(display_name=shown, username=local, domain=domain)
 
 
 @dataclass(frozen=True)
@@ -199,7 +215,7 @@ def _header(wire: policy.EmailPolicy, name: str, value: object) -> bytes:
         raise ValueError(f"line break in the {name} header")
     if name in _SAME_FOR_EVERYONE:
         return _folded(wire.utf8, name, text)
-    return wire.fold_binary(name, wire.header_factory(name, text))
+    return _fold(wire, name, text)
 
 
 # Parsing a header is most of what building a message costs; these are the same in every
@@ -209,7 +225,16 @@ _SAME_FOR_EVERYONE = {"From", "Reply-To", "List-Id", "List-Unsubscribe-Post", "M
 
 @functools.lru_cache(maxsize=256)
 def _folded(utf8: bool, name: str, text: str) -> bytes:
-    wire = WIRE_UTF8 if utf8 else WIRE
+    return _fold(WIRE_UTF8 if utf8 else WIRE, name, text)
+
+
+def _fold(wire: policy.EmailPolicy, name: str, text: str) -> bytes:
+    if name.lower() in _VERBATIM:
+        # Not through the header parser: it would decode the encoded-words of a List-Id
+        # phrase and encode them again word by word, leaving its specials bare.
+        if not text.isascii():
+            raise ValueError(f"{name} must be ASCII")
+        return _fold_verbatim(name, text, wire.linesep)
     return wire.fold_binary(name, wire.header_factory(name, text))
 
 
@@ -221,10 +246,20 @@ def _part(content_type: str, body: str) -> bytes:
         # b2a_qp copies the text's line ending into its soft breaks; with no line ending to
         # copy it uses a bare LF, which SMTP forbids (RFC 5321 section 2.3.8).
         encoded = encoded.replace(b"=\n", b"=\r\n")
+    if any(len(line) > 76 for line in encoded.split(b"\r\n")):
+        encoded = b"\r\n".join(_within_76(line) for line in encoded.split(b"\r\n"))
     return (
         f'Content-Type: {content_type}; charset="utf-8"\r\n'
         "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     ).encode("ascii") + encoded
+
+
+def _within_76(line: bytes) -> bytes:
+    """b2a_qp encodes trailing white space as "=20" after its own length check, which can
+    make a line of 77 octets; RFC 2045 section 6.7 allows 76, so break before the escape."""
+    if len(line) <= 76:
+        return line
+    return line[:-3] + b"=\r\n" + line[-3:]
 
 
 def message_bytes(message: Outgoing) -> bytes:
