@@ -612,6 +612,12 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool) -> None:
             )
         con.print(table)
         for s in entry["steps"]:
+            if s["counts"]["sending"] and not s["running"]:
+                con.print(
+                    f"  {s['name']}: {s['counts']['sending']} message(s) were being sent by a "
+                    "process that stopped; the next send reports them as uncertain and does "
+                    "not resend them."
+                )
             for bad in s["problems"]:
                 code = f" ({bad['code']})" if bad["code"] else ""
                 con.print(f"  {s['name']}: {bad['state']} {bad['address']}{code}: {bad['text']}")

@@ -278,6 +278,12 @@ class Ledger:
             )
         return None
 
+    def _running(self, runner: str | None, heartbeat: datetime | None) -> bool:
+        """Whether a live process holds the step (the same test ``acquire`` applies)."""
+        if not runner or heartbeat is None:
+            return False
+        return self.clock() - utc(heartbeat) < STALE_AFTER and _alive(runner)
+
     def release(self, step: StepRef, runner: str) -> None:
         with self._tx() as tx:
             tx.execute(
@@ -452,6 +458,7 @@ class Ledger:
                                 "at": utc(s.at),
                                 "mode": s.mode,
                                 "ref": StepRef(s.id, camp.name, s.name, s.channel, s.mode),
+                                "running": self._running(s.runner, s.heartbeat),
                             }
                             for s in step_rows
                         ],

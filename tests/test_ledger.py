@@ -321,7 +321,17 @@ def test_status_shape(ledger: Ledger) -> None:
     assert entry.keys() == {"name", "timezone", "steps"}
     assert (entry["name"], entry["timezone"]) == ("launch", "Europe/Paris")
     [shown] = entry["steps"]
-    assert shown.keys() == {"name", "channel", "at", "mode", "ref", "counts", "problems"}
+    assert shown.keys() == {
+        "name",
+        "channel",
+        "at",
+        "mode",
+        "ref",
+        "running",
+        "counts",
+        "problems",
+    }
+    assert shown["running"] is False  # nobody holds the step
     assert (shown["name"], shown["channel"], shown["mode"]) == ("desk", "email", "live")
     assert shown["ref"] == step
     assert list(shown["counts"]) == list(STATES)

@@ -339,6 +339,13 @@ def test_crash_mid_step_never_sends_twice(workspace: Path) -> None:
         process.communicate()  # reaps it and closes the pipes
         killed_at = len(server.received)
         assert 0 < killed_at < total
+        stranded = status(workspace)["desk/live"]["sending"]
+        assert stranded <= 4  # at most one per connection
+        shown = run("status").stdout
+        if stranded:
+            assert f"desk: {stranded} message(s) were being sent by a process that stopped" in (
+                " ".join(shown.split())
+            )
 
         again = subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True)
         per_recipient = server.handler.per_recipient()
