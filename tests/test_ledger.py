@@ -383,3 +383,25 @@ def test_a_clock_in_another_zone_stores_utc(url: str, clock: FakeClock) -> None:
         assert ledger.rows(step)[0]["sent_at"] == START
     finally:
         ledger.close()
+
+
+def test_status_tells_a_running_step_from_an_abandoned_one(ledger: Ledger) -> None:
+    step = make_step(ledger)
+    mine = runner_id()
+
+    def running() -> bool:
+        [entry] = ledger.status("launch")
+        return bool(entry["steps"][0]["running"])
+
+    assert ledger.acquire(step, mine) is None
+    assert running()
+    ledger.release(step, mine)
+    assert not running()
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    assert ledger.acquire(step, f"{socket.gethostname()}:{gone}:x") is None
+    assert not running()  # held by a process that no longer exists
