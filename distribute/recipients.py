@@ -16,10 +16,12 @@ refuses the file, and a field whose later lines look like rows makes its row inv
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import itertools
 import re
+import unicodedata
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -102,7 +104,25 @@ class Recipient:
     @property
     def key(self) -> str:
         """The normalised address used for deduplication and suppression."""
-        return self.email.strip().lower()
+        return address_key(self.email)
+
+
+def address_key(address: str) -> str:
+    """The form every spelling of one address shares, for deduplication and suppression.
+
+    Case and surrounding spaces never matter; for internationalised addresses neither do
+    Unicode composition (an "é" pasted from a Mac is two code points), width variants, or
+    writing the domain in Unicode or in punycode. Over-matching can only suppress.
+    """
+    text = address.strip()
+    if text.isascii():
+        return text.lower()
+    text = unicodedata.normalize("NFKC", text).casefold()
+    local, at, domain = text.rpartition("@")
+    # A domain IDNA refuses is reported by validation; the key stays comparable meanwhile.
+    with contextlib.suppress(UnicodeError):
+        domain = domain.encode("idna").decode("ascii")
+    return f"{local}{at}{domain}"
 
 
 @dataclass(frozen=True)
@@ -333,7 +353,7 @@ def load_suppressions(folder: Path) -> set[str]:
             # The swallowed addresses would silently stop being suppressed: refuse the file,
             # whatever the column, rather than mail someone who asked not to be.
             raise RecipientError(_SWALLOWED.format(suspects[0][1]), path=path, line=line)
-        if index < len(cells) and (key := cells[index].strip().lower()):
+        if index < len(cells) and (key := address_key(cells[index])):
             keys.add(key)
     return keys
 
@@ -347,7 +367,7 @@ def add_suppression(folder: Path, address: str, reason: str | None, when: date) 
     problem = _address_problem(address)
     if problem:
         raise RecipientError(problem)
-    if address.lower() in load_suppressions(folder):
+    if address_key(address) in load_suppressions(folder):
         return False
     path = folder / f"{SUPPRESSED}.csv"
     reason = clean_text(reason or "")

@@ -794,3 +794,25 @@ def test_sample_lists_are_valid_fictional_and_overlap() -> None:
     }
     assert {r.language for r in everyone} == {"en", "fr"}
     assert all(r.tags for r in everyone)
+
+
+@pytest.mark.parametrize(
+    ("listed", "suppressed"),
+    [
+        ("élodie@example.fr", "e\u0301lodie@example.fr"),
+        ("karl@bücher.de", "karl@xn--bcher-kva.de"),
+        ("max@ｅxample.com", "max@example.com"),
+        ("Jane.Doe@Example.COM", " jane.doe@example.com "),
+    ],
+    ids=["nfd-accent", "punycode-domain", "full-width", "case-and-spaces"],
+)
+def test_every_spelling_of_a_suppressed_address_is_suppressed(
+    tmp_path: Path, listed: str, suppressed: str
+) -> None:
+    folder = tmp_path / "recipients"
+    folder.mkdir()
+    (folder / "desk.csv").write_text(f"email\n{listed}\nzoe@example.com\n", encoding="utf-8")
+    (folder / "suppressed.csv").write_text(f"email\n{suppressed}\n", encoding="utf-8")
+    audience = load_audience(folder, ["desk"])
+    assert [r.email for r in audience.recipients] == ["zoe@example.com"]
+    assert [r.email for r in audience.suppressed] == [listed]
