@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -664,6 +664,11 @@ def check_campaign(
                     path=campaign.path,
                     line=line("at"),
                 )
+            if send_now and release.embargo is not None and now < release.embargo:
+                result.warnings.append(
+                    f"{where}: the release is under embargo until "
+                    f"{campaign.show(release.embargo)}; this post could not go out now"
+                )
             try:
                 posts = render_posts(
                     release,
@@ -692,6 +697,28 @@ def check_campaign(
             f"message per step (e.g. {example}: {', '.join(steps)})"
         )
     return result
+
+
+def hold_embargo(campaign: Campaign, steps: Sequence[Step], now: datetime) -> None:
+    """Refuse to post now, whatever a step's ``at``, while the release is under embargo.
+
+    A scheduled post is checked against the embargo by its time; a post sent now (``send``
+    ignores ``at``) must be checked against the clock.
+    """
+    embargo = campaign.release.embargo
+    if embargo is None or now >= embargo:
+        return
+    lines = _campaign_lines(campaign)
+    for step in steps:
+        if isinstance(step, PostStep):
+            line = (lines.of(_section_of(lines, step), "at") if lines else None) or step.line
+            raise CampaignError(
+                f"[[post]] {step.name!r}: the release is under embargo until "
+                f"{campaign.show(embargo)}; a post is public at once, so it cannot go out "
+                "now (leave this step out with --step, or send it after the embargo)",
+                path=campaign.path,
+                line=line,
+            )
 
 
 def _inline_error(

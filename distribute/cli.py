@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from distribute import __version__
 from distribute.config import Settings, bundled, load_settings
@@ -58,7 +59,9 @@ def console() -> Console:
     Piped output gets 120 columns rather than rich's 80, so tables stay readable in logs.
     """
     width = None if sys.stdout.isatty() else 120
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
+    # No markup: what is printed quotes releases, lists and server replies, where a "[/x]"
+    # is text, not a style tag. Styles are given with rich.text.Text instead.
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width, markup=False)
 
 
 def settings_of(ctx: click.Context) -> Settings:
@@ -245,7 +248,7 @@ def _print_report(rows: list[tuple[str, str]], posts: PostSet, out: Path) -> Non
     con = console()
     for label, value in rows:
         style = "yellow" if label == "Warning" else "bold"
-        con.print(f"[{style}]{label}:[/{style}] {value}", markup=True, highlight=False)
+        con.print(Text.assemble((f"{label}:", style), f" {value}"))
     for number, post in enumerate(posts.parts, start=1):
         part = f" {number}/{len(posts.parts)}" if len(posts.parts) > 1 else ""
         click.echo(f"X post{part} ({post.length}/{posts.limit}):\n{post.text}")
@@ -432,12 +435,12 @@ def run_steps(
                 )
             reports.append(report)
             for note in report.notes:
-                con.print(f"[yellow]Note:[/yellow] {note}")
+                con.print(Text.assemble(("Note: ", "yellow"), note))
             if report.recovered:
                 con.print(
-                    f"[yellow]{step.name}: {report.recovered} message(s) were being sent when a "
+                    f"{step.name}: {report.recovered} message(s) were being sent when a "
                     "previous run stopped; they are marked uncertain and not resent "
-                    "(--retry-uncertain sends them again).[/yellow]"
+                    "(--retry-uncertain sends them again)."
                 )
             if report.attempted == 0 and not report.counts.get("pending"):
                 con.print(f"{step.name}: nothing left to send (every recipient is already done).")
@@ -497,7 +500,7 @@ def send(
     machine. A journalist is never sent the same step twice: running a finished step
     again sends nothing.
     """
-    from distribute.campaign import EmailStep, check_campaign, load_campaign
+    from distribute.campaign import EmailStep, check_campaign, hold_embargo, load_campaign
     from distribute.channels.outbox import OutboxChannel
     from distribute.channels.smtp import SmtpChannel
     from distribute.config import SMTP_PASSWORD_ENV, secret
@@ -509,7 +512,8 @@ def send(
     now = datetime.now(UTC)
     check = check_campaign(loaded, settings, now=now, send_now=True)
     for note in check.warnings:
-        con.print(f"[yellow]Warning:[/yellow] {note}")
+        # Notes quote releases and lists: print them as text, never as rich markup.
+        con.print(Text.assemble(("Warning: ", "yellow"), note))
     steps = [loaded.step(name) for name in step_names] if step_names else list(loaded.steps)
 
     if test_address:
@@ -532,6 +536,8 @@ def send(
             con.print("This was a dry run: nothing was sent. Add --live to send the test message.")
         return
 
+    if live:
+        hold_embargo(loaded, steps, now)
     reports = run_steps(
         settings, loaded, check, steps, live=live, limit=limit, retry_uncertain=retry_uncertain
     )

@@ -192,3 +192,12 @@ def test_missing_database_driver(workspace: Path) -> None:
     assert code == 1
     assert err.startswith("Error: cannot open the state database mysql://press:***@db.example")
     assert "its driver is not installed" in err and "hunter2" not in err
+
+
+def test_brackets_in_a_release_are_text_not_markup(workspace: Path) -> None:
+    (workspace / "r.md").write_text(
+        "# Results [/note] and [bold]tags[/bold] are text\n\nBody.\n", encoding="utf-8"
+    )
+    code, out, err = run("render", "r.md", "--out", "out")
+    assert code == 0, err
+    assert "Subject: Results [/note] and [bold]tags[/bold] are text" in out

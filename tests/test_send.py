@@ -87,9 +87,9 @@ def server() -> Iterator[SmtpServer]:
 def test_live_send_of_the_example_campaign(workspace: Path, server: SmtpServer) -> None:
     write_config(workspace, server.port)
     campaign_file = ROOT / "releases" / "hydrogen.toml"
-    result = run("send", str(campaign_file), "--live")
+    emails = ("--step", "science-desk", "--step", "presse-regionale")
+    result = run("send", str(campaign_file), "--live", *emails)
     assert result.exit_code == 0, result.output
-    assert "ran as a dry run" in result.stdout  # the post step: no X channel yet
 
     settings = load_settings(workspace=workspace)
     campaign = load_campaign(campaign_file, settings)
@@ -425,3 +425,21 @@ def test_ctrl_c_finishes_the_messages_under_way(workspace: Path) -> None:
         assert again.returncode == 0, again.stderr
         per_recipient = server.handler.per_recipient()
     assert per_recipient == Counter({f"j{n:05d}@example.com": 1 for n in range(total)})
+
+
+def test_live_post_under_embargo_is_refused_before_anything_is_sent(
+    workspace: Path, server: SmtpServer
+) -> None:
+    write_config(workspace, server.port)
+    campaign_file = ROOT / "releases" / "hydrogen.toml"
+    result = run("send", str(campaign_file), "--live")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {campaign_file}:")
+    assert (
+        "[[post]] 'announce-x': the release is under embargo until 10 March 2027 08:00 CET"
+        in result.stderr
+    )
+    assert not server.received
+    dry = run("send", str(campaign_file))
+    assert dry.exit_code == 0
+    assert "this post could not go out now" in dry.stdout
