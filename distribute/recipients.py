@@ -296,6 +296,16 @@ def filter_recipients(
     case-insensitively; a field is either standard or an extra column of the lists."""
     selected = list(recipients)
     if where:
+        # Every field is checked against all the lists' columns first, so a misspelt one
+        # is an error whatever the other filters select.
+        extras = {_standard_name(column) for r in selected for column in r.extra}
+        for name in where:
+            standard = _standard_name(name)
+            if selected and standard not in {*STANDARD_FIELDS, "tags", *extras}:
+                raise RecipientError(
+                    f"unknown recipient field {name!r} "
+                    f"(fields: {', '.join([*STANDARD_FIELDS, *sorted(extras)])})"
+                )
         for name, wanted in where.items():
             values = [wanted] if isinstance(wanted, str) else list(wanted)
             wanted_set = {_fold(str(value)) for value in values}
@@ -317,19 +327,12 @@ def _match_field(selected: list[Recipient], name: str, wanted: set[str]) -> list
     if standard in STANDARD_FIELDS:
         return [r for r in selected if _fold(getattr(r, standard)) in wanted]
     matched: list[Recipient] = []
-    known = False
     for recipient in selected:
         for column, value in recipient.extra.items():
             if _standard_name(column) == standard:
-                known = True
                 if _fold(value) in wanted:
                     matched.append(recipient)
                 break
-    if selected and not known:
-        extras = sorted({column for r in selected for column in r.extra})
-        raise RecipientError(
-            f"unknown recipient field {name!r} (fields: {', '.join([*STANDARD_FIELDS, *extras])})"
-        )
     return matched
 
 

@@ -772,6 +772,11 @@ def test_filter_on_an_unknown_field_names_the_known_ones() -> None:
     )
 
 
+def test_a_misspelt_field_is_an_error_even_after_a_filter_that_selects_nobody() -> None:
+    with pytest.raises(RecipientError, match="unknown recipient field 'langage'"):
+        filter_recipients(PEOPLE, where={"language": "de", "langage": "en"})
+
+
 # --- sample lists --------------------------------------------------------------------------
 
 
