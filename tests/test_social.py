@@ -391,3 +391,28 @@ def test_cli_render_over_long_post_exits_1(ws: Path) -> None:
         "shorten it or post it as a thread\n"
     )
     assert not (ws / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Amélie Verdier : « Nous formerons des techniciens. »",
+        "Verdier\u202f: «\u202fVraiment\u202f?\u202f»",
+        "He said: “We will train technicians.”",
+    ],
+    ids=["guillemets-space", "guillemets-narrow-space", "english-quotes"],
+)
+def test_a_closing_quote_ends_the_sentence(text: str) -> None:
+    from distribute.render.social import sentence
+
+    assert sentence(text) == text
+
+
+def test_thread_parts_never_start_with_a_closing_guillemet() -> None:
+    from distribute.render.social import split_text
+
+    text = "« " + "mot " * 60 + "fin. » Suite " + "mot " * 40 + "fin."
+    parts = split_text(text, 280, lambda part: weighted_length(part, "x"))
+    assert len(parts) == 2
+    assert parts[0].endswith("fin. »")
+    assert parts[1].startswith("Suite")

@@ -42,7 +42,10 @@ _PART_SEPARATOR = re.compile(r"^[ \t]*---[ \t]*$", re.MULTILINE)
 # Breakable whitespace. Python's \s also matches U+00A0 and U+202F, which French typography
 # puts before « : ; ! ? » precisely so that a line (or a post) never breaks there.
 _BREAK = re.compile(r"[ \t\n\r\f\v\u1680\u2000-\u2006\u2008-\u200a\u2028\u2029\u205f\u3000]+")
-_SENTENCE_END = re.compile(r"[.!?…][\"'”’»)\]]*$")
+# French typography puts a (narrow) no-break or plain space before a closing guillemet:
+# « Nous formerons des techniciens. » ends with the guillemet, not with the full stop.
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’»)\]\s\u00a0\u202f]*$")
+_ONLY_CLOSERS = re.compile(r"^[\"'”’»)\]\u00a0\u202f]+$")
 _ENTITY = re.compile(r"^[\"'“‘«(\[]*[@#＠＃]")
 
 
@@ -206,6 +209,9 @@ def _join(tokens: list[tuple[str, str]]) -> str:
 def _sentences(tokens: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
     out: list[list[tuple[str, str]]] = [[]]
     for token in tokens:
+        if len(out) > 1 and not out[-1] and _ONLY_CLOSERS.match(token[1]):
+            out[-2].append(token)  # the closing quote of the sentence just ended
+            continue
         out[-1].append(token)
         if _SENTENCE_END.search(token[1]):
             out.append([])
