@@ -436,6 +436,7 @@ def _records(path: Path) -> Iterator[tuple[int, list[str], tuple[tuple[int, int]
     A quote still open at the end of the file is an error: everything after it is ambiguous.
     """
     offset = 0
+    previous = 0
     reader = None
     try:
         with path.open(encoding="utf-8-sig", newline="") as stream:
@@ -455,7 +456,6 @@ def _records(path: Path) -> Iterator[tuple[int, list[str], tuple[tuple[int, int]
                 delimiter = _delimiter(first)
             lines = itertools.chain([first], stream, ["\n", _END])
             reader = csv.reader(lines, delimiter=delimiter)
-            previous = 0
             width = 0
             for cells in reader:
                 start = offset + previous + 1
@@ -477,6 +477,15 @@ def _records(path: Path) -> Iterator[tuple[int, list[str], tuple[tuple[int, int]
     except UnicodeDecodeError:
         raise RecipientError(_NOT_UTF8, path=path) from None
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            # csv stops at 128 KiB in one field, long before an unclosed quote reaches the
+            # end of a large file: point at the record where that field began.
+            raise RecipientError(
+                "a field starting on this line runs on for more than 128 KB: most likely a "
+                "quote opened here is never closed",
+                path=path,
+                line=offset + previous + 1,
+            ) from None
         line = offset + reader.line_num if reader is not None else None
         raise RecipientError(f"cannot parse the CSV: {exc}", path=path, line=line) from None
     except FileNotFoundError:

@@ -821,3 +821,16 @@ def test_every_spelling_of_a_suppressed_address_is_suppressed(
     audience = load_audience(folder, ["desk"])
     assert [r.email for r in audience.recipients] == ["zoe@example.com"]
     assert [r.email for r in audience.suppressed] == [listed]
+
+
+def test_an_unclosed_quote_in_a_large_list_points_at_its_line(tmp_path: Path) -> None:
+    rows = ["email,first_name,outlet"]
+    rows += [f"p{n}@example.com,Person {n},Outlet {n}" for n in range(5)]
+    rows.append('p5@example.com,"Person 5,Outlet')
+    rows += [f"p{n}@example.com,Person {n},Outlet {n} with a longer name" for n in range(6, 6000)]
+    path = tmp_path / "big.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(RecipientError) as caught:
+        read_lists([path], set())
+    assert caught.value.line == 7
+    assert "most likely a quote opened here is never closed" in caught.value.message
