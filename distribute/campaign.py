@@ -598,7 +598,7 @@ def check_campaign(
     ``send_now`` the steps are about to run at ``now`` whatever their ``at``: emails are
     rendered for that instant, so one sent before the embargo lifts says so.
     """
-    from distribute.render.email import draft_email
+    from distribute.render.email import RECIPIENT_FIELDS, draft_email
     from distribute.render.message import recipient_values
     from distribute.render.templates import environment
 
@@ -649,8 +649,18 @@ def check_campaign(
                 )
             except TemplateError as exc:
                 raise _inline_error(exc, "subject", where, campaign, line("subject")) from None
+            used = draft.slots() - set(RECIPIENT_FIELDS)
+            lacking: dict[str, set[str]] = {}
             for recipient in selected:
                 draft.personalise(recipient_values(recipient, settings, draft.language))
+                for field_name in used - recipient.extra.keys():
+                    lacking.setdefault(recipient.list_name, set()).add(field_name)
+            # A column some lists lack renders empty for their journalists: say which.
+            for list_name, fields in sorted(lacking.items()):
+                result.warnings.append(
+                    f"{where}: list {list_name!r} has no column {', '.join(sorted(fields))}: "
+                    "its journalists get an empty value there"
+                )
             result.audiences[step.name] = audience
             result.drafts[step.name] = draft
             result.warnings.extend(f"{where}: {note}" for note in draft.warnings)

@@ -464,6 +464,32 @@ def test_every_recipient_is_personalised_with_extra_columns(ws: Path, cfg: Setti
     assert "%%desk%%" in draft.text
 
 
+def test_a_column_missing_from_one_list_is_named(ws: Path, cfg: Settings) -> None:
+    (ws / "recipients" / "desk.csv").write_text(
+        "email,first_name,desk\nann@example.org,Ann,energy\n", encoding="utf-8"
+    )
+    (ws / "recipients" / "other.csv").write_text(
+        "email,first_name\ncarol@example.org,Carol\n", encoding="utf-8"
+    )
+    templates = ws / "templates" / "email"
+    templates.mkdir(parents=True)
+    for suffix in ("html", "txt"):
+        (templates / f"desk.{suffix}.j2").write_text(
+            "Desk: {{ recipient.desk }}\n{{ release.title }}\n", encoding="utf-8"
+        )
+    path = write(
+        ws,
+        edit('["science-press"]', '["desk", "other"]').replace(
+            'where = { language = "en" }', 'template = "desk"'
+        ),
+    )
+    check = check_campaign(load_campaign(path, cfg), cfg, now=BEFORE)
+    assert (
+        f"{SD}: list 'other' has no column desk: its journalists get an empty value there"
+        in check.warnings
+    )
+
+
 # --------------------------------------------------------------------------- times
 
 DST = [

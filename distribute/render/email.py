@@ -122,6 +122,14 @@ class EmailDraft:
 
         return single_line(fill(self.subject, False)), fill(self.html, True), fill(self.text, False)
 
+    def slots(self) -> set[str]:
+        """The recipient fields this draft fills in per journalist."""
+        return {
+            m.group(1)
+            for part in (self.subject, self.html, self.text)
+            for m in _SLOT_RE.finditer(part)
+        }
+
     @property
     def html_bytes(self) -> int:
         return len(self.html.encode("utf-8"))
