@@ -131,7 +131,7 @@ CONFORMANCE = [
         "\u2066\u202ahttp://foobar.پاکستان/\u202c\u2069",
         31,
     ),
-    # The rules the issue names, written from the v3 configuration's ranges.
+    # The rules X documents for posts, written from the v3 configuration's ranges.
     ("U+202F narrow no-break space weighs 2", f"Bonjour{NNBSP}!", 10),
     ("ellipsis and euro sign weigh 2", "Prix…€", 8),
     ("guillemets, apostrophe and no-break space weigh 1", "«\u00a0l’IMT\u00a0»", 9),
