@@ -35,8 +35,6 @@ class _WirePolicy(policy.EmailPolicy):
     """
 
     def fold_binary(self, name: str, value: str) -> bytes:
-        if name.lower() in _VERBATIM and value.isascii():
-            return _fold_verbatim(name, value, self.linesep)
         folded = super().fold_binary(name, value)
         lone = f"{name}:{self.linesep} ".encode("ascii")
         if folded.startswith(lone):
