@@ -187,15 +187,11 @@ def recipients_suppress(ctx: click.Context, address: str, reason: str | None) ->
 def _sample_recipient(value: str) -> Recipient:
     from email.utils import parseaddr
 
-    from email_validator import EmailNotValidError, validate_email
+    from distribute.recipients import address_problem
 
     name, address = parseaddr(value)
-    try:
-        validate_email(address, check_deliverability=False)
-    except EmailNotValidError:
-        raise click.BadParameter(
-            f"{value!r} is not an address like 'Jane Doe <jane@example.com>'"
-        ) from None
+    if address_problem(address):
+        raise click.BadParameter(f"{value!r} is not an address like 'Jane Doe <jane@example.com>'")
     first, _, last = name.partition(" ")
     return Recipient(email=address, first_name=first, last_name=last, list_name="sample")
 
@@ -517,10 +513,10 @@ def send(
     steps = [loaded.step(name) for name in step_names] if step_names else list(loaded.steps)
 
     if test_address:
-        from distribute.recipients import _address_problem
+        from distribute.recipients import address_problem
 
         address = test_address.strip()
-        if problem := _address_problem(address):
+        if problem := address_problem(address):
             raise click.BadParameter(problem, param_hint="--test")
         for email_step in (s for s in steps if isinstance(s, EmailStep)):
             folder = outbox_folder(settings, loaded.name, "test")

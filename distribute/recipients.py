@@ -367,7 +367,7 @@ def add_suppression(folder: Path, address: str, reason: str | None, when: date) 
     Returns False when it was already suppressed, in any case.
     """
     address = address.strip()
-    problem = _address_problem(address)
+    problem = address_problem(address)
     if problem:
         raise RecipientError(problem)
     if address_key(address) in load_suppressions(folder):
@@ -569,7 +569,7 @@ def _read_list(path: Path, list_name: str) -> Iterator[Recipient | Problem]:
     for line, cells, suspects in records:
         email = _at(cells, i_email).strip()
         reasons: list[str] = []
-        problem = _address_problem(email)
+        problem = address_problem(email)
         if problem:
             reasons.append(problem)
         # A broken address already makes the row invalid, with its own reason.
@@ -628,7 +628,7 @@ def _at(cells: list[str], index: int) -> str:
     return cells[index] if 0 <= index < len(cells) else ""
 
 
-def _address_problem(email: str) -> str | None:
+def address_problem(email: str) -> str | None:
     """Why ``email`` cannot be mailed (syntax only: no DNS look-up), or None."""
     if not email:
         return "empty email"
