@@ -1,0 +1,315 @@
+"""``distribute send`` and ``status``: run a campaign's steps and report what went out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import click
+from rich.text import Text
+
+from distribute.cli.common import console, settings_of
+from distribute.errors import WorkspaceError
+
+if TYPE_CHECKING:
+    from distribute.config import Settings
+
+
+def _setup_log(settings: Settings) -> None:
+    """An audit trail of every delivery in the workspace (addresses and outcomes only)."""
+    import logging
+
+    logger = logging.getLogger("distribute")
+    path = settings.workspace / "distribute.log"
+    if any(getattr(h, "baseFilename", None) == str(path) for h in logger.handlers):
+        return
+    # Opened now, not at the first message: a log that cannot be written must stop the run
+    # before anything is sent, not after the first journalist.
+    try:
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise WorkspaceError(f"cannot write the delivery log: {exc.strerror}", path=path) from None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _report_table(reports: list[Any], zone: str) -> None:
+    from rich.table import Table
+
+    table = Table(title="Delivery")
+    table.add_column("step")
+    table.add_column("mode")
+    # In a dry run nothing is sent: the messages are written to the outbox.
+    first = "sent" if any(r.mode == "live" for r in reports) else "written"
+    for column in (first, "failed", "uncertain", "skipped", "pending"):
+        table.add_column(column, justify="right")
+    for report in reports:
+        counts = report.counts
+        table.add_row(
+            report.step,
+            report.mode,
+            *(
+                str(counts.get(state, 0))
+                for state in ("sent", "failed", "uncertain", "skipped", "pending")
+            ),
+        )
+    console().print(table)
+
+
+def _progress(bar: Any, task: Any) -> Any:
+    started = datetime.now(UTC)
+
+    def update(done: int, total: int) -> None:
+        elapsed = (datetime.now(UTC) - started).total_seconds() or 1e-9
+        bar.update(task, completed=done, total=total, rate=f"{done / elapsed:.1f}/s")
+
+    return update
+
+
+def run_steps(
+    settings: Settings,
+    loaded: Any,
+    check: Any,
+    steps: list[Any],
+    *,
+    live: bool,
+    limit: int | None = None,
+    retry_uncertain: bool = False,
+    hint: str = "; add --live to send",
+) -> list[Any]:
+    """Dispatch ``steps`` now with a progress bar; print what needs attention and a table."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from distribute.dispatch import Dispatcher
+    from distribute.ledger import Ledger
+
+    _setup_log(settings)
+    con = console()
+    ledger = Ledger(settings.database_url)
+    dispatcher = Dispatcher(settings, ledger, live=live)
+    reports = []
+    try:
+        for step in steps:
+            with Progress(
+                TextColumn(f"{step.name}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                console=con,
+                transient=True,
+                disable=not con.is_terminal,
+            ) as bar:
+                progress = _progress(bar, bar.add_task(step.name, total=None, rate=""))
+
+                report = dispatcher.run(
+                    loaded,
+                    check,
+                    step,
+                    limit=limit,
+                    retry_uncertain=retry_uncertain,
+                    progress=progress,
+                )
+            reports.append(report)
+            for note in report.notes:
+                con.print(Text.assemble(("Note: ", "yellow"), note))
+            if report.recovered:
+                con.print(
+                    f"{step.name}: {report.recovered} message(s) were being sent when a "
+                    "previous run stopped; they are marked uncertain and not resent "
+                    "(--retry-uncertain sends them again)."
+                )
+            if report.attempted == 0 and not report.counts.get("pending"):
+                con.print(f"{step.name}: nothing left to send (every recipient is already done).")
+            for failure in report.problems:
+                con.print(
+                    f"  {step.name}: {failure['state']} {failure['address']}: {failure['text']}"
+                )
+    finally:
+        ledger.close()
+    _report_table(reports, loaded.timezone)
+    if not live:
+        con.print(
+            f"This was a dry run: nothing was sent. The messages are in "
+            f"{settings.workspace / 'outbox' / loaded.name}{hint}."
+        )
+    return reports
+
+
+@click.command()
+@click.argument("campaign", type=click.Path(path_type=Path))
+@click.option("--step", "step_names", multiple=True, help="Run only this step (repeatable).")
+@click.option("--live", is_flag=True, help="Send for real. Without it, messages go to the outbox.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Send at most N messages per step (a canary).",
+)
+@click.option(
+    "--test",
+    "test_address",
+    default=None,
+    metavar="ADDRESS",
+    help="Send each email step's message to ADDRESS only, subject prefixed [TEST]; not recorded.",
+)
+@click.option(
+    "--retry-uncertain",
+    is_flag=True,
+    help="Send again to recipients whose delivery is uncertain after a crash "
+    "(they may get it twice).",
+)
+@click.pass_context
+def send(
+    ctx: click.Context,
+    campaign: Path,
+    step_names: tuple[str, ...],
+    live: bool,
+    limit: int | None,
+    test_address: str | None,
+    retry_uncertain: bool,
+) -> None:
+    """Run CAMPAIGN's steps now, whatever their scheduled time.
+
+    Everything is checked first (lists, templates for every recipient, posts, embargo);
+    then each step is planned in the ledger and sent. Without --live this is a dry run:
+    the exact messages are written to outbox/CAMPAIGN/STEP/new and nothing leaves the
+    machine. A journalist is never sent the same step twice: running a finished step
+    again sends nothing.
+    """
+    from distribute.campaign import EmailStep, check_campaign, hold_embargo, load_campaign
+    from distribute.channels.outbox import OutboxChannel
+    from distribute.channels.smtp import SmtpChannel
+    from distribute.config import SMTP_PASSWORD_ENV, secret
+    from distribute.dispatch import outbox_folder, send_test
+
+    settings = settings_of(ctx)
+    con = console()
+    loaded = load_campaign(campaign, settings)
+    now = datetime.now(UTC)
+    check = check_campaign(loaded, settings, now=now, send_now=True)
+    for note in check.warnings:
+        # Notes quote releases and lists: print them as text, never as rich markup.
+        con.print(Text.assemble(("Warning: ", "yellow"), note))
+    steps = [loaded.step(name) for name in step_names] if step_names else list(loaded.steps)
+
+    if test_address:
+        from distribute.recipients import address_problem
+
+        address = test_address.strip()
+        if problem := address_problem(address):
+            raise click.BadParameter(problem, param_hint="--test")
+        for email_step in (s for s in steps if isinstance(s, EmailStep)):
+            folder = outbox_folder(settings, loaded.name, "test")
+            channel = (
+                SmtpChannel(settings.smtp, secret(SMTP_PASSWORD_ENV))
+                if live
+                else OutboxChannel(folder)
+            )
+            outcome = send_test(settings, loaded, check, email_step, address, channel, date=now)
+            where = f"to {address}" if live else f"to {folder / 'new'}"
+            con.print(f"{email_step.name}: test message {outcome.state} {where} ({outcome.text})")
+        if not live:
+            con.print("This was a dry run: nothing was sent. Add --live to send the test message.")
+        return
+
+    if live:
+        hold_embargo(loaded, steps, now)
+    reports = run_steps(
+        settings, loaded, check, steps, live=live, limit=limit, retry_uncertain=retry_uncertain
+    )
+    if any(r.counts.get("failed") or r.counts.get("uncertain") for r in reports):
+        ctx.exit(1)
+
+
+@click.command()
+@click.argument("campaign", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.pass_context
+def status(ctx: click.Context, campaign: str | None, as_json: bool) -> None:
+    """Show, per step, how many deliveries are pending, sent, failed, uncertain or skipped.
+
+    CAMPAIGN is a campaign name or campaign file; all campaigns when absent.
+    """
+    import json
+
+    from rich.table import Table
+
+    from distribute.ledger import STATES, Ledger
+
+    settings = settings_of(ctx)
+    name = campaign
+    if campaign and campaign.endswith(".toml") and Path(campaign).is_file():
+        from distribute.campaign import load_campaign
+
+        name = load_campaign(Path(campaign), settings).name
+    entries: list[dict[str, Any]] = []
+    # Looking must not create: a workspace where nothing was planned has no database yet.
+    if settings.state_url or (settings.workspace / "distribute.db").exists():
+        ledger = Ledger(settings.database_url)
+        try:
+            entries = ledger.status(name)
+        finally:
+            ledger.close()
+    if name and not entries:
+        raise click.ClickException(f"no campaign named {name!r} has been planned yet")
+    if as_json:
+        data = {
+            "campaigns": [
+                {
+                    "name": c["name"],
+                    "steps": [
+                        {
+                            "name": s["name"],
+                            "channel": s["channel"],
+                            "at": s["at"].isoformat(),
+                            "mode": s["mode"],
+                            "counts": s["counts"],
+                        }
+                        for s in c["steps"]
+                    ],
+                }
+                for c in entries
+            ]
+        }
+        click.echo(json.dumps(data, indent=2))
+        return
+    con = console()
+    if not entries:
+        con.print("No campaign has been planned yet.")
+    for entry in entries:
+        table = Table(title=f"{entry['name']} ({entry['timezone']})")
+        table.add_column("step")
+        table.add_column("channel")
+        table.add_column("at")
+        table.add_column("mode")
+        for state in STATES:
+            table.add_column(state, justify="right")
+        for s in entry["steps"]:
+            table.add_row(
+                s["name"],
+                s["channel"],
+                s["at"].astimezone(ZoneInfo(entry["timezone"])).strftime("%Y-%m-%d %H:%M %Z"),
+                s["mode"],
+                *(str(s["counts"][state]) for state in STATES),
+            )
+        con.print(table)
+        for s in entry["steps"]:
+            if s["counts"]["sending"] and not s["running"]:
+                con.print(
+                    f"  {s['name']}: {s['counts']['sending']} message(s) were being sent by a "
+                    "process that stopped; the next send reports them as uncertain and does "
+                    "not resend them."
+                )
+            for bad in s["problems"]:
+                code = f" ({bad['code']})" if bad["code"] else ""
+                con.print(f"  {s['name']}: {bad['state']} {bad['address']}{code}: {bad['text']}")

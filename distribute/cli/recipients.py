@@ -1,0 +1,100 @@
+"""``distribute recipients``: check journalist lists and manage the suppression list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from distribute.cli.common import console, settings_of
+
+
+@click.group()
+def recipients() -> None:
+    """Check journalist lists and manage the suppression list."""
+
+
+@recipients.command("check")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the counts and problems as JSON.")
+@click.pass_context
+def recipients_check(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
+    """Validate lists (all of them when no FILE is named); exit 1 if any row is invalid."""
+    import json
+
+    from rich.table import Table
+    from rich.text import Text
+
+    from distribute import recipients as lists
+
+    folder = lists.recipients_dir(settings_of(ctx))
+    if files:
+        paths = list(files)
+    else:
+        paths = [lists.list_file(folder, name) for name in lists.list_names(folder)]
+    audience = lists.read_lists(paths, lists.load_suppressions(folder))
+    invalid = sum(stats.invalid for stats in audience.lists)
+    if as_json:
+        report = {
+            "lists": [
+                {
+                    "name": s.name,
+                    "file": lists.display_path(s.file),
+                    "rows": s.rows,
+                    "valid": s.valid,
+                    "invalid": s.invalid,
+                    "duplicates": s.duplicates,
+                    "suppressed": s.suppressed,
+                }
+                for s in audience.lists
+            ],
+            "problems": [
+                {
+                    "file": lists.display_path(p.file),
+                    "line": p.line,
+                    "email": p.email,
+                    "reason": p.reason,
+                }
+                for p in audience.problems
+            ],
+            "unique": len(audience.recipients),
+        }
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    elif not paths:
+        click.echo(f"No lists in {lists.display_path(folder)}.")
+    else:
+        table = Table(title="Journalist lists")
+        table.add_column("list")
+        for column in ("rows", "valid", "invalid", "duplicates", "suppressed"):
+            table.add_column(column, justify="right")
+        for s in audience.lists:
+            counts = (s.rows, s.valid, s.invalid, s.duplicates, s.suppressed)
+            table.add_row(Text(s.name), *(str(n) for n in counts))
+        console().print(table)
+        for p in audience.problems:
+            click.echo(f"{lists.display_path(p.file)}:{p.line}: {p.reason}")
+        duplicates = sum(s.duplicates for s in audience.lists)
+        suppressed = sum(s.suppressed for s in audience.lists)
+        click.echo(
+            f"{len(audience.recipients)} unique addresses to mail; {invalid} invalid rows, "
+            f"{duplicates} duplicates, {suppressed} suppressed."
+        )
+    if invalid:
+        ctx.exit(1)
+
+
+@recipients.command("suppress")
+@click.argument("address")
+@click.option("--reason", default=None, help="Why, for the record (e.g. 'asked by phone').")
+@click.pass_context
+def recipients_suppress(ctx: click.Context, address: str, reason: str | None) -> None:
+    """Never mail ADDRESS again, from any list."""
+    from datetime import date
+
+    from distribute import recipients as lists
+
+    path = lists.suppression_file(settings_of(ctx))
+    if lists.add_suppression(path.parent, address, reason, date.today()):
+        click.echo(f"Suppressed {address.strip()} in {lists.display_path(path)}.")
+    else:
+        click.echo(f"{address.strip()} is already suppressed.")

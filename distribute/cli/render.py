@@ -1,0 +1,132 @@
+"""``distribute render``: a release rendered to files, as one journalist would receive it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from distribute.cli.common import console, settings_of
+
+if TYPE_CHECKING:
+    from distribute.config import Settings
+    from distribute.recipients import Recipient
+    from distribute.render.social import PostSet
+
+
+def _sample_recipient(value: str) -> Recipient:
+    from email.utils import parseaddr
+
+    from distribute.recipients import Recipient, address_problem
+
+    name, address = parseaddr(value)
+    if address_problem(address):
+        raise click.BadParameter(f"{value!r} is not an address like 'Jane Doe <jane@example.com>'")
+    first, _, last = name.partition(" ")
+    return Recipient(email=address, first_name=first, last_name=last, list_name="sample")
+
+
+def _size(data: bytes | str) -> str:
+    size = len(data.encode("utf-8") if isinstance(data, str) else data)
+    return f"{size / 1024:.1f} KB"
+
+
+def render_release(
+    settings: Settings,
+    release_path: Path,
+    out: Path,
+    template: str,
+    to: str,
+    url: str | None = None,
+) -> tuple[list[tuple[str, str]], PostSet]:
+    """Render everything in memory first, so a failure writes nothing; then write the files."""
+    from distribute.release import load_release
+    from distribute.render.email import draft_email
+    from distribute.render.message import build_message, message_bytes, recipient_values
+    from distribute.render.social import render_posts
+
+    recipient = _sample_recipient(to)
+    release = load_release(release_path)
+    if url:
+        release = replace(release, url=url)
+    now = datetime.now(UTC)
+    posts = render_posts(release, settings, url=url)
+    draft = draft_email(release, settings, at=now, template=template)
+    message = build_message(draft, recipient, settings, campaign="render", step="preview", date=now)
+    raw = message_bytes(message)
+    _, html, text = draft.personalise(recipient_values(recipient, settings, draft.language))
+    files = {"email.html": html, "email.txt": text}
+    out.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (out / name).write_text(content, encoding="utf-8", newline="")
+    (out / "email.eml").write_bytes(raw)
+    (out / "posts").mkdir(exist_ok=True)
+    (out / "posts" / "x.json").write_text(
+        json.dumps(posts.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+    rows = [
+        ("Subject", draft.subject),
+        ("Preheader", draft.preheader),
+        ("HTML part", _size(files["email.html"])),
+        ("Text part", _size(files["email.txt"])),
+        ("Message", _size(raw)),
+        *(("Warning", note) for note in draft.warnings),
+    ]
+    return rows, posts
+
+
+def print_report(rows: list[tuple[str, str]], posts: PostSet, out: Path) -> None:
+    from rich.text import Text
+
+    con = console()
+    for label, value in rows:
+        style = "yellow" if label == "Warning" else "bold"
+        con.print(Text.assemble((f"{label}:", style), f" {value}"))
+    for number, post in enumerate(posts.parts, start=1):
+        part = f" {number}/{len(posts.parts)}" if len(posts.parts) > 1 else ""
+        click.echo(f"X post{part} ({post.length}/{posts.limit}):\n{post.text}")
+    for note in posts.warnings:
+        click.echo(f"Warning: {note}")
+    con.print(f"Wrote email.html, email.txt, email.eml and posts/x.json to {out}")
+
+
+@click.command()
+@click.argument("release", type=click.Path(path_type=Path))
+@click.option("--template", default="press-release", show_default=True, help="Email template name.")
+@click.option(
+    "--to",
+    "to",
+    default="Jane Doe <jane.doe@example.com>",
+    show_default=True,
+    help="Sample recipient the preview message is addressed to.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Output folder. Default: out/ beside the release.",
+)
+@click.option(
+    "--url",
+    default=None,
+    help="The release's web page, linked from the post. Default: 'url' in the front matter.",
+)
+@click.pass_context
+def render(
+    ctx: click.Context, release: Path, template: str, to: str, out: Path | None, url: str | None
+) -> None:
+    """Render RELEASE (Markdown) into the email a journalist would receive, and the X post.
+
+    Writes email.html (CSS inlined), email.txt (the plain-text part) and email.eml (the whole
+    message, openable in a mail client), then prints the subject, preheader and sizes.
+    Writes posts/x.json (the post, or thread, each part with its weighted length) and prints
+    each part with its count against X's limit. Nothing is sent.
+    """
+    settings = settings_of(ctx)
+    out = out or release.parent / "out"
+    rows, posts = render_release(settings, release, out, template, to, url)
+    print_report(rows, posts, out)
