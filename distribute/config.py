@@ -16,12 +16,15 @@ from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from distribute.errors import ConfigError
 
 CONFIG_NAME = "distribute.toml"
 SMTP_PASSWORD_ENV = "DISTRIBUTE_SMTP_PASSWORD"  # noqa: S105 (a variable name)
+# The four OAuth 1.0a user-context values of the X app, in the order tweepy takes them.
+X_CREDENTIALS = ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
 
 DEFAULT_FROM = "Press Office <press@example.org>"
 # A display name longer than this is a mistake, and would push header lines past 998 octets.
@@ -65,9 +68,15 @@ class SmtpSettings:
     ca_file: Path | None = None
 
 
+X_API_URL = "https://api.x.com"
+
+
 @dataclass(frozen=True)
 class XSettings:
     account: str = "@IMTFrance"
+    # Every X call goes to this base URL (staging, or a test double on loopback).
+    api_url: str = X_API_URL
+    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,7 @@ _SECTIONS: dict[str, set[str]] = {
         "ca_file",
     },
     "state": {"url"},
-    "x": {"account"},
+    "x": {"account", "api_url", "timeout"},
     "paths": {"templates", "recipients"},
 }
 
@@ -147,10 +156,15 @@ def parse_mailbox(value: str, *, path: Path | None, key: str) -> tuple[str, str]
 def _check_keys(data: dict[str, Any], section: str, path: Path) -> None:
     allowed = _SECTIONS[section]
     for key in data:
-        if key in {"password", "token", "secret"} or key.endswith(("_secret", "_token")):
+        if key in {"password", "token", "secret", "api_key"} or key.endswith(("_secret", "_token")):
+            where = (
+                f"X's keys go in {', '.join(X_CREDENTIALS)}"
+                if section == "x"
+                else f"the SMTP password goes in {SMTP_PASSWORD_ENV}"
+            )
             raise ConfigError(
                 f"[{section}] {key}: secrets are never read from this file; set them in the "
-                f"environment (the SMTP password goes in {SMTP_PASSWORD_ENV})",
+                f"environment ({where})",
                 path=path,
             )
         if key not in allowed:
@@ -289,13 +303,46 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
         sender=sender,
         unsubscribe=Unsubscribe(mailto=mailto or address, url=url),
         smtp=smtp,
-        x=XSettings(account=_typed(tables["x"], "account", str, where) or "@IMTFrance"),
+        x=_x_settings(tables["x"], where),
         state_url=_typed(tables["state"], "url", str, where),
         timezone=timezone,
         templates=workspace / templates if templates else None,
         recipients=workspace / recipients if recipients else None,
         source=path,
     )
+
+
+def _x_settings(table: dict[str, Any], where: Path) -> XSettings:
+    defaults = XSettings()
+    account = _typed(table, "account", str, where) or defaults.account
+    api_url = (_typed(table, "api_url", str, where) or defaults.api_url).rstrip("/")
+    problem = api_url_problem(api_url)
+    if problem:
+        raise ConfigError(f"[x] api_url: {problem}", path=where)
+    timeout = _typed(table, "timeout", (int, float), where)
+    if timeout is not None and timeout <= 0:
+        raise ConfigError("[x] timeout must be a positive number of seconds", path=where)
+    return XSettings(
+        account=account,
+        api_url=api_url,
+        timeout=defaults.timeout if timeout is None else float(timeout),
+    )
+
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def api_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be the base of the X API: OAuth 1.0a signs but does not encrypt,
+    so the tokens' requests travel in clear over http; that is allowed only on loopback."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"https", "http"} or not parts.hostname:
+        return f"{url!r} is not an http(s) address"
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return f"{url!r} must be a plain base URL (no credentials, query or fragment)"
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        return f"{url!r}: plain http is allowed only for loopback (127.0.0.1); use https"
+    return None
 
 
 def _ca_file(value: str | None, workspace: Path, where: Path) -> Path | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from distribute.campaign import Campaign, CampaignCheck, EmailStep, PostStep, Step
 from distribute.channels.base import Channel, Envelope, Outcome
-from distribute.channels.outbox import OutboxChannel, maildir, write_posts
+from distribute.channels.outbox import OutboxChannel, maildir
 from distribute.channels.smtp import SmtpChannel
 from distribute.config import SMTP_PASSWORD_ENV, Settings, secret
 from distribute.errors import CampaignError, DeliveryError, LedgerError
@@ -143,7 +143,7 @@ class Dispatcher:
         progress: Progress | None = None,
     ) -> StepReport:
         if isinstance(step, PostStep):
-            return self._run_posts(campaign, check, step)
+            return self._run_posts(campaign, check, step, retry_uncertain)
         return self._run_email(campaign, check, step, limit, retry_uncertain, progress)
 
     def _step_ref(self, campaign: Campaign, step: Step, mode: str) -> StepRef:
@@ -435,26 +435,14 @@ class Dispatcher:
             )
         return outcome
 
-    def _run_posts(self, campaign: Campaign, check: CampaignCheck, step: PostStep) -> StepReport:
-        # Posting for real needs the X channel; until it is configured, posts are dry runs.
-        report = StepReport(campaign.name, step.name, step.channel, "dry")
-        if self.live:
-            report.notes.append(
-                f"{step.name}: posting to {step.channel} is not available yet; ran as a dry run"
-            )
-        posts = check.posts[step.name]
-        ref = self._step_ref(campaign, step, "dry")
-        self.ledger.reset(ref)
-        targets = [f"{step.channel}:part-{index}" for index in range(1, len(posts.parts) + 1)]
-        self.ledger.plan(ref, [Planned(t, self.settings.x.account) for t in targets])
-        folder = outbox_folder(self.settings, campaign.name, step.name)
-        report.outbox = write_posts(folder, step.channel, posts.to_json())
-        runner = runner_id()
-        while isinstance(claim := self.ledger.claim(ref, runner), Claim):
-            self.ledger.finish(claim, "sent", text=f"written to {report.outbox}")
-            report.attempted += 1
-        report.counts = self.ledger.counts(ref)
-        return report
+    def _run_posts(
+        self, campaign: Campaign, check: CampaignCheck, step: PostStep, retry_uncertain: bool
+    ) -> StepReport:
+        from distribute.posting import run_posts
+
+        return run_posts(
+            self, self._step_ref, campaign, check, step, retry_uncertain=retry_uncertain
+        )
 
 
 def send_test(

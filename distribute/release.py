@@ -254,8 +254,11 @@ def _check_front_matter(
             raise fail(f"{key} must be text")
         else:
             value = str(value).strip()
-            if key in {"url", "image"} and not urlsplit(value).scheme.startswith("http"):
+            if key == "url" and not urlsplit(value).scheme.startswith("http"):
                 raise fail(f"{key} must be a full http(s) address, not {value!r}")
+            # An image is an http(s) address or a file beside the release (posts upload it).
+            if key == "image" and urlsplit(value).scheme not in {"", "http", "https"}:
+                raise fail(f"image must be an https address or a file path, not {value!r}")
             if key == "language" and not re.fullmatch(r"[a-z]{2}(-[A-Za-z]{2})?", value):
                 raise fail(f"language must be a code like 'en' or 'fr', not {value!r}")
             meta[key] = value

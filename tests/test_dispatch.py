@@ -27,7 +27,7 @@ from distribute.campaign import Campaign, CampaignCheck, check_campaign, load_ca
 from distribute.channels.base import Channel, Envelope, Outcome
 from distribute.config import load_settings
 from distribute.dispatch import Dispatcher, Interrupted, RateLimiter, StepReport
-from distribute.errors import DeliveryError, SmtpError
+from distribute.errors import ConfigError, DeliveryError, SmtpError
 from distribute.ledger import Claim, Ledger, StepRef
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -383,10 +383,9 @@ def test_dry_runs_rewrite_the_outbox(harness: Harness) -> None:
     assert not harness.channels
 
 
-@pytest.mark.parametrize("live", [False, True], ids=["dry", "live"])
-def test_post_step_writes_json_and_never_mails(harness: Harness, live: bool) -> None:
+def test_post_step_writes_json_and_never_mails(harness: Harness) -> None:
     harness.write(3)
-    report = harness.run("announce", live=live)
+    report = harness.run("announce", live=False)
     path = harness.workspace / "outbox" / "launch" / "announce" / "x.json"
     assert report.outbox == path
     posts = json.loads(path.read_text("utf-8"))
@@ -396,7 +395,20 @@ def test_post_step_writes_json_and_never_mails(harness: Harness, live: bool) -> 
     assert report.attempted >= 1
     assert not harness.channels
     assert not harness.script.attempts
-    assert bool(report.notes) is live
+    assert not report.notes
+
+
+def test_live_post_step_without_credentials_plans_nothing(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET"):
+        monkeypatch.setenv(name, "set")
+    monkeypatch.delenv("X_ACCESS_TOKEN_SECRET")
+    harness.write(3)
+    with pytest.raises(ConfigError, match=r"posting to X needs X_ACCESS_TOKEN_SECRET in the"):
+        harness.run("announce", live=True)
+    assert harness.ledger.status("launch") == []
+    assert not harness.channels
 
 
 def test_unexpected_error_in_a_transaction_is_uncertain(harness: Harness) -> None:

@@ -56,3 +56,40 @@ class Channel(ABC):
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+PostState = Literal["sent", "retry", "rate_limited", "failed", "uncertain"]
+
+
+@dataclass(frozen=True)
+class PostOutcome:
+    """What happened to one post request.
+
+    ``retry``: refused before anything was created (a 5xx, or no connection); ``rate_limited``:
+    try again at ``reset`` (X's ``x-rate-limit-reset``, when it sent one); ``uncertain``: the
+    request left and no answer came back, so the post may exist.
+    """
+
+    state: PostState
+    code: int | None = None
+    text: str | None = None
+    post_id: str | None = None
+    reset: int | None = None
+
+
+class PostChannel(ABC):
+    """A social network account: who it is, media upload, one post per call."""
+
+    live: bool = True
+
+    @abstractmethod
+    def whoami(self) -> str:
+        """The handle the credentials belong to, like ``@IMTFrance``."""
+
+    @abstractmethod
+    def upload_image(self, data: bytes, media_type: str, alt: str | None) -> str:
+        """Upload an image (and its alt text); returns the media id to attach."""
+
+    @abstractmethod
+    def post(self, body: dict[str, object]) -> PostOutcome:
+        """Send one post request body as it is; never retries by itself."""

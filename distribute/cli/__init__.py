@@ -22,6 +22,7 @@ COMMANDS = {
     "render": "distribute.cli.render:render",
     "send": "distribute.cli.campaigns:send",
     "status": "distribute.cli.campaigns:status",
+    "x": "distribute.cli.x:x",
 }
 
 

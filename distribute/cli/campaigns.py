@@ -224,6 +224,11 @@ def send(
 
     if live:
         hold_embargo(loaded, steps, now)
+        if any(getattr(s, "channel", None) == "x" for s in steps):
+            from distribute.channels.x import Credentials
+
+            # Before any step runs: a missing key must not surface after the mail went out.
+            Credentials.from_env()
     reports = run_steps(
         settings, loaded, check, steps, live=live, limit=limit, retry_uncertain=retry_uncertain
     )

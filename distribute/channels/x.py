@@ -1,0 +1,328 @@
+"""Posting to X through tweepy: API v2, OAuth 1.0a user context.
+
+``tweepy.Client`` builds and signs every request. Two things it cannot do are added here,
+without touching tweepy's module globals:
+
+* its host is fixed (``Client.request`` prefixes ``https://api.twitter.com``), so the client
+  gets a session that sends each call to ``[x] api_url`` instead. The URL is rewritten
+  before requests_oauthlib signs the request, so the signature covers the URL actually
+  requested (RFC 5849, section 3.4.1.2);
+* tweepy 4.17 has no v2 media upload: ``POST /2/media/upload`` goes through the same
+  session with the same OAuth 1.0a signer.
+
+Nothing here retries or sleeps (``wait_on_rate_limit=False``: tweepy would sleep inside the
+call for as long as X says, hours for a daily limit). Each failure is classified by what it
+means for the post, and the caller decides: see :class:`PostOutcome`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+import tweepy
+import urllib3.exceptions
+from tweepy.auth import OAuth1UserHandler
+
+from distribute.channels.base import PostChannel, PostOutcome
+from distribute.config import X_CREDENTIALS, XSettings, secret
+from distribute.errors import ConfigError, SocialError
+
+# The host tweepy writes into every URL it builds (tweepy/client.py, BaseClient.request).
+TWEEPY_HOST = "https://api.twitter.com"
+TWEETS = "/2/tweets"
+MEDIA_UPLOAD = "/2/media/upload"
+MEDIA_METADATA = "/2/media/metadata"
+ME = "/2/users/me"
+ALT_TEXT_LIMIT = 1000
+
+_CREDENTIALS_HINT = (
+    f"check {', '.join(X_CREDENTIALS[:-1])} and {X_CREDENTIALS[-1]}, and that the X app has "
+    "Read and Write permission (after changing it, regenerate the access token and secret)"
+)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The X app's keys and the account's tokens; kept out of every repr and message."""
+
+    api_key: str = field(repr=False)
+    api_secret: str = field(repr=False)
+    access_token: str = field(repr=False)
+    access_token_secret: str = field(repr=False)
+
+    @classmethod
+    def from_env(cls) -> Credentials:
+        values = {name: secret(name) for name in X_CREDENTIALS}
+        missing = [name for name, value in values.items() if not value]
+        if missing:
+            names = ", ".join(missing[:-1]) + " and " * (len(missing) > 1) + missing[-1]
+            raise ConfigError(
+                f"posting to X needs {names} in the environment "
+                f"(the keys and tokens of the X app; see the README's X section)"
+            )
+        return cls(*(str(values[name]) for name in X_CREDENTIALS))
+
+
+class XAuthError(SocialError):
+    """X refused the credentials or the permission (401, or a 403 other than a duplicate)."""
+
+    def __init__(self, code: int, words: str):
+        self.code = code
+        self.words = words
+        super().__init__(f"X refused the request ({code}: {words}); {_CREDENTIALS_HINT}")
+
+
+class ApiSession(requests.Session):
+    """A session that sends tweepy's requests to ``base`` and never waits forever.
+
+    tweepy gives requests no timeout; without one, a silent server would hold a post (and
+    the step) forever instead of turning it ``uncertain``.
+    """
+
+    def __init__(self, base: str, timeout: float):
+        super().__init__()
+        self.base = base.rstrip("/")
+        self.timeout = timeout
+
+    def request(
+        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        url = url.decode() if isinstance(url, bytes) else url
+        if url.startswith(TWEEPY_HOST + "/"):
+            url = self.base + url[len(TWEEPY_HOST) :]
+        if not url.startswith(self.base + "/"):
+            # Signed requests go to the configured API and nowhere else.
+            raise SocialError(f"refusing to send a signed request outside {self.base}")
+        kwargs.setdefault("timeout", self.timeout)
+        # A redirect would carry the signed request elsewhere, and a POST must not repeat.
+        kwargs["allow_redirects"] = False
+        return super().request(method, url, *args, **kwargs)
+
+
+class XClient(tweepy.Client):  # type: ignore[misc]
+    """tweepy's client on ``[x] api_url``, with the v2 media calls tweepy lacks."""
+
+    def __init__(self, credentials: Credentials, settings: XSettings):
+        super().__init__(
+            consumer_key=credentials.api_key,
+            consumer_secret=credentials.api_secret,
+            access_token=credentials.access_token,
+            access_token_secret=credentials.access_token_secret,
+            wait_on_rate_limit=False,
+        )
+        self.session = ApiSession(settings.api_url, settings.timeout)
+
+    def upload_media(self, data: bytes, media_type: str) -> str:
+        """``POST /2/media/upload`` (multipart, one request: images are small)."""
+        # The signer tweepy itself uses for user-context calls; a multipart body is not
+        # part of an OAuth 1.0a signature (RFC 5849, section 3.4.1.3.1).
+        auth = OAuth1UserHandler(
+            self.consumer_key, self.consumer_secret, self.access_token, self.access_token_secret
+        ).apply_auth()
+        with self.session.post(
+            TWEEPY_HOST + MEDIA_UPLOAD,
+            data={"media_category": "tweet_image"},
+            files={"media": ("media", data, media_type)},
+            headers={"User-Agent": self.user_agent},
+            auth=auth,
+        ) as response:
+            raise_for_status(response)
+            media_id = _field(response, "id")
+        if not media_id:
+            raise SocialError(f"X accepted the image but sent no media id ({_excerpt(response)})")
+        return media_id
+
+    def set_alt_text(self, media_id: str, alt: str) -> None:
+        """``POST /2/media/metadata``: a JSON body, which tweepy's own request can send."""
+        self.request(
+            "POST",
+            MEDIA_METADATA,
+            json={"id": media_id, "metadata": {"alt_text": {"text": alt}}},
+            user_auth=True,
+        )
+
+
+def raise_for_status(response: requests.Response) -> None:
+    """tweepy's mapping of a status to its exceptions, for calls made outside tweepy."""
+    code = response.status_code
+    kinds: dict[int, type[tweepy.HTTPException]] = {
+        400: tweepy.BadRequest,
+        401: tweepy.Unauthorized,
+        403: tweepy.Forbidden,
+        404: tweepy.NotFound,
+    }
+    if code in kinds:
+        raise kinds[code](response)
+    if code == 429:
+        reset = response.headers.get("x-rate-limit-reset")
+        raise tweepy.TooManyRequests(response, reset_time=_int(reset))
+    if code >= 500:
+        raise tweepy.TwitterServerError(response)
+    if not 200 <= code < 300:
+        raise tweepy.HTTPException(response)
+
+
+def tweet_body(
+    text: str, *, reply_to: str | None = None, media_ids: list[str] | None = None
+) -> dict[str, Any]:
+    """The JSON body of ``POST /2/tweets``, laid out as tweepy's ``create_tweet`` lays it."""
+    body: dict[str, Any] = {}
+    if media_ids:
+        body["media"] = {"media_ids": list(media_ids)}
+    if reply_to is not None:
+        body["reply"] = {"in_reply_to_tweet_id": reply_to}
+    body["text"] = text
+    return body
+
+
+class XChannel(PostChannel):
+    """The account the four credentials belong to, on ``[x] api_url``."""
+
+    live = True
+
+    def __init__(self, settings: XSettings, credentials: Credentials):
+        self.settings = settings
+        self.client = XClient(credentials, settings)
+
+    def whoami(self) -> str:
+        try:
+            response = self.client.request("GET", ME, user_auth=True)
+            username = _field(response, "username")
+        except tweepy.HTTPException as exc:
+            raise self._refusal(exc, "checking the credentials") from None
+        except requests.RequestException as exc:
+            raise SocialError(
+                f"cannot reach X at {self.settings.api_url}: {_reason(exc)}"
+            ) from None
+        if not username:
+            raise SocialError(f"X did not say which account the credentials belong to ({ME})")
+        return f"@{username}"
+
+    def upload_image(self, data: bytes, media_type: str, alt: str | None) -> str:
+        try:
+            media_id = self.client.upload_media(data, media_type)
+            if alt:
+                self.client.set_alt_text(media_id, alt)
+        except tweepy.HTTPException as exc:
+            raise self._refusal(exc, "uploading the image") from None
+        except requests.RequestException as exc:
+            raise SocialError(
+                f"uploading the image to {self.settings.api_url} failed: {_reason(exc)}"
+            ) from None
+        return media_id
+
+    def post(self, body: dict[str, object]) -> PostOutcome:
+        try:
+            response = self.client.request("POST", TWEETS, json=body, user_auth=True)
+        except tweepy.TooManyRequests as exc:
+            return PostOutcome("rate_limited", 429, words(exc), reset=exc.reset_time)
+        except tweepy.TwitterServerError as exc:
+            return PostOutcome("retry", exc.response.status_code, words(exc))
+        except (tweepy.Unauthorized, tweepy.Forbidden) as exc:
+            if isinstance(exc, tweepy.Forbidden) and _duplicate(exc):
+                return PostOutcome("failed", 403, words(exc))
+            raise XAuthError(exc.response.status_code, words(exc)) from None
+        except tweepy.HTTPException as exc:
+            return PostOutcome("failed", exc.response.status_code, words(exc))
+        except requests.RequestException as exc:
+            if _before_sending(exc):
+                return PostOutcome("retry", None, f"could not connect to X: {_reason(exc)}")
+            return PostOutcome(
+                "uncertain",
+                None,
+                f"no answer from X after the post was sent ({_reason(exc)}); it may have "
+                "been posted",
+            )
+        post_id = _field(response, "id")
+        if not post_id:
+            # X said yes (2xx) without the id: the post probably exists, and a reply to it
+            # cannot be made; never post it again blindly.
+            return PostOutcome(
+                "uncertain",
+                response.status_code,
+                f"X answered {response.status_code} without a post id: {_excerpt(response)}",
+            )
+        return PostOutcome("sent", response.status_code, f"posted as {post_id}", post_id)
+
+    def _refusal(self, exc: tweepy.HTTPException, doing: str) -> SocialError:
+        code = exc.response.status_code
+        if code in {401, 403}:
+            return XAuthError(code, words(exc))
+        if code == 429:
+            return SocialError(f"{doing}: X's rate limit (429: {words(exc)}); try again later")
+        return SocialError(f"{doing}: X answered {code}: {words(exc)}")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def words(exc: tweepy.HTTPException) -> str:
+    """X's own explanation: the problem ``detail``, else its error messages, else the status."""
+    messages = [str(message) for message in exc.api_messages if message]
+    try:
+        payload = exc.response.json()
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        detail = payload.get("detail")
+        if isinstance(detail, str) and detail and detail not in messages:
+            messages.insert(0, detail)
+    text = "; ".join(messages) or f"{exc.response.status_code} {exc.response.reason}"
+    return text[:500]
+
+
+def _duplicate(exc: tweepy.HTTPException) -> bool:
+    return "duplicate" in words(exc).lower()
+
+
+def _before_sending(exc: requests.RequestException) -> bool:
+    """True when the connection never opened, so X cannot have received the request.
+
+    requests wraps urllib3's MaxRetryError, whose ``reason`` is the original failure; a
+    refused or unresolvable connection is a NewConnectionError, a connect timeout a
+    ConnectTimeoutError. Anything else (a read timeout, a reset) happened after sending.
+    """
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError) or isinstance(exc, requests.ReadTimeout):
+        return False
+    cause = exc.args[0] if exc.args else None
+    cause = getattr(cause, "reason", cause)
+    return isinstance(
+        cause, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError
+    )
+
+
+def _reason(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    cause = exc.args[0] if exc.args else exc
+    cause = getattr(cause, "reason", cause)
+    # urllib3's messages repeat the connection object's repr; its last part is the reason.
+    return str(cause).rsplit(": ", 1)[-1].strip("()'\" ") or type(exc).__name__
+
+
+def _field(response: requests.Response, name: str) -> str | None:
+    try:
+        data = response.json().get("data")
+    except (ValueError, AttributeError):
+        return None
+    value = data.get(name) if isinstance(data, dict) else None
+    return str(value) if value not in (None, "") else None
+
+
+def _excerpt(response: requests.Response) -> str:
+    try:
+        return json.dumps(response.json())[:200]
+    except ValueError:
+        return response.text[:200] or "an empty body"
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
