@@ -369,7 +369,14 @@ class PostRun:
                 media_ids=media_ids if number == 1 else None,
             )
             outcome = self._post_part(ref, runner, channel, row, body, campaign, step, report)
-            if outcome is None or outcome.state != "sent":
+            if outcome is None:
+                return
+            if outcome.state != "sent":
+                if number < len(rows):
+                    report.notes.append(
+                        f"{step.name}: {row['address']} is {outcome.state}, so the rest of the "
+                        "thread is not posted (each part replies to the one before)"
+                    )
                 return
             previous = outcome.post_id
 

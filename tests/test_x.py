@@ -1,0 +1,672 @@
+"""Posting to X, against a double of the X API on loopback (``x_double.py``).
+
+tweepy builds and signs every request as it would for X; the double checks each OAuth 1.0a
+signature against the four secrets, records what it was sent and answers as scripted.
+The clock and the sleep are injected: a rate limit that resets in minutes costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from x_double import KEYS, Reply, XDouble, multipart_fields
+
+from distribute import posting
+from distribute.campaign import check_campaign, load_campaign
+from distribute.channels.x import Credentials, XChannel
+from distribute.cli import cli
+from distribute.config import load_settings
+from distribute.dispatch import Dispatcher, StepReport
+from distribute.errors import ConfigError, ReleaseError, SocialError
+from distribute.ledger import Ledger
+from distribute.render.social import weighted_length
+
+START = datetime(2027, 3, 10, 7, 0, tzinfo=UTC)
+PARTS = [
+    "Orchard Lab opens a solar kiln that dries fruit without a drop of fuel.",
+    "Growers from the valley can book it from May, by the day or by the week.",
+    "The first season is free for cooperatives. https://www.example.org/press/kiln",
+]
+DUPLICATE = "You are not allowed to create a Tweet with duplicate content."
+
+
+def png() -> bytes:
+    """A valid 1x1 PNG, written here so the test carries no binary file."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00\xff\x80\x00"))
+        + chunk(b"IEND", b"")
+    )
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = START
+        self.slept: list[float] = []
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def double(monkeypatch: pytest.MonkeyPatch) -> Iterator[XDouble]:
+    for name, value in KEYS.items():
+        monkeypatch.setenv(name, value)
+    with XDouble() as server:
+        yield server
+
+
+@dataclass
+class Workspace:
+    root: Path
+    double: XDouble
+    clock: FakeClock = field(default_factory=FakeClock)
+
+    def write(
+        self,
+        parts: list[str] = PARTS,
+        *,
+        image: str | None = None,
+        account: str = "@IMTFrance",
+        timeout: float = 5.0,
+    ) -> None:
+        (self.root / "distribute.toml").write_text(
+            '[sender]\nfrom = "Orchard Lab Press <press@example.org>"\n'
+            '[unsubscribe]\nurl = "https://www.example.org/unsubscribe?email={email}"\n'
+            f'[x]\naccount = "{account}"\napi_url = "{self.double.url}"\ntimeout = {timeout}\n',
+            encoding="utf-8",
+        )
+        front = "title: Orchard Lab opens a solar kiln\nurl: https://www.example.org/press/kiln\n"
+        if image:
+            front += f"image: {image}\nimage_alt: A wooden kiln under solar panels\n"
+        (self.root / "kiln.md").write_text(
+            f"---\n{front}---\n\n# Orchard Lab opens a solar kiln\n\n"
+            "Orchard Lab, a fictional laboratory, opens a kiln.\n",
+            encoding="utf-8",
+        )
+        text = "\n---\n".join(parts)
+        (self.root / "launch.toml").write_text(
+            'name = "launch"\nrelease = "kiln.md"\ntimezone = "Europe/Paris"\n'
+            f'[[post]]\nname = "announce"\nchannel = "x"\ntext = {json.dumps(text)}\n'
+            'at = "2027-03-10 09:00"\n',
+            encoding="utf-8",
+        )
+
+    def run(self, *, live: bool = True, retry_uncertain: bool = False) -> StepReport:
+        settings = load_settings(workspace=self.root)
+        ledger = self.ledger()
+        try:
+            campaign = load_campaign(self.root / "launch.toml", settings)
+            check = check_campaign(campaign, settings, now=self.clock(), send_now=True)
+            dispatcher = Dispatcher(
+                settings, ledger, live=live, clock=self.clock, sleep=self.clock.sleep
+            )
+            return dispatcher.run(
+                campaign, check, campaign.step("announce"), retry_uncertain=retry_uncertain
+            )
+        finally:
+            ledger.close()
+
+    def ledger(self) -> Ledger:
+        return Ledger(f"sqlite:///{self.root / 'distribute.db'}", clock=self.clock)
+
+    def rows(self) -> list[dict[str, Any]]:
+        ledger = self.ledger()
+        try:
+            step = ledger.status("launch")[0]["steps"][-1]["ref"]
+            return ledger.rows(step)
+        finally:
+            ledger.close()
+
+    def tweets(self) -> list[dict[str, Any]]:
+        return [seen.json for seen in self.double.requests("POST /2/tweets")]
+
+
+@pytest.fixture
+def ws(tmp_path: Path, double: XDouble) -> Workspace:
+    return Workspace(tmp_path, double)
+
+
+# --------------------------------------------------------------------------- posting
+
+
+def test_single_post_is_one_signed_request_with_the_rendered_text(ws: Workspace) -> None:
+    ws.write(["Orchard Lab opens a solar kiln. https://www.example.org/press/kiln"])
+    report = ws.run()
+    assert ws.tweets() == [
+        {"text": "Orchard Lab opens a solar kiln. https://www.example.org/press/kiln"}
+    ]
+    # Each request verified against the four secrets; the first asks who the tokens are.
+    assert [(s.method, s.path, s.signed) for s in ws.double.seen] == [
+        ("GET", "/2/users/me", True),
+        ("POST", "/2/tweets", True),
+    ]
+    assert report.mode == "live" and report.counts["sent"] == 1
+    [row] = ws.rows()
+    assert row["state"] == "sent" and row["message_id"] == ws.double.posts[0]["id"]
+
+
+def test_a_wrong_secret_fails_the_signature_and_names_the_variables(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws.write(PARTS[:1])
+    monkeypatch.setenv("X_ACCESS_TOKEN_SECRET", "ats-not-the-right-one")
+    with pytest.raises(SocialError) as caught:
+        ws.run()
+    assert caught.value.message == (
+        "X refused the request (401: Unauthorized); check X_API_KEY, X_API_SECRET, "
+        "X_ACCESS_TOKEN and X_ACCESS_TOKEN_SECRET, and that the X app has Read and Write "
+        "permission (after changing it, regenerate the access token and secret)"
+    )
+    assert [s.signed for s in ws.double.seen] == [False]
+    assert not ws.double.posts
+
+
+def test_a_three_part_thread_replies_to_each_previous_part(ws: Workspace) -> None:
+    ws.write()
+    ws.run()
+    ids = [post["id"] for post in ws.double.posts]
+    assert ws.tweets() == [
+        {"text": PARTS[0]},
+        {"reply": {"in_reply_to_tweet_id": ids[0]}, "text": PARTS[1]},
+        {"reply": {"in_reply_to_tweet_id": ids[1]}, "text": PARTS[2]},
+    ]
+    assert [row["message_id"] for row in ws.rows()] == ids
+    assert [row["address"] for row in ws.rows()] == [f"@IMTFrance part {n} of 3" for n in (1, 2, 3)]
+
+
+def test_an_image_is_uploaded_first_with_its_alt_text_and_attached_to_part_one(
+    ws: Workspace,
+) -> None:
+    (ws.root / "kiln.png").write_bytes(png())
+    ws.write(image="kiln.png")
+    ws.run()
+    assert [s.path for s in ws.double.seen] == [
+        "/2/users/me",
+        "/2/media/upload",
+        "/2/media/metadata",
+        "/2/tweets",
+        "/2/tweets",
+        "/2/tweets",
+    ]
+    upload = ws.double.requests("POST /2/media/upload")[0]
+    assert upload.signed
+    fields = multipart_fields(upload)
+    assert fields["media"] == png()
+    assert fields["media_category"] == b"tweet_image"
+    media_id = str(ws.double.posts[0]["media"]["media_ids"][0])
+    metadata = ws.double.requests("POST /2/media/metadata")[0].json
+    assert metadata == {
+        "id": media_id,
+        "metadata": {"alt_text": {"text": "A wooden kiln under solar panels"}},
+    }
+    tweets = ws.tweets()
+    assert tweets[0] == {"media": {"media_ids": [media_id]}, "text": PARTS[0]}
+    assert "media" not in tweets[1] and "media" not in tweets[2]
+
+
+def test_a_failed_upload_fails_the_step_before_any_part_is_posted(ws: Workspace) -> None:
+    (ws.root / "kiln.png").write_bytes(png())
+    ws.write(image="kiln.png")
+    ws.double.on(
+        "POST /2/media/upload",
+        Reply(400, {"title": "Invalid Request", "detail": "media type unrecognized."}),
+    )
+    with pytest.raises(SocialError, match=r"uploading the image: X answered 400: media type"):
+        ws.run()
+    assert not ws.double.requests("POST /2/tweets")
+    assert [row["state"] for row in ws.rows()] == ["pending"] * 3
+
+
+def test_an_image_that_is_not_an_image_is_refused_before_posting(ws: Workspace) -> None:
+    (ws.root / "kiln.png").write_text("not a picture", encoding="utf-8")
+    ws.write(image="kiln.png")
+    with pytest.raises(ReleaseError, match="is not a JPEG, PNG, GIF or WebP file"):
+        ws.run()
+    assert not ws.double.requests("POST /2/tweets")
+
+
+class Images:
+    """A plain web server for the release's image (no OAuth: it is not X)."""
+
+    def __init__(self, body: bytes):
+        self.body = body
+        self.hits: list[str] = []
+        images = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                images.hits.append(self.path)
+                self.send_response(200)
+                self.send_header("content-length", str(len(images.body)))
+                self.end_headers()
+                self.wfile.write(images.body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/kiln.png"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_image_url_is_fetched_once_and_uploaded(ws: Workspace) -> None:
+    images = Images(png())
+    try:
+        ws.write(image=images.url)
+        assert ws.run(live=False).counts["sent"] == 3
+        assert images.hits == []  # a dry run makes no request at all
+        ws.run()
+    finally:
+        images.close()
+    assert images.hits == ["/kiln.png"]
+    assert multipart_fields(ws.double.requests("POST /2/media/upload")[0])["media"] == png()
+    assert len(ws.double.posts) == 3
+
+
+def test_an_image_over_the_size_limit_is_refused_before_posting(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(posting, "MAX_IMAGE_BYTES", 4096)
+    images = Images(png() + bytes(200_000))
+    try:
+        ws.write(image=images.url)
+        with pytest.raises(ReleaseError, match=r"kiln.png' is 0.1 MB; X takes images up to"):
+            ws.run()
+    finally:
+        images.close()
+    assert not ws.double.requests("POST /2/media/upload")
+    assert not ws.double.requests("POST /2/tweets")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_429_waits_for_the_reset_then_posts_once(ws: Workspace) -> None:
+    ws.write(PARTS[:1])
+    reset = int(START.timestamp()) + 2
+    ws.double.on(
+        "POST /2/tweets",
+        Reply(
+            429,
+            {"title": "Too Many Requests", "detail": "Too Many Requests"},
+            {"x-rate-limit-reset": str(reset)},
+        ),
+    )
+    report = ws.run()
+    assert ws.clock.slept == [2.0]
+    assert ws.clock.now >= datetime.fromtimestamp(reset, UTC)
+    assert len(ws.double.requests("POST /2/tweets")) == 2
+    assert len(ws.double.posts) == 1
+    assert report.counts["sent"] == 1
+
+
+def test_429_resetting_later_leaves_the_part_pending_and_says_when(ws: Workspace) -> None:
+    ws.write(PARTS[:1])
+    reset = int(START.timestamp()) + 3600
+    ws.double.on(
+        "POST /2/tweets",
+        Reply(
+            429,
+            {"title": "Too Many Requests", "detail": "Too Many Requests"},
+            {"x-rate-limit-reset": str(reset)},
+        ),
+    )
+    report = ws.run()
+    assert report.notes == [
+        "announce: X's rate limit: @IMTFrance is tried again at 10 March 2027 09:00 CET "
+        "(run send again then; a scheduled run retries by itself)"
+    ]
+    [row] = ws.rows()
+    assert row["state"] == "pending" and row["not_before"] == datetime.fromtimestamp(reset, UTC)
+    assert row["last_code"] == 429 and row["last_text"] == "rate limited by X: Too Many Requests"
+    assert not ws.clock.slept
+    ws.clock.now = datetime.fromtimestamp(reset, UTC)
+    ws.run()
+    assert len(ws.double.posts) == 1
+    assert ws.rows()[0]["state"] == "sent"
+
+
+def test_429_without_a_reset_backs_off_and_gives_up(ws: Workspace) -> None:
+    ws.write(PARTS[:1])
+    busy = Reply(429, {"title": "Too Many Requests", "detail": "Too Many Requests"})
+    ws.double.on("POST /2/tweets", busy, busy, busy)
+    ws.run()
+    assert ws.clock.slept == [60.0, 120.0]
+    [row] = ws.rows()
+    assert row["state"] == "pending"
+    assert row["not_before"] == START + timedelta(seconds=60 + 120 + 240)
+
+
+def test_403_duplicate_is_failed_with_x_words_and_not_retried(ws: Workspace) -> None:
+    ws.write()
+    ws.double.on(
+        "POST /2/tweets",
+        Reply(
+            403, {"detail": DUPLICATE, "type": "about:blank", "title": "Forbidden", "status": 403}
+        ),
+    )
+    report = ws.run()
+    assert len(ws.double.requests("POST /2/tweets")) == 1
+    rows = ws.rows()
+    assert [r["state"] for r in rows] == ["failed", "pending", "pending"]
+    assert rows[0]["last_code"] == 403 and rows[0]["last_text"] == DUPLICATE
+    assert report.problems == [
+        {"address": "@IMTFrance part 1 of 3", "state": "failed", "code": 403, "text": DUPLICATE}
+    ]
+    assert report.notes == [
+        "announce: @IMTFrance part 1 of 3 is failed, so the rest of the thread is not posted "
+        "(each part replies to the one before)"
+    ]
+
+
+def test_403_other_is_a_permission_error_and_the_part_stays_pending(ws: Workspace) -> None:
+    ws.write(PARTS[:1])
+    words = "You are not permitted to perform this action."
+    ws.double.on("POST /2/tweets", Reply(403, {"detail": words, "title": "Forbidden"}))
+    with pytest.raises(SocialError, match=r"\(403: You are not permitted.*Read and Write"):
+        ws.run()
+    [row] = ws.rows()
+    assert row["state"] == "pending" and row["last_text"] == words
+
+
+def test_503_is_retried_and_posted_once(ws: Workspace) -> None:
+    ws.write(PARTS[:1])
+    ws.double.on("POST /2/tweets", Reply(503, {"title": "Service Unavailable"}))
+    ws.run()
+    assert len(ws.double.requests("POST /2/tweets")) == 2
+    assert len(ws.double.posts) == 1
+    assert ws.clock.slept == [5.0]
+
+
+def test_5xx_retries_are_bounded(ws: Workspace) -> None:
+    ws.write(PARTS[:1])
+    ws.double.on("POST /2/tweets", *[Reply(500, {"title": "Internal Error"})] * 10)
+    report = ws.run()
+    assert len(ws.double.requests("POST /2/tweets")) == 4
+    assert ws.clock.slept == [5.0, 10.0, 20.0]
+    assert report.problems[0]["text"] == "gave up after 4 attempts: 500 Internal Server Error"
+
+
+def test_a_refused_connection_is_safe_to_retry(double: XDouble) -> None:
+    from distribute.config import XSettings
+
+    port = double.server.server_address[1]
+    double.__exit__()  # nothing listens there any more
+    channel = XChannel(XSettings(api_url=f"http://127.0.0.1:{port}"), Credentials.from_env())
+    outcome = channel.post({"text": "hello"})
+    assert outcome.state == "retry"
+    assert outcome.text is not None and outcome.text.startswith("could not connect to X")
+
+
+@pytest.mark.parametrize(
+    "reply", [Reply(hang=2.0), Reply(drop=True)], ids=["read-timeout", "dropped"]
+)
+def test_no_answer_after_sending_is_uncertain_and_never_posted_again(
+    ws: Workspace, reply: Reply
+) -> None:
+    ws.write(timeout=0.5)
+    ws.double.on("POST /2/tweets", Reply(), reply)
+    report = ws.run()
+    assert len(ws.double.posts) == 2  # X has part 2, but the answer never came
+    rows = ws.rows()
+    assert [r["state"] for r in rows] == ["sent", "uncertain", "pending"]
+    assert "it may have been posted" in rows[1]["last_text"]
+    assert any("the rest of the thread is not posted" in note for note in report.notes)
+    assert any("is uncertain" in note for note in report.notes)
+    before = len(ws.double.requests("POST /2/tweets"))
+    again = ws.run()
+    assert len(ws.double.requests("POST /2/tweets")) == before
+    assert [r["state"] for r in ws.rows()] == ["sent", "uncertain", "pending"]
+    assert again.attempted == 0
+
+
+def test_retry_uncertain_posts_again_and_says_the_risk(ws: Workspace) -> None:
+    ws.write(PARTS[:1], timeout=0.5)
+    ws.double.on("POST /2/tweets", Reply(drop=True))
+    ws.run()
+    report = ws.run(retry_uncertain=True)
+    assert len(ws.double.posts) == 2
+    assert report.notes == [
+        "announce: @IMTFrance was uncertain and is posted again; if X had it, @IMTFrance "
+        "now shows it twice"
+    ]
+
+
+class Killed(BaseException):
+    """Stands for the process dying: nothing after it runs, not even an except clause."""
+
+
+class DyingLedger(Ledger):
+    """Dies right after recording part 2 as sent (a kill between two parts)."""
+
+    def finish(self, claim: Any, state: str, **kwargs: Any) -> None:
+        super().finish(claim, state, **kwargs)
+        if state == "sent" and claim.target.endswith("part-2"):
+            raise Killed
+
+
+def test_a_run_killed_after_part_two_resumes_with_part_three_only(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws.write()
+    monkeypatch.setattr(
+        Workspace,
+        "ledger",
+        lambda self: DyingLedger(f"sqlite:///{self.root / 'distribute.db'}", clock=self.clock),
+    )
+    with pytest.raises(Killed):
+        ws.run()
+    monkeypatch.undo()
+    for name, value in KEYS.items():
+        monkeypatch.setenv(name, value)
+    assert [r["state"] for r in ws.rows()] == ["sent", "sent", "pending"]
+    ws.run()
+    tweets = ws.tweets()
+    assert [t["text"] for t in tweets] == PARTS  # each part once
+    part_two = ws.double.posts[1]["id"]
+    assert tweets[2]["reply"] == {"in_reply_to_tweet_id": part_two}
+    assert [r["state"] for r in ws.rows()] == ["sent"] * 3
+
+
+def test_a_post_step_is_refused_when_the_tokens_belong_to_another_account(
+    ws: Workspace,
+) -> None:
+    ws.write(account="@ValmontInstitute")
+    with pytest.raises(SocialError) as caught:
+        ws.run()
+    assert caught.value.message == (
+        "step 'announce': the X credentials belong to @IMTFrance, but [x] account is "
+        "@ValmontInstitute; nothing was posted (set the tokens of @ValmontInstitute, or "
+        "correct [x] account)"
+    )
+    assert not ws.double.requests("POST /2/tweets")
+
+
+# --------------------------------------------------------------------------- dry run
+
+
+def test_a_dry_run_writes_the_request_bodies_and_sends_nothing(ws: Workspace) -> None:
+    (ws.root / "kiln.png").write_bytes(png())
+    ws.write(image="kiln.png")
+    report = ws.run(live=False)
+    assert ws.double.seen == []
+    document = json.loads(Path(str(report.outbox)).read_text(encoding="utf-8"))
+    base = ws.double.url
+    assert document["media"]["upload"] == {
+        "method": "POST",
+        "url": f"{base}/2/media/upload",
+        "form": {"media_category": "tweet_image"},
+        "file": "kiln.png",
+        "bytes": len(png()),
+        "media_type": "image/png",
+    }
+    assert [part["length"] for part in document["parts"]] == [
+        weighted_length(text) for text in PARTS
+    ]
+    assert [part["request"]["json"] for part in document["parts"]] == [
+        {"media": {"media_ids": ["<media id>"]}, "text": PARTS[0]},
+        {"reply": {"in_reply_to_tweet_id": "<id of part 1>"}, "text": PARTS[1]},
+        {"reply": {"in_reply_to_tweet_id": "<id of part 2>"}, "text": PARTS[2]},
+    ]
+    assert report.mode == "dry" and report.counts["sent"] == 3
+
+
+def test_the_dry_run_bodies_are_what_a_live_run_sends(ws: Workspace) -> None:
+    ws.write()
+    dry = ws.run(live=False)
+    planned = [p["request"]["json"] for p in json.loads(Path(str(dry.outbox)).read_text())["parts"]]
+    ws.run()
+    ids = [post["id"] for post in ws.double.posts]
+    sent = json.dumps(ws.tweets())
+    for number, post_id in enumerate(ids[:-1], start=1):
+        sent = sent.replace(f'"{post_id}"', f'"<id of part {number}>"')
+    assert json.loads(sent) == planned
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "http://api.example.org",
+            "plain http is allowed only for loopback (127.0.0.1); use https",
+        ),
+        ("ftp://127.0.0.1", "is not an http(s) address"),
+        ("https://user:pw@api.example.org", "must be a plain base URL"),
+    ],
+    ids=["http-remote", "ftp", "userinfo"],
+)
+def test_api_url_must_be_https_unless_loopback(tmp_path: Path, url: str, message: str) -> None:
+    (tmp_path / "distribute.toml").write_text(f'[x]\napi_url = "{url}"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(workspace=tmp_path)
+
+
+def test_api_url_defaults_to_x_and_keeps_a_staging_url(tmp_path: Path) -> None:
+    assert load_settings(workspace=tmp_path).x.api_url == "https://api.x.com"
+    (tmp_path / "distribute.toml").write_text(
+        '[x]\napi_url = "https://staging.example.org/"\n', encoding="utf-8"
+    )
+    assert load_settings(workspace=tmp_path).x.api_url == "https://staging.example.org"
+
+
+def test_x_keys_in_the_settings_file_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "distribute.toml").write_text('[x]\naccess_token = "abc"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"X's keys go in X_API_KEY, X_API_SECRET"):
+        load_settings(workspace=tmp_path)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_whoami_prints_the_handle(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws.write()
+    monkeypatch.chdir(ws.root)
+    result = CliRunner().invoke(cli, ["x", "whoami"])
+    assert (result.exit_code, result.output) == (0, "@IMTFrance\n")
+    assert [(s.path, s.signed) for s in ws.double.seen] == [("/2/users/me", True)]
+
+
+def test_whoami_says_when_the_account_differs(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws.write(account="@Valmont")
+    monkeypatch.chdir(ws.root)
+    result = CliRunner().invoke(cli, ["x", "whoami"])
+    assert result.exit_code == 1
+    assert result.stdout == "@IMTFrance\n"
+    assert result.stderr == (
+        "Error: [x] account is @Valmont, not @IMTFrance: live post steps would be refused\n"
+    )
+
+
+def test_whoami_names_a_missing_variable(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws.write()
+    monkeypatch.chdir(ws.root)
+    monkeypatch.delenv("X_API_SECRET")
+    result = CliRunner().invoke(cli, ["x", "whoami"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: posting to X needs X_API_SECRET in the environment (the keys and tokens of "
+        "the X app; see the README's X section)\n"
+    )
+    assert ws.double.seen == []
+
+
+def test_send_live_posts_and_no_secret_is_written_anywhere(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (ws.root / "kiln.png").write_bytes(png())
+    ws.write(image="kiln.png")
+    monkeypatch.chdir(ws.root)
+    runner = CliRunner()
+    outputs = []
+    for args in (["send", "launch.toml"], ["send", "launch.toml", "--live"], ["status"]):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output)
+    assert len(ws.double.posts) == 3
+    # A refused secret, so that error output is scanned too.
+    monkeypatch.setenv("X_API_SECRET", "cs-wrong-" + KEYS["X_API_SECRET"])
+    refused = runner.invoke(cli, ["x", "whoami"])
+    assert refused.exit_code == 1 and "Read and Write" in refused.output
+    outputs.append(refused.output)
+    files = [p for p in ws.root.rglob("*") if p.is_file()]
+    assert any(p.name == "distribute.log" for p in files)
+    assert any(p.name == "x.json" for p in files)
+    assert any(p.name == "distribute.db" for p in files)
+    for secret in KEYS.values():
+        for text in outputs:
+            assert secret not in text
+        for path in files:
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_send_live_without_a_key_stops_before_anything_runs(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws.write()
+    monkeypatch.chdir(ws.root)
+    monkeypatch.delenv("X_ACCESS_TOKEN")
+    result = CliRunner().invoke(cli, ["send", "launch.toml", "--live"])
+    assert result.exit_code == 1
+    assert result.stderr.endswith(
+        "Error: posting to X needs X_ACCESS_TOKEN in the environment (the keys and tokens "
+        "of the X app; see the README's X section)\n"
+    )
+    assert ws.double.seen == []
+    assert not (ws.root / "distribute.db").exists()
