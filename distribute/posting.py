@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from distribute.campaign import Campaign, CampaignCheck, PostStep
+from distribute.campaign import Campaign, CampaignCheck, PostStep, hold_embargo
 from distribute.channels.base import PostChannel, PostOutcome
 from distribute.channels.outbox import write_posts
 from distribute.channels.x import (
@@ -221,7 +221,9 @@ class PostRun:
             report.counts = self.ledger.counts(ref)
             return report
 
-        # Everything that can refuse the step does so before a row is planned.
+        # Everything that can refuse the step does so before a row is planned. The embargo
+        # is checked here too, not only by `send`: whoever runs the step, a post is public.
+        hold_embargo(campaign, [step], self.clock())
         credentials = Credentials.from_env()
         channel = (
             self.channel_factory()

@@ -29,7 +29,7 @@ from distribute.channels.x import Credentials, XChannel
 from distribute.cli import cli
 from distribute.config import load_settings
 from distribute.dispatch import Dispatcher, StepReport
-from distribute.errors import ConfigError, ReleaseError, SocialError
+from distribute.errors import CampaignError, ConfigError, ReleaseError, SocialError
 from distribute.ledger import Ledger
 from distribute.render.social import weighted_length
 
@@ -91,6 +91,7 @@ class Workspace:
         parts: list[str] = PARTS,
         *,
         image: str | None = None,
+        embargo: str | None = None,
         account: str = "@IMTFrance",
         timeout: float = 5.0,
     ) -> None:
@@ -101,6 +102,8 @@ class Workspace:
             encoding="utf-8",
         )
         front = "title: Orchard Lab opens a solar kiln\nurl: https://www.example.org/press/kiln\n"
+        if embargo:
+            front += f"embargo: {embargo}\n"
         if image:
             front += f"image: {image}\nimage_alt: A wooden kiln under solar panels\n"
         (self.root / "kiln.md").write_text(
@@ -512,6 +515,16 @@ def test_a_post_step_is_refused_when_the_tokens_belong_to_another_account(
         "correct [x] account)"
     )
     assert not ws.double.requests("POST /2/tweets")
+
+
+def test_a_post_under_embargo_is_refused_whoever_runs_the_step(ws: Workspace) -> None:
+    ws.write(embargo="2027-03-10T09:00:00+01:00")
+    with pytest.raises(CampaignError, match=r"the release is under embargo until 10 March"):
+        ws.run()
+    assert ws.double.seen == []
+    ws.clock.now = datetime(2027, 3, 10, 8, 0, tzinfo=UTC)
+    ws.run()
+    assert len(ws.double.posts) == 3
 
 
 # --------------------------------------------------------------------------- dry run
