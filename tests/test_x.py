@@ -8,6 +8,7 @@ The clock and the sleep are injected: a rate limit that resets in minutes costs 
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 import threading
@@ -30,7 +31,7 @@ from distribute.cli import cli
 from distribute.config import load_settings
 from distribute.dispatch import Dispatcher, StepReport
 from distribute.errors import CampaignError, ConfigError, ReleaseError, SocialError
-from distribute.ledger import Ledger
+from distribute.ledger import Ledger, metadata
 from distribute.render.social import weighted_length
 
 START = datetime(2027, 3, 10, 7, 0, tzinfo=UTC)
@@ -85,6 +86,10 @@ class Workspace:
     root: Path
     double: XDouble
     clock: FakeClock = field(default_factory=FakeClock)
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        self.url = self.url or f"sqlite:///{self.root / 'distribute.db'}"
 
     def write(
         self,
@@ -135,7 +140,7 @@ class Workspace:
             ledger.close()
 
     def ledger(self) -> Ledger:
-        return Ledger(f"sqlite:///{self.root / 'distribute.db'}", clock=self.clock)
+        return Ledger(self.url, clock=self.clock)
 
     def rows(self) -> list[dict[str, Any]]:
         ledger = self.ledger()
@@ -152,6 +157,26 @@ class Workspace:
 @pytest.fixture
 def ws(tmp_path: Path, double: XDouble) -> Workspace:
     return Workspace(tmp_path, double)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_ws(request: pytest.FixtureRequest, tmp_path: Path, double: XDouble) -> Iterator[Workspace]:
+    """The same workspace on each database the ledger supports."""
+    if request.param == "sqlite":
+        yield Workspace(tmp_path, double)
+        return
+    url = os.environ.get("DISTRIBUTE_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("set DISTRIBUTE_TEST_POSTGRES_URL to run these on PostgreSQL")
+
+    def empty() -> None:
+        scratch = Ledger(url)
+        metadata.drop_all(scratch.engine)
+        scratch.close()
+
+    empty()  # a shared server: start from empty tables and leave none behind
+    yield Workspace(tmp_path, double, url=url)
+    empty()
 
 
 # --------------------------------------------------------------------------- posting
@@ -189,7 +214,8 @@ def test_a_wrong_secret_fails_the_signature_and_names_the_variables(
     assert not ws.double.posts
 
 
-def test_a_three_part_thread_replies_to_each_previous_part(ws: Workspace) -> None:
+def test_a_three_part_thread_replies_to_each_previous_part(any_ws: Workspace) -> None:
+    ws = any_ws
     ws.write()
     ws.run()
     ids = [post["id"] for post in ws.double.posts]
@@ -437,8 +463,9 @@ def test_a_refused_connection_is_safe_to_retry(double: XDouble) -> None:
     "reply", [Reply(hang=2.0), Reply(drop=True)], ids=["read-timeout", "dropped"]
 )
 def test_no_answer_after_sending_is_uncertain_and_never_posted_again(
-    ws: Workspace, reply: Reply
+    any_ws: Workspace, reply: Reply
 ) -> None:
+    ws = any_ws
     ws.write(timeout=0.5)
     ws.double.on("POST /2/tweets", Reply(), reply)
     report = ws.run()
@@ -481,14 +508,11 @@ class DyingLedger(Ledger):
 
 
 def test_a_run_killed_after_part_two_resumes_with_part_three_only(
-    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+    any_ws: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    ws = any_ws
     ws.write()
-    monkeypatch.setattr(
-        Workspace,
-        "ledger",
-        lambda self: DyingLedger(f"sqlite:///{self.root / 'distribute.db'}", clock=self.clock),
-    )
+    monkeypatch.setattr(Workspace, "ledger", lambda self: DyingLedger(self.url, clock=self.clock))
     with pytest.raises(Killed):
         ws.run()
     monkeypatch.undo()
