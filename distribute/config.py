@@ -329,7 +329,7 @@ def _x_settings(table: dict[str, Any], where: Path) -> XSettings:
     )
 
 
-_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
 def api_url_problem(url: str) -> str | None:
@@ -340,7 +340,7 @@ def api_url_problem(url: str) -> str | None:
         return f"{url!r} is not an http(s) address"
     if parts.query or parts.fragment or parts.username or parts.password:
         return f"{url!r} must be a plain base URL (no credentials, query or fragment)"
-    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK:
         return f"{url!r}: plain http is allowed only for loopback (127.0.0.1); use https"
     return None
 

@@ -42,7 +42,7 @@ from distribute.channels.x import (
     XChannel,
     tweet_body,
 )
-from distribute.config import api_url_problem
+from distribute.config import LOOPBACK
 from distribute.errors import LedgerError, ReleaseError, SocialError
 from distribute.ledger import Claim, Planned, StepRef, runner_id
 from distribute.release import Release
@@ -104,10 +104,10 @@ def load_image(release: Release, *, fetch: bool, timeout: float = 30.0) -> Image
             f"image_alt is {len(alt)} characters; X takes at most {ALT_TEXT_LIMIT}", path=where
         )
     source = release.image
-    if urlsplit(source).scheme in {"http", "https"}:
-        problem = api_url_problem(source)
-        if problem:
-            raise ReleaseError(f"image: {problem}", path=where)
+    parts = urlsplit(source)
+    if parts.scheme in {"http", "https"}:
+        if parts.scheme == "http" and parts.hostname not in LOOPBACK:
+            raise ReleaseError(f"image {source!r}: use an https address", path=where)
         if not fetch:
             return Image(source, alt)
         data = _fetch(source, timeout, where)
@@ -239,6 +239,13 @@ class PostRun:
             )
         report = StepReport(campaign.name, step.name, step.channel, "live")
         ref = self.step_ref(campaign, step, "live")
+        planned = len(self.ledger.rows(ref))
+        if planned > total:
+            # Parts are matched to rows by position: a shorter thread would misplace replies.
+            raise SocialError(
+                f"step {step.name!r} was planned as {planned} parts and now renders "
+                f"{total}; the release or the template changed after posting began"
+            )
         report.planned = self.ledger.plan(ref, rows)
         runner = runner_id()
         holder = self.ledger.acquire(ref, runner)

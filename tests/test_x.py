@@ -387,7 +387,7 @@ def test_429_resetting_later_leaves_the_part_pending_and_says_when(ws: Workspace
     assert ws.rows()[0]["state"] == "sent"
 
 
-def test_429_without_a_reset_backs_off_and_gives_up(ws: Workspace) -> None:
+def test_429_without_a_reset_backs_off_within_bounds(ws: Workspace) -> None:
     ws.write(PARTS[:1])
     busy = Reply(429, {"title": "Too Many Requests", "detail": "Too Many Requests"})
     ws.double.on("POST /2/tweets", busy, busy, busy)
@@ -525,6 +525,16 @@ def test_a_run_killed_after_part_two_resumes_with_part_three_only(
     part_two = ws.double.posts[1]["id"]
     assert tweets[2]["reply"] == {"in_reply_to_tweet_id": part_two}
     assert [r["state"] for r in ws.rows()] == ["sent"] * 3
+
+
+def test_a_thread_that_shrank_after_posting_began_is_refused(ws: Workspace) -> None:
+    ws.write()
+    ws.double.on("POST /2/tweets", Reply(), Reply(drop=True))
+    ws.run()
+    ws.write(PARTS[:2])
+    with pytest.raises(SocialError, match=r"was planned as 3 parts and now renders 2"):
+        ws.run()
+    assert len(ws.double.requests("POST /2/tweets")) == 2
 
 
 def test_a_post_step_is_refused_when_the_tokens_belong_to_another_account(
