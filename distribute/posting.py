@@ -256,7 +256,7 @@ class PostRun:
             )
         try:
             if retry_uncertain:
-                for row in self.ledger.rows(ref, ("uncertain",)):
+                for row in self.ledger.rows(ref, ("uncertain", "sending")):
                     report.notes.append(
                         f"{step.name}: {row['address']} was uncertain and is posted again; "
                         f"if X had it, {account} now shows it twice"
