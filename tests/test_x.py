@@ -22,6 +22,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 from x_double import KEYS, Reply, XDouble, multipart_fields
 
 from distribute import posting
@@ -717,3 +720,55 @@ def test_send_live_without_a_key_stops_before_anything_runs(
     )
     assert ws.double.seen == []
     assert not (ws.root / "distribute.db").exists()
+
+
+# --------------------------------------------------------------------------- property
+
+ANSWERS = {
+    "ok": Reply(),
+    "503": Reply(503, {"title": "Service Unavailable"}),
+    "429": Reply(429, {"title": "Too Many Requests", "detail": "Too Many Requests"}),
+    "dropped": Reply(drop=True),
+    "duplicate": Reply(403, {"detail": DUPLICATE, "title": "Forbidden"}),
+}
+
+
+@settings_(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(answers=st.lists(st.sampled_from(sorted(ANSWERS)), max_size=12))
+def test_whatever_x_answers_no_part_is_posted_twice_and_replies_chain(
+    answers: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with pytest.MonkeyPatch.context() as patch, XDouble() as double:
+        for name, value in KEYS.items():
+            patch.setenv(name, value)
+        ws = Workspace(tmp_path_factory.mktemp("ws"), double)
+        ws.write(timeout=2.0)
+        double.on("POST /2/tweets", *(ANSWERS[a] for a in answers))
+        for _ in range(3):  # runs again and again, as a scheduler would
+            ws.clock.sleep(3600)
+            ws.run()
+        posted = [post["text"] for post in double.posts]
+        assert sorted(set(posted)) == sorted(posted)  # never the same part twice
+        by_text = {post["text"]: post for post in double.posts}
+        for number, text in enumerate(PARTS[1:], start=1):
+            if text in by_text:
+                # A reply goes to the previous part as X has it, never to an unknown id.
+                assert (
+                    by_text[text]["reply"]["in_reply_to_tweet_id"]
+                    == by_text[PARTS[number - 1]]["id"]
+                )
+        rows = ws.rows()
+        for row, text in zip(rows, PARTS, strict=True):
+            if row["state"] == "sent":
+                assert by_text[text]["id"] == row["message_id"]
+            if row["state"] == "pending":
+                assert text not in by_text
+        if not {"dropped", "duplicate"} & set(answers):
+            # Only temporary refusals: nothing is uncertain, and a part fails only by
+            # running out of attempts.
+            assert "uncertain" not in [row["state"] for row in rows]
+            for row in rows:
+                if row["state"] == "failed":
+                    assert row["last_text"].startswith("gave up after")
+        if set(answers) <= {"ok"}:
+            assert posted == PARTS
