@@ -694,6 +694,12 @@ def check_campaign(
                 raise _inline_error(exc, "text", where, campaign, line("text")) from None
             result.posts[step.name] = posts
             result.warnings.extend(f"{where}: {note}" for note in posts.warnings)
+            if step.channel == "x" and release.image:
+                from distribute.posting import load_image
+
+                # A missing or oversized image must stop the campaign before any step runs,
+                # not between the mail and the post (a URL is fetched only when posting).
+                load_image(release, fetch=False)
     # Legitimate (an English and a French version), but worth knowing before it happens.
     seen: dict[str, list[str]] = {}
     for name, audience in result.audiences.items():

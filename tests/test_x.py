@@ -282,6 +282,18 @@ def test_an_image_that_is_not_an_image_is_refused_before_posting(ws: Workspace) 
     assert not ws.double.requests("POST /2/tweets")
 
 
+def test_a_missing_image_stops_the_campaign_before_any_step_runs(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws.write(image="kiln.png")
+    monkeypatch.chdir(ws.root)
+    result = CliRunner().invoke(cli, ["send", "launch.toml", "--live"])
+    assert result.exit_code == 1
+    assert result.stderr == "Error: kiln.md: image 'kiln.png': No such file or directory\n"
+    assert ws.double.seen == []
+    assert not (ws.root / "distribute.db").exists()
+
+
 class Images:
     """A plain web server for the release's image (no OAuth: it is not X)."""
 
