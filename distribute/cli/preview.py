@@ -1,0 +1,126 @@
+"""``distribute preview``: a release or campaign in one browser page, as it will be received."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from distribute.cli.common import console, settings_of
+
+if TYPE_CHECKING:
+    from distribute.preview import Preview
+
+
+def default_out(source: Path) -> Path:
+    """Beside ``render``'s files: out/ next to the release or campaign."""
+    return (
+        source.parent
+        / "out"
+        / f"preview-{source.stem}{'-campaign' if source.suffix.lower() == '.toml' else ''}.html"
+    )
+
+
+@click.command()
+@click.argument("source", metavar="RELEASE|CAMPAIGN", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Page to write. Default: out/preview-NAME.html beside the release or campaign.",
+)
+@click.option("--serve", is_flag=True, help="Serve the page on 127.0.0.1; it reloads on edits.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8025,
+    show_default=True,
+    help="Port for --serve (0 picks a free one).",
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
+@click.option(
+    "--recipient",
+    metavar="ADDRESS",
+    default=None,
+    help="Show the messages exactly as this journalist gets them (for a release: the sample "
+    "recipient, 'Name <address>').",
+)
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Load the release's remote images instead of showing a box with their alt text.",
+)
+@click.pass_context
+def preview(
+    ctx: click.Context,
+    source: Path,
+    out: Path | None,
+    serve: bool,
+    port: int,
+    open_browser: bool,
+    recipient: str | None,
+    allow_remote: bool,
+) -> None:
+    """Build one page showing RELEASE (Markdown) or CAMPAIGN (.toml) as it will be received.
+
+    The envelope (From, To, Subject, preheader, List-Unsubscribe), the HTML part at 600 and
+    375 px in light and dark, the plain-text part, each post as the network shows it with its
+    count, a campaign's timeline, and warnings with what to do. Built from the exact bytes a
+    send would write; nothing is sent and the page makes no request off the machine.
+    """
+    import webbrowser
+    from datetime import UTC, datetime
+
+    from distribute.config import load_settings
+    from distribute.preview import build_preview, page_or_error, watched_files
+
+    if serve and out is not None:
+        raise click.UsageError("--out writes a file and --serve serves the page: give one")
+    config = ctx.ensure_object(dict).get("config")
+    settings = settings_of(ctx)
+
+    def build() -> Preview:
+        # Settings are read again too, so an edit of distribute.toml shows on reload.
+        current = load_settings(config) if serve else settings
+        return build_preview(source, current, now=datetime.now(UTC), recipient=recipient)
+
+    con = console()
+    if serve:
+        from distribute.preview_server import PreviewServer
+
+        try:
+            server = PreviewServer(
+                source,
+                build,
+                lambda: watched_files(source, load_settings(config)),
+                port=port,
+                allow_remote=allow_remote,
+                report=lambda line: click.echo(line, err=True),
+            )
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot serve on 127.0.0.1:{port}: {exc.strerror}; choose another --port"
+            ) from None
+        con.print(f"Serving the preview of {source} on {server.url} (Ctrl-C to stop)")
+        if open_browser:
+            webbrowser.open(server.url)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            con.print("Stopped.")
+        finally:
+            server.server_close()
+        return
+
+    built = build()
+    html, _ = page_or_error(lambda: built, source, allow_remote=allow_remote, token=None)
+    target = out or default_out(source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(html, encoding="utf-8")
+    for notice in built.notices:
+        where = f"{notice.where}: " if notice.where else ""
+        click.echo(f"Warning: {where}{notice.message} ({notice.fix})")
+    con.print(f"Wrote the preview to {target}; open {target.resolve().as_uri()} in a browser")
+    if open_browser:
+        webbrowser.open(target.resolve().as_uri())
