@@ -368,6 +368,8 @@ def parse_message(data: bytes, *, step: str | None, at: str | None) -> MessageVi
     text_part = message.get_body(("plain",))
     html = html_part.get_content() if isinstance(html_part, EmailMessage) else ""
     text = text_part.get_content() if isinstance(text_part, EmailMessage) else ""
+    # The wire's CRLF line endings (RFC 5322 section 2.1) read as plain line breaks.
+    html, text = html.replace("\r\n", "\n"), text.replace("\r\n", "\n")
     return MessageView(step, at, data, headers, _preheader(html, text), html, text)
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from distribute.preview import Preview, files_token, page_or_error
+from distribute.config import Settings
+from distribute.preview import Preview, build_preview, files_token, page_or_error, watched_files
 
 HOST = "127.0.0.1"
 
@@ -90,3 +92,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         """Requests are not logged: the page polls several times a second."""
+
+
+def preview_server(
+    source: Path,
+    load_settings: Callable[[], Settings],
+    *,
+    recipient: str | None = None,
+    port: int = 0,
+    allow_remote: bool = False,
+    report: Callable[[str], None] | None = None,
+) -> PreviewServer:
+    """The server ``preview --serve`` runs; settings are read again for every request, so an
+    edit of distribute.toml shows too."""
+
+    def build() -> Preview:
+        return build_preview(source, load_settings(), now=datetime.now(UTC), recipient=recipient)
+
+    return PreviewServer(
+        source,
+        build,
+        lambda: watched_files(source, load_settings()),
+        port=port,
+        allow_remote=allow_remote,
+        report=report,
+    )

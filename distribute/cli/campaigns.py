@@ -225,7 +225,14 @@ def send(
     if live:
         hold_embargo(loaded, steps, now)
     reports = run_steps(
-        settings, loaded, check, steps, live=live, limit=limit, retry_uncertain=retry_uncertain
+        settings,
+        loaded,
+        check,
+        steps,
+        live=live,
+        limit=limit,
+        retry_uncertain=retry_uncertain,
+        hint=f"; add --live to send. See them as received: distribute preview {campaign} --open",
     )
     if any(r.counts.get("failed") or r.counts.get("uncertain") for r in reports):
         ctx.exit(1)

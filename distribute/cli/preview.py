@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from distribute.cli.common import console, settings_of
-
-if TYPE_CHECKING:
-    from distribute.preview import Preview
 
 
 def default_out(source: Path) -> Path:
@@ -73,27 +69,32 @@ def preview(
     from datetime import UTC, datetime
 
     from distribute.config import load_settings
-    from distribute.preview import build_preview, page_or_error, watched_files
+    from distribute.preview import build_preview, render_page
 
     if serve and out is not None:
         raise click.UsageError("--out writes a file and --serve serves the page: give one")
+    if recipient is not None:
+        from email.utils import parseaddr
+
+        from distribute.recipients import address_problem
+
+        if address_problem(parseaddr(recipient)[1]):
+            raise click.BadParameter(
+                f"{recipient!r} is not an address like 'Jane Doe <jane@example.com>'",
+                param_hint="--recipient",
+            )
     config = ctx.ensure_object(dict).get("config")
     settings = settings_of(ctx)
 
-    def build() -> Preview:
-        # Settings are read again too, so an edit of distribute.toml shows on reload.
-        current = load_settings(config) if serve else settings
-        return build_preview(source, current, now=datetime.now(UTC), recipient=recipient)
-
     con = console()
     if serve:
-        from distribute.preview_server import PreviewServer
+        from distribute.preview_server import preview_server
 
         try:
-            server = PreviewServer(
+            server = preview_server(
                 source,
-                build,
-                lambda: watched_files(source, load_settings(config)),
+                lambda: load_settings(config),
+                recipient=recipient,
                 port=port,
                 allow_remote=allow_remote,
                 report=lambda line: click.echo(line, err=True),
@@ -113,8 +114,8 @@ def preview(
             server.server_close()
         return
 
-    built = build()
-    html, _ = page_or_error(lambda: built, source, allow_remote=allow_remote, token=None)
+    built = build_preview(source, settings, now=datetime.now(UTC), recipient=recipient)
+    html = render_page(built, allow_remote=allow_remote)
     target = out or default_out(source)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(html, encoding="utf-8")
