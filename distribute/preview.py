@@ -124,6 +124,7 @@ class Preview:
     notices: list[Notice] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     recipient: str | None = None
+    account: str = ""
 
 
 # --------------------------------------------------------------------------- building
@@ -186,7 +187,13 @@ def preview_release(
     draft = draft_email(release, settings, at=now, template=template)
     message = build_message(draft, recipient, settings, campaign="render", step="preview", date=now)
     view = parse_message(message_bytes(message), step=None, at=None)
-    preview = Preview("release", release.title, path, recipient=view.headers.get("To"))
+    preview = Preview(
+        "release",
+        release.title,
+        path,
+        recipient=view.headers.get("To"),
+        account=settings.x.account,
+    )
     preview.messages.append(view)
     preview.posts.append(_post_view(None, None, "x", posts, release))
     if release.embargo is not None:
@@ -223,13 +230,19 @@ def preview_campaign(
     campaign = load_campaign(path, settings)
     check = check_campaign(campaign, settings, now=now, send_now=send_now)
     release = campaign.release
-    preview = Preview("campaign", f"{campaign.name}: {release.title}", path, recipient=recipient)
+    preview = Preview(
+        "campaign",
+        f"{campaign.name}: {release.title}",
+        path,
+        recipient=recipient,
+        account=settings.x.account,
+    )
     if release.embargo is not None:
         preview.embargo = _embargo_state(release, now, campaign.timezone)
     wanted = address_key(recipient) if recipient else None
     found = False
     for step in campaign.steps:
-        where = f"{step.channel} step {step.name!r}"
+        where = f"{'email' if isinstance(step, EmailStep) else 'post'} step {step.name!r}"
         at = campaign.show(step.at)
         embargo = ""
         if release.embargo is not None:
@@ -284,10 +297,14 @@ def preview_campaign(
         if "the release has no url" in note or "the HTML part is " in note:
             continue  # said above, with what to do
         place, text = ("", note)
-        if note.startswith("[["):
-            place, _, text = note.partition(": ")
+        if match := _STEP_NOTE.match(note):
+            place, text = f"{match['kind']} step {match['name']}", note[match.end() :]
         preview.notices.append(Notice(text, _fix_for(text), place))
     return preview
+
+
+# How check_campaign names a step in its warnings: "[[email]] 'science-desk': ...".
+_STEP_NOTE = re.compile(r"\[\[(?P<kind>email|post)\]\] (?P<name>'[^']*'): ")
 
 
 def _choose(audience: Audience, wanted: str | None) -> Recipient | str:

@@ -170,6 +170,8 @@ def test_each_warning_is_shown_with_what_to_do(workspace: Path, settings: Settin
         if not found or str(escape(found[0].message)) not in page:
             missing.append(name)
     assert missing == []
+    places = {n.where for n in preview.notices}
+    assert places == {"email step 'early'", "post step 'near-limit'", str(workspace / "long.md")}
     assert page.count('class="notice"') == len(preview.notices)
     assert page.count("What to do:") == len(preview.notices)
 
@@ -215,6 +217,7 @@ def test_post_shows_links_shortened_as_x_counts_them(settings: Settings) -> None
     assert '<span class="tag">#hydrogen</span>' in page
     length = view.posts.parts[0].length
     assert f"{length} / 280" in page
+    assert '<div class="who">@IMTFrance</div>' in page
 
 
 WORDS = st.sampled_from(
@@ -433,3 +436,25 @@ def test_an_unexpected_failure_is_shown_not_raised(tmp_path: Path) -> None:
     page, error = page_or_error(broken, tmp_path / "x.md", allow_remote=False, token="t")  # type: ignore[arg-type]
     assert isinstance(error, ZeroDivisionError)
     assert "Error: ZeroDivisionError: division by zero" in page
+
+
+def test_a_thread_is_shown_part_by_part_in_order(workspace: Path, settings: Settings) -> None:
+    shutil.copy(RELEASE, workspace / "hydrogen.md")
+    sentences = " ".join(f"Sentence number {n} about the hydrogen platform." for n in range(20))
+    (workspace / "thread.toml").write_text(
+        'release = "hydrogen.md"\n[[post]]\nname = "thread"\nchannel = "x"\n'
+        f'text = "{sentences}"\nthread = true\nnumbered = true\nat = "2027-03-10 09:00"\n',
+        encoding="utf-8",
+    )
+    preview = build_preview(
+        workspace / "thread.toml", settings, now=datetime(2026, 12, 1, tzinfo=UTC)
+    )
+    (view,) = preview.posts
+    parts = view.posts.parts
+    assert len(parts) >= 3
+    page = render_page(preview)
+    positions = [page.index(html.escape(part.text, quote=False)) for part in parts]
+    assert positions == sorted(positions)
+    for number, part in enumerate(parts, start=1):
+        assert f"part {number} of {len(parts)}" in page
+        assert f"{part.length} / 280" in page
