@@ -458,3 +458,17 @@ def test_a_thread_is_shown_part_by_part_in_order(workspace: Path, settings: Sett
     for number, part in enumerate(parts, start=1):
         assert f"part {number} of {len(parts)}" in page
         assert f"{part.length} / 280" in page
+
+
+def test_release_error_shows_file_and_line_and_the_server_goes_on(
+    served: tuple[PreviewServer, Path],
+) -> None:
+    server, release = served
+    good = release.read_text(encoding="utf-8")
+    lines = good.splitlines()
+    number = next(n for n, line in enumerate(lines, start=1) if line.startswith("date:"))
+    release.write_text(good.replace("date: 2027-03-10", "date: next spring"), encoding="utf-8")
+    page = html.unescape(get(server.url))
+    assert f"Error: {release}:{number}: date 'next spring' is not a date like 2027-03-10" in page
+    release.write_text(good, encoding="utf-8")
+    assert "Forty companies" in get(server.url)
