@@ -159,7 +159,7 @@ def sample_recipient(value: str) -> Recipient:
     problem = address_problem(address) if address else "no address"
     if problem:
         raise DistributeError(
-            f"--recipient {value!r} is not an address like 'Jane Doe <jane@example.com>'"
+            f"recipient {value!r} is not an address like 'Jane Doe <jane@example.com>'"
         )
     first, _, last = name.partition(" ")
     return Recipient(email=address, first_name=first, last_name=last, list_name="sample")

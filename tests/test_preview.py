@@ -472,3 +472,39 @@ def test_release_error_shows_file_and_line_and_the_server_goes_on(
     assert f"Error: {release}:{number}: date 'next spring' is not a date like 2027-03-10" in page
     release.write_text(good, encoding="utf-8")
     assert "Forty companies" in get(server.url)
+
+
+@pytest.mark.slow
+def test_preview_serve_command_serves_until_interrupted(
+    workspace: Path, settings: Settings
+) -> None:
+    """The command itself: it prints where it serves, answers there, and Ctrl-C stops it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    shutil.copy(RELEASE, workspace / "hydrogen.md")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "distribute", "preview", "hydrogen.md", "--serve", "--port", "0"],
+        cwd=workspace,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        match = re.fullmatch(
+            r"Serving the preview of hydrogen\.md on (http://127\.0\.0\.1:\d+/) "
+            r"\(Ctrl-C to stop\)\n",
+            first,
+        )
+        assert match, first + (process.stderr.read() if process.poll() is not None else "")
+        assert "Valmont Institute opens" in get(match.group(1))
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert out == "Stopped.\n"
