@@ -35,7 +35,7 @@ from twitter_text import extract_urls_with_indices
 
 from distribute.config import Settings
 from distribute.errors import CampaignError, DistributeError
-from distribute.recipients import Audience, Recipient, address_key
+from distribute.recipients import Audience, Recipient, address_key, display_path
 from distribute.release import Release
 from distribute.render.email import GMAIL_CLIP_BYTES
 from distribute.render.social import NETWORKS, PostSet
@@ -352,10 +352,13 @@ def _list_notice(audience: Audience, where: str) -> Notice:
         for count, what in ((invalid, "invalid"), (duplicates, "duplicate"))
         if count
     )
-    files = ", ".join(sorted({p.file.name for p in audience.problems}))
+    paths = sorted({p.file for p in audience.problems})
+    files = ", ".join(path.name for path in paths)
+    # Every list of the step: a duplicate is one only when its first row is read with it.
+    check = " ".join(display_path(stats.file) for stats in audience.lists)
     return Notice(
         f"{len(audience.problems)} row(s) of its lists are not mailed ({kinds}; in {files})",
-        f"run 'distribute recipients check {files.split(', ')[0]}' to see each row and fix it",
+        f"run 'distribute recipients check {check}' to see each row and fix it",
         where,
     )
 

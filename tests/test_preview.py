@@ -155,7 +155,7 @@ EXPECTED = {
     "embargo": ("before the embargo lifts at 10 March 2027 09:00 CET", "move its 'at'"),
     "lists": (
         "1 row(s) of its lists are not mailed (1 duplicate; in desk.csv)",
-        "recipients check",
+        "run 'distribute recipients check recipients/desk.csv'",
     ),
 }
 
