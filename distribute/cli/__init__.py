@@ -18,6 +18,7 @@ from distribute.errors import DistributeError
 # name -> "module:attribute"; the module is imported the first time the command is needed.
 COMMANDS = {
     "demo": "distribute.cli.demo:demo",
+    "preview": "distribute.cli.preview:preview",
     "recipients": "distribute.cli.recipients:recipients",
     "render": "distribute.cli.render:render",
     "send": "distribute.cli.campaigns:send",

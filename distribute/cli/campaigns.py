@@ -230,7 +230,14 @@ def send(
             # Before any step runs: a missing key must not surface after the mail went out.
             Credentials.from_env()
     reports = run_steps(
-        settings, loaded, check, steps, live=live, limit=limit, retry_uncertain=retry_uncertain
+        settings,
+        loaded,
+        check,
+        steps,
+        live=live,
+        limit=limit,
+        retry_uncertain=retry_uncertain,
+        hint=f"; add --live to send. See them as received: distribute preview {campaign} --open",
     )
     if any(r.counts.get("failed") or r.counts.get("uncertain") for r in reports):
         ctx.exit(1)

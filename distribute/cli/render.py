@@ -130,3 +130,4 @@ def render(
     out = out or release.parent / "out"
     rows, posts = render_release(settings, release, out, template, to, url)
     print_report(rows, posts, out)
+    console().print(f"See it as received, in a browser: distribute preview {release} --open")
