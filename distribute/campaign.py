@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -49,10 +49,18 @@ from distribute.errors import CampaignError, RecipientError, TemplateError
 from distribute.recipients import (
     SUPPRESSED,
     Audience,
+    Problem,
+    Suppressions,
+    column_field,
+    display_path,
     filter_recipients,
+    invalid_rows_error,
+    known_list,
     list_names,
     load_audience,
+    problem_lines,
     recipients_dir,
+    suppressions_of,
 )
 from distribute.release import Release, load_release
 from distribute.render.templates import instant, template_dirs
@@ -140,6 +148,10 @@ class CampaignCheck:
     drafts: dict[str, EmailDraft] = field(default_factory=dict)
     posts: dict[str, PostSet] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # Read once for every step; entries not understood stop a live send (see dispatch).
+    suppressions: Suppressions = field(default_factory=Suppressions)
+    # Invalid rows left out with ``skip_invalid``, each once.
+    skipped: list[Problem] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- lines
@@ -446,7 +458,7 @@ class _Loader:
                     section,
                     "lists",
                 )
-            if list_name not in known:
+            if not known_list(list_name, known):
                 raise self.fail(
                     f"{where}: unknown list {list_name!r} "
                     f"(known: {', '.join(known) if known else 'none'})",
@@ -589,7 +601,12 @@ def _template_names(settings: Settings, kind: str) -> set[str]:
 
 
 def check_campaign(
-    campaign: Campaign, settings: Settings, *, now: datetime, send_now: bool = False
+    campaign: Campaign,
+    settings: Settings,
+    *,
+    now: datetime,
+    send_now: bool = False,
+    skip_invalid: bool = False,
 ) -> CampaignCheck:
     """Render everything the campaign will send, so a failure surfaces before scheduling.
 
@@ -597,6 +614,9 @@ def check_campaign(
     about, not refused, so a campaign interrupted halfway can be checked again. With
     ``send_now`` the steps are about to run at ``now`` whatever their ``at``: emails are
     rendered for that instant, so one sent before the embargo lifts says so.
+
+    Invalid rows in the lists are all reported in one error; with ``skip_invalid`` they are
+    left out instead and listed in the warnings.
     """
     from distribute.render.email import RECIPIENT_FIELDS, draft_email
     from distribute.render.message import recipient_values
@@ -607,6 +627,26 @@ def check_campaign(
     env = environment(settings)
     lines = _campaign_lines(campaign)
     folder = recipients_dir(settings)
+    result.suppressions = suppressions_of(settings)
+    audiences = {
+        step.name: load_audience(folder, step.lists, result.suppressions)
+        for step in campaign.steps
+        if isinstance(step, EmailStep)
+    }
+    # Every invalid row at once, each once however many steps mail its list.
+    invalid = list({(p.file, p.line): p for a in audiences.values() for p in a.invalid}.values())
+    if invalid and not skip_invalid:
+        raise invalid_rows_error(invalid)
+    result.skipped = invalid
+    result.warnings.extend(
+        f"{display_path(p.file)}:{p.line}: not mailed: {p.reason}" for p in invalid
+    )
+    if result.suppressions.problems:
+        result.warnings.extend(problem_lines(result.suppressions.problems))
+        result.warnings.append(
+            "a live send refuses to run until every suppression entry is understood"
+        )
+    columns_read: dict[Path, set[str]] = {}
 
     for step in campaign.steps:
         kind = "email" if isinstance(step, EmailStep) else "post"
@@ -621,8 +661,7 @@ def check_campaign(
                 f"{where}: {campaign.show(step.at)} is already past (now {campaign.show(now)})"
             )
         if isinstance(step, EmailStep):
-            audience = load_audience(folder, step.lists)
-            audience.raise_for_invalid()
+            audience = audiences[step.name]
             tags = step.tags or None
             try:
                 selected = filter_recipients(audience.recipients, step.where, tags)
@@ -661,6 +700,13 @@ def check_campaign(
                     f"{where}: list {list_name!r} has no column {', '.join(sorted(fields))}: "
                     "its journalists get an empty value there"
                 )
+            # The To header shows the name, whatever the templates do.
+            read = draft.slots() | {"email", "first_name", "last_name", "name"}
+            read |= {column_field(key) for key in step.where or {}}
+            if step.tags:
+                read.add("tags")
+            for stats in audience.lists:
+                columns_read.setdefault(stats.file, set()).update(read)
             result.audiences[step.name] = audience
             result.drafts[step.name] = draft
             result.warnings.extend(f"{where}: {note}" for note in draft.warnings)
@@ -700,6 +746,7 @@ def check_campaign(
                 # A missing or oversized image must stop the campaign before any step runs,
                 # not between the mail and the post (a URL is fetched only when posting).
                 load_image(release, fetch=False)
+    result.warnings.extend(_unused_columns(audiences.values(), columns_read))
     # Legitimate (an English and a French version), but worth knowing before it happens.
     seen: dict[str, list[str]] = {}
     for name, audience in result.audiences.items():
@@ -713,6 +760,29 @@ def check_campaign(
             f"message per step (e.g. {example}: {', '.join(steps)})"
         )
     return result
+
+
+def _unused_columns(audiences: Iterable[Audience], used: Mapping[Path, set[str]]) -> list[str]:
+    """A warning per list holding columns that no template or filter of the campaign reads,
+    so a column under a name distribute does not know is not silently left out."""
+    notes: list[str] = []
+    seen: set[Path] = set()
+    for audience in audiences:
+        for stats in audience.lists:
+            if stats.file in seen:
+                continue
+            seen.add(stats.file)
+            unused = [
+                cell if cell == name else f"{cell} (read as {name})"
+                for cell, name in stats.columns
+                if name not in used.get(stats.file, set())
+            ]
+            if unused:
+                notes.append(
+                    f"{display_path(stats.file)}: no template or filter of this campaign uses "
+                    f"the column{'s' if len(unused) != 1 else ''} {', '.join(unused)}"
+                )
+    return notes
 
 
 def hold_embargo(campaign: Campaign, steps: Sequence[Step], now: datetime) -> None:

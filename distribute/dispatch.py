@@ -23,9 +23,9 @@ from distribute.channels.base import Channel, Envelope, Outcome
 from distribute.channels.outbox import OutboxChannel, maildir
 from distribute.channels.smtp import SmtpChannel
 from distribute.config import SMTP_PASSWORD_ENV, Settings, secret
-from distribute.errors import CampaignError, DeliveryError, LedgerError
+from distribute.errors import CampaignError, DeliveryError, LedgerError, RecipientError
 from distribute.ledger import Claim, Ledger, Planned, StepRef, runner_id
-from distribute.recipients import Recipient
+from distribute.recipients import Recipient, SuppressionWatch, suppression_folders
 from distribute.render.email import EmailDraft
 from distribute.render.message import build_message, message_bytes
 
@@ -122,6 +122,8 @@ class Dispatcher:
         self.monotonic = monotonic
         self.retry_delay = settings.smtp.retry_delay
         self._factory = channel_factory
+        # Read again at each claim: a suppression always wins, even one saved mid-send.
+        self.suppressions = SuppressionWatch(suppression_folders(settings))
 
     def channel(self, outbox: Path) -> Channel:
         if self._factory is not None:
@@ -167,6 +169,7 @@ class Dispatcher:
         progress: Progress | None,
     ) -> StepReport:
         mode = "live" if self.live else "dry"
+        self._suppressed(None)
         audience = check.audiences[step.name]
         draft = check.drafts[step.name]
         ref = self._step_ref(campaign, step, mode)
@@ -367,6 +370,9 @@ class Dispatcher:
         if recipient is None:
             self.ledger.finish(claim, "skipped", text="no longer on the step's lists")
             return None
+        if self._suppressed(recipient):
+            self.ledger.finish(claim, "skipped", text="suppressed")
+            return None
         message = build_message(
             draft,
             recipient,
@@ -407,6 +413,17 @@ class Dispatcher:
             outcome.text or "",
         )
         return outcome
+
+    def _suppressed(self, recipient: Recipient | None) -> bool:
+        """Whether the suppression lists, as saved now, name ``recipient``. A live send stops
+        while an entry is not understood: it may name someone who asked not to be mailed."""
+        try:
+            current = self.suppressions.current()
+            if self.live:
+                current.raise_for_problems()
+        except RecipientError as exc:
+            raise DeliveryError(exc.format()) from None
+        return recipient is not None and recipient.key in current
 
     def _record(self, claim: Claim, outcome: Outcome, message_id: str) -> Outcome:
         if outcome.state == "retry":

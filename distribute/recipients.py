@@ -21,6 +21,7 @@ import csv
 import functools
 import itertools
 import re
+import threading
 import unicodedata
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -127,7 +128,8 @@ def address_key(address: str) -> str:
 
 @dataclass(frozen=True)
 class Problem:
-    """A row that will not be mailed, and why: an invalid row, or a duplicate of an earlier one.
+    """A row that will not be mailed, and why: an invalid row, or a duplicate of an earlier one;
+    or a suppression entry that names no address distribute can read.
 
     Duplicates are information, not errors: the first occurrence is still mailed.
     """
@@ -136,7 +138,7 @@ class Problem:
     line: int
     email: str
     reason: str
-    kind: Literal["invalid", "duplicate"] = "invalid"
+    kind: Literal["invalid", "duplicate", "suppression"] = "invalid"
 
 
 @dataclass
@@ -152,6 +154,8 @@ class ListStats:
     invalid: int = 0
     duplicates: int = 0
     suppressed: int = 0
+    # The header as written, each cell with the field it was read as ("Prénom", "first_name").
+    columns: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -168,10 +172,31 @@ class Audience:
         return [p for p in self.problems if p.kind == "invalid"]
 
     def raise_for_invalid(self) -> None:
-        """Raise the first invalid row as a :class:`RecipientError` naming its file and line."""
-        for problem in self.problems:
-            if problem.kind == "invalid":
-                raise RecipientError(problem.reason, path=problem.file, line=problem.line)
+        """Raise every invalid row (the first :data:`SHOWN` of them) as one error."""
+        if self.invalid:
+            raise invalid_rows_error(self.invalid)
+
+
+SHOWN = 20
+
+
+def problem_lines(problems: Sequence[Problem], shown: int = SHOWN) -> list[str]:
+    """``file:line: reason`` for the first ``shown`` problems, then how many more there are."""
+    lines = [f"{display_path(p.file)}:{p.line}: {p.reason}" for p in problems[:shown]]
+    if len(problems) > shown:
+        lines.append(f"... and {len(problems) - shown} more")
+    return lines
+
+
+def invalid_rows_error(problems: Sequence[Problem]) -> RecipientError:
+    """One error listing the invalid rows, with where to see them all and how to go on."""
+    count = f"{len(problems)} invalid row{'s' if len(problems) != 1 else ''}"
+    lines = "\n".join(f"  {line}" for line in problem_lines(problems))
+    return RecipientError(
+        f"{count} in the journalist lists:\n{lines}\n"
+        "`distribute recipients check` shows them all; "
+        "`distribute send --skip-invalid` sends to the valid rows and lists the others."
+    )
 
 
 def clean_text(value: str) -> str:
@@ -183,58 +208,112 @@ def clean_text(value: str) -> str:
 
 
 def recipients_dir(settings: Settings) -> Path:
-    """``[paths] recipients``, else the workspace's ``recipients/``, else the sample lists."""
+    """``[paths] recipients``, else the workspace's ``recipients/`` when it holds a list, else
+    the sample lists. A workspace folder holding only its suppression list (``suppress``
+    creates one) does not hide the sample lists: the two do not depend on each other."""
     if settings.recipients is not None:
         return settings.recipients
     local = settings.workspace / "recipients"
-    if local.is_dir():
+    if local.is_dir() and _list_paths(local):
         return local
     return config.bundled("recipients")
 
 
+def suppression_folders(settings: Settings) -> list[Path]:
+    """Where suppression lists are read from: the lists' folder, and the workspace's own
+    ``recipients/`` too when the lists are the bundled samples."""
+    folders = [recipients_dir(settings)]
+    if settings.recipients is None:
+        local = settings.workspace / "recipients"
+        if local.resolve() != folders[0].resolve():
+            folders.append(local)
+    return folders
+
+
 def suppression_file(settings: Settings) -> Path:
-    """Where ``suppress`` writes: the lists' own ``suppressed.csv``, except that the sample
-    lists shipped with distribute are never written to; the workspace gets its own folder."""
-    if settings.recipients is None and not (settings.workspace / "recipients").is_dir():
-        return settings.workspace / "recipients" / f"{SUPPRESSED}.csv"
-    return recipients_dir(settings) / f"{SUPPRESSED}.csv"
+    """Where ``suppress`` writes: the configured or workspace ``recipients/`` folder (never the
+    sample lists shipped with distribute), in the suppression list already there, whatever
+    its letter case."""
+    folder = settings.recipients or settings.workspace / "recipients"
+    return _suppression_target(folder)
+
+
+def suppressions_of(settings: Settings) -> Suppressions:
+    """Every suppression entry that applies to the lists of ``settings``."""
+    return load_suppressions(*suppression_folders(settings))
+
+
+def is_suppression_file(path: Path) -> bool:
+    """``suppressed.csv`` in any letter case (a spreadsheet may save ``Suppressed.CSV``)."""
+    return path.suffix.lower() == ".csv" and _name_key(path.stem) == SUPPRESSED
+
+
+def _name_key(name: str) -> str:
+    """A list name as compared: letter case and Unicode composition never matter (macOS
+    writes "é" in file names as two code points)."""
+    return unicodedata.normalize("NFC", name).strip().casefold()
+
+
+def _list_paths(folder: Path) -> list[Path]:
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.suffix.lower() == ".csv"
+        # Hidden files and editor lock files ("~$list.csv") are not lists.
+        and not path.name.startswith((".", "~"))
+        and not is_suppression_file(path)
+        and path.is_file()
+    )
 
 
 def list_names(folder: Path) -> list[str]:
     """The lists in ``folder``: the stems of its CSV files, except the suppression list."""
     if not folder.is_dir():
         raise RecipientError("the recipients folder does not exist", path=folder)
-    return sorted(
-        path.stem
-        for path in folder.iterdir()
-        if path.suffix.lower() == ".csv"
-        and path.is_file()
-        # Hidden files and editor lock files ("~$list.csv") are not lists.
-        and not path.name.startswith((".", "~"))
-        and path.stem.lower() != SUPPRESSED
-    )
+    return [path.stem for path in _list_paths(folder)]
+
+
+def known_list(name: str, known: Iterable[str]) -> bool:
+    """Whether list ``name`` is among ``known``, in any letter case."""
+    return _name_key(name) in {_name_key(other) for other in known}
 
 
 def list_file(folder: Path, name: str) -> Path:
-    """The CSV file of list ``name`` in ``folder``; unknown names name the known lists."""
-    if name.lower() == SUPPRESSED:
+    """The CSV file of list ``name`` in ``folder``, whatever its letter case.
+
+    Unknown names name the known lists; two files differing only in case (``Science-Press.csv``
+    beside ``science-press.csv``) are refused rather than one of them silently left out.
+    """
+    if _name_key(name) == SUPPRESSED:
         raise RecipientError(
             f"{SUPPRESSED!r} is the suppression list, not a mailing list", path=folder
         )
-    known = list_names(folder)
-    if name not in known:
-        listed = ", ".join(known) if known else "none"
+    if not folder.is_dir():
+        raise RecipientError("the recipients folder does not exist", path=folder)
+    paths = _list_paths(folder)
+    found = [path for path in paths if _name_key(path.stem) == _name_key(name)]
+    if not found:
+        listed = ", ".join(path.stem for path in paths) or "none"
         raise RecipientError(f"no list named {name!r} (known lists: {listed})", path=folder)
-    for path in folder.iterdir():
-        if path.stem == name and path.suffix.lower() == ".csv":
-            return path
-    raise AssertionError(f"{name} vanished from {folder}")  # pragma: no cover
+    if len(found) > 1:
+        files = ", ".join(path.name for path in found)
+        raise RecipientError(
+            f"list {name!r} is in {len(found)} files whose names differ only in letter case "
+            f"({files}): merge them into one file",
+            path=folder,
+        )
+    return found[0]
 
 
-def load_audience(folder: Path, lists: Sequence[str]) -> Audience:
-    """Read the named lists of ``folder`` in that order, deduplicated and suppressed."""
+def load_audience(
+    folder: Path, lists: Sequence[str], suppressions: Suppressions | None = None
+) -> Audience:
+    """Read the named lists of ``folder`` in that order, deduplicated and suppressed (by
+    ``folder``'s own suppression list unless ``suppressions`` are given)."""
     files = [list_file(folder, name) for name in dict.fromkeys(lists)]
-    return read_lists(files, load_suppressions(folder))
+    if suppressions is None:
+        suppressions = load_suppressions(folder)
+    return read_lists(files, suppressions.keys)
 
 
 def read_lists(files: Sequence[Path], suppressions: Collection[str]) -> Audience:
@@ -246,14 +325,14 @@ def read_lists(files: Sequence[Path], suppressions: Collection[str]) -> Audience
     first_seen: dict[str, Recipient] = {}
     files_by_list: dict[str, Path] = {}
     for path in files:
-        if path.stem.lower() == SUPPRESSED:
+        if is_suppression_file(path):
             raise RecipientError(
                 "is the suppression list, not a mailing list: it cannot be read as one", path=path
             )
         stats = ListStats(name=path.stem, file=path)
         audience.lists.append(stats)
         files_by_list.setdefault(stats.name, path)
-        for item in _read_list(path, stats.name):
+        for item in _read_list(path, stats):
             stats.rows += 1
             if isinstance(item, Problem):
                 stats.invalid += 1
@@ -336,49 +415,305 @@ def _match_field(selected: list[Recipient], name: str, wanted: set[str]) -> list
     return matched
 
 
-def load_suppressions(folder: Path) -> set[str]:
-    """The normalised addresses of ``folder/suppressed.csv``; empty when there is none."""
-    path = folder / f"{SUPPRESSED}.csv"
-    if not path.is_file():
-        return set()
+# --------------------------------------------------------------------------- suppression
+
+# What str.strip() removes, plus the zero-width characters a copy from a web page brings.
+_EDGE = " \t\r\n\x0b\x0c\u00a0\u2007\u202f\u200b\u200c\u200d\u2060\ufeff"
+_QUOTES = {
+    '"': '"',
+    "'": "'",
+    "`": "`",
+    "\u201c": "\u201d",
+    "\u201e": "\u201c",
+    "\u2018": "\u2019",
+    "\u00ab": "\u00bb",
+}
+# RFC 6068; "mailto://" is wrong but written.
+_MAILTO = re.compile(r"\s*mailto:(?://)?", re.IGNORECASE)
+_ANGLE = re.compile(r"<([^<>]*)>$")
+# An old-style comment after the address: "jo@example.org (Jo Doe)".
+_COMMENT = re.compile(r"\s*\([^()]*\)$")
+_SPELLINGS = "write jo@example.org, Jo Doe <jo@example.org> or mailto:jo@example.org"
+# A suppression entry written by `suppress` starts with "'" when the address starts with one
+# of these, so that a spreadsheet shows it as text (OWASP "CSV Injection").
+_FORMULA_START = (*_FORMULA, "\t", "\r")
+
+
+@dataclass
+class Suppressions:
+    """The suppression lists read together: who must never be mailed, and the entries that
+    could not be read as an address (each blocks a live send until it is fixed)."""
+
+    keys: set[str] = field(default_factory=set)
+    problems: list[Problem] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys
+
+    def raise_for_problems(self) -> None:
+        """Refuse a live send while an entry is not understood: it may name someone who
+        asked never to be mailed."""
+        if not self.problems:
+            return
+        count = len(self.problems)
+        lines = "\n".join(f"  {line}" for line in problem_lines(self.problems))
+        raise RecipientError(
+            f"{count} suppression entr{'ies are' if count != 1 else 'y is'} not understood, so "
+            f"a live send cannot know who must not be mailed:\n{lines}\n"
+            f"Fix {'them' if count != 1 else 'it'} ({_SPELLINGS}); "
+            "`distribute recipients check` shows them all."
+        )
+
+
+def suppression_addresses(entry: str) -> tuple[list[str], str | None]:
+    """The addresses a suppression entry names, and why (part of) it is not understood.
+
+    Understood: a bare address; ``Jo Doe <jo@example.org>``, ``"Doe, Jo" <jo@example.org>``
+    and ``<jo@example.org>``; ``jo@example.org (Jo Doe)``; a ``mailto:`` URI in any case
+    (RFC 6068: percent-escapes decoded, ``to=`` read, ``?subject=`` and other fields
+    dropped); quotes and spaces around any of these; the ``'`` that keeps a spreadsheet from
+    reading a leading ``=`` ``+`` ``-`` ``@`` as a formula; several entries separated by ``,``
+    or ``;``. Anything else is not understood, and the reason says why.
+    """
+    text = clean_text(entry).strip(_EDGE)
+    if text[:1] == "'" and text[1:2] in _FORMULA_START:
+        text = text[1:]
+    if not text:
+        return [], "empty email"
+    found: list[str] = []
+    reasons: list[str] = []
+    for part in _entry_parts(text):
+        addresses, reason = _entry_part(part, mailto=True)
+        found += addresses
+        if reason:
+            reasons.append(reason)
+    return found, "; ".join(reasons) or None
+
+
+def _entry_parts(text: str) -> list[str]:
+    """``text`` split on ``,`` and ``;`` outside quotes, ``<>``, ``()`` and a mailto query."""
+    parts: list[str] = []
+    current: list[str] = []
+    quote = ""
+    depth = 0
+    query = False
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char == '"':
+            quote = char
+        elif char in "<(":
+            depth += 1
+        elif char in ">)":
+            depth = max(depth - 1, 0)
+        elif char == "?":
+            query = True  # "?subject=a,b": the rest of this part is the query
+        elif char in ",;" and not depth and not query:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    # "Doe, Jo <jo@example.org>": a piece with no address is the start of the next one's name.
+    merged: list[str] = []
+    pending = ""
+    for part in (p.strip(_EDGE) for p in parts):
+        if not part:
+            continue
+        if "@" in part or "%40" in part:
+            merged.append(f"{pending}, {part}" if pending else part)
+            pending = ""
+        else:
+            pending = f"{pending}, {part}" if pending else part
+    if pending:
+        merged.append(pending)
+    return merged
+
+
+def _unquote(text: str) -> str:
+    while len(text) >= 2 and _QUOTES.get(text[0]) == text[-1]:
+        text = text[1:-1].strip(_EDGE)
+    return text
+
+
+def _entry_part(part: str, *, mailto: bool) -> tuple[list[str], str | None]:
+    text = _unquote(part)
+    found: list[str] = []
+    angle = _ANGLE.search(text)
+    if angle is None and text.endswith(")"):
+        text = _COMMENT.sub("", text)
+    elif angle is not None:
+        name = _unquote(text[: angle.start()].strip(_EDGE))
+        text = _unquote(angle.group(1).strip(_EDGE))
+        # '"jo@example.org" <jo.doe@example.org>': either may be the one who asked.
+        if "@" in name and address_problem(name) is None:
+            found.append(name)
+    head = _MAILTO.match(text)
+    if head and mailto:
+        from urllib.parse import unquote
+
+        path, _, query = text[head.end() :].partition("?")
+        targets = path.split(",") if path else []
+        for field_ in query.split("&"):
+            key, _, value = field_.partition("=")
+            if unquote(key).strip().lower() == "to":
+                targets += value.split(",")
+        if not targets:
+            return found, f"no address in {text!r}"
+        reasons: list[str] = []
+        for target in targets:
+            addresses, reason = _entry_part(unquote(target).strip(_EDGE), mailto=False)
+            found += addresses
+            if reason:
+                reasons.append(reason)
+        return found, "; ".join(reasons) or None
+    problem = address_problem(text)
+    if problem:
+        return found, problem
+    found.append(text)
+    return found, None
+
+
+def suppression_paths(folder: Path) -> list[Path]:
+    """The suppression lists of ``folder``: ``suppressed.csv`` in any letter case, all of them
+    (where the file system tells ``Suppressed.csv`` and ``suppressed.csv`` apart, both count)."""
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir() if is_suppression_file(path) and path.is_file())
+
+
+def load_suppressions(*folders: Path) -> Suppressions:
+    """Every suppression entry of ``folders``; none when they hold no suppression list."""
+    seen: set[Path] = set()
+    paths: list[Path] = []
+    for folder in folders:
+        for path in suppression_paths(folder):
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                paths.append(path)
+    return read_suppressions(paths)
+
+
+def read_suppressions(paths: Iterable[Path]) -> Suppressions:
+    """Read suppression lists: an ``email`` column (a file with no header line, just
+    addresses, works too), any other columns kept for people, not read."""
+    result = Suppressions()
+    for path in paths:
+        result.files.append(path)
+        _read_suppression_list(path, result)
+    return result
+
+
+def _read_suppression_list(path: Path, result: Suppressions) -> None:
     records = _records(path)
     header = next(records, None)
     if header is None:
-        return set()
+        return
     columns = [_standard_name(cell) for cell in header[1]]
-    if "email" not in columns:
-        raise RecipientError(_no_email_column(header[1]), path=path, line=header[0])
-    index = columns.index("email")
-    # Any non-empty entry counts, even a malformed one: refusing to mail is the safe side.
-    keys: set[str] = set()
+    width = len(columns)
+    if "email" in columns:
+        index = columns.index("email")
+    else:
+        # A bare column of addresses pasted from elsewhere: its first line is an entry too.
+        understood = [suppression_addresses(cell) for cell in header[1]]
+        index = next((i for i, (found, why) in enumerate(understood) if found and not why), -1)
+        if index < 0:
+            raise RecipientError(_no_email_column(header[1]), path=path, line=header[0])
+        records = itertools.chain([header], records)
     for line, cells, suspects in records:
         if suspects:
             # The swallowed addresses would silently stop being suppressed: refuse the file,
             # whatever the column, rather than mail someone who asked not to be.
             raise RecipientError(_SWALLOWED.format(suspects[0][1]), path=path, line=line)
-        if index < len(cells) and (key := address_key(cells[index])):
-            keys.add(key)
-    return keys
+        raw = _at(cells, index)
+        # The entry as written counts too, even malformed: over-matching can only suppress.
+        if key := address_key(raw):
+            result.keys.add(key)
+        found, reason = suppression_addresses(raw)
+        result.keys.update(address_key(address) for address in found)
+        if reason:
+            result.problems.append(
+                Problem(
+                    path,
+                    line,
+                    raw.strip(),
+                    f"suppression entry not understood: {reason} ({_SPELLINGS})",
+                    kind="suppression",
+                )
+            )
+        beyond = [cell for cell in cells[width:] if cell.strip()]
+        if beyond:
+            for cell in beyond:
+                result.keys.update(address_key(a) for a in suppression_addresses(cell)[0])
+            result.problems.append(
+                Problem(
+                    path,
+                    line,
+                    raw.strip(),
+                    f"{len(cells)} fields where the header has {width}: put one address "
+                    "per row (a value holding the delimiter must be quoted)",
+                    kind="suppression",
+                )
+            )
 
 
-def add_suppression(folder: Path, address: str, reason: str | None, when: date) -> bool:
-    """Add ``address`` to ``folder/suppressed.csv`` (created if needed).
+class SuppressionWatch:
+    """The suppression lists as they are now, read again whenever one of their files changes,
+    so that an address suppressed while a send runs is not mailed once the change is saved.
 
-    Returns False when it was already suppressed, in any case.
+    Safe to share between threads: a send checks it once per message, just after claiming it.
     """
-    address = address.strip()
-    problem = address_problem(address)
+
+    def __init__(self, folders: Sequence[Path]):
+        self.folders = list(folders)
+        self._lock = threading.Lock()
+        self._stamp: tuple[tuple[str, int, int, int], ...] | None = None
+        self._current = Suppressions()
+
+    def current(self) -> Suppressions:
+        with self._lock:
+            stamp = self._files()
+            if stamp != self._stamp:
+                self._current = load_suppressions(*self.folders)
+                self._stamp = stamp
+            return self._current
+
+    def _files(self) -> tuple[tuple[str, int, int, int], ...]:
+        stamps = []
+        for folder in self.folders:
+            for path in suppression_paths(folder):
+                with contextlib.suppress(OSError):
+                    # The inode too: an editor saves by writing a new file and renaming it.
+                    info = path.stat()
+                    stamps.append((str(path), info.st_ino, info.st_mtime_ns, info.st_size))
+        return tuple(stamps)
+
+
+def add_suppression(folder: Path, address: str, reason: str | None, when: date) -> AddedSuppression:
+    """Add ``address`` to ``folder``'s suppression list (``suppressed.csv`` created if needed).
+
+    ``address`` may be written as a suppression entry is (``Jo <jo@example.org>``,
+    ``mailto:jo@example.org``); the bare address is what is written. Nothing is written
+    when it was already suppressed, in any case.
+    """
+    found, problem = suppression_addresses(address)
     if problem:
         raise RecipientError(problem)
+    if len(found) != 1:
+        raise RecipientError(f"{address.strip()!r} holds {len(found)} addresses: give one")
+    address = found[0]
     if address_key(address) in load_suppressions(folder):
-        return False
-    path = folder / f"{SUPPRESSED}.csv"
+        return AddedSuppression(address, added=False)
+    path = _suppression_target(folder)
     reason = clean_text(reason or "")
+    # A spreadsheet opening the file would run a leading = + - @ as a formula (OWASP "CSV
+    # Injection"); the quote makes it text and reading the entry back drops it. Control
+    # characters, also listed there, are gone already.
     if reason.startswith(_FORMULA):
-        # A spreadsheet opening the file would run it as a formula (OWASP "CSV Injection");
-        # the quote makes it text. Control characters, also listed there, are gone already.
         reason = "'" + reason
-    values = {"email": address, "reason": reason, "date": when.isoformat()}
+    written = "'" + address if address.startswith(_FORMULA_START) else address
+    values = {"email": written, "reason": reason, "date": when.isoformat()}
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if not path.is_file() or path.stat().st_size == 0:
@@ -386,13 +721,20 @@ def add_suppression(folder: Path, address: str, reason: str | None, when: date) 
                 csv.writer(out, lineterminator="\n").writerows(
                     [SUPPRESSION_HEADER, [values[column] for column in SUPPRESSION_HEADER]]
                 )
-            return True
+            return AddedSuppression(address, added=True)
         # Follow the file's own layout: it may have been edited in a spreadsheet since.
         raw = path.read_bytes()
         header_line = raw.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace")
         delimiter = _delimiter(header_line)
         header = next(csv.reader([header_line.rstrip("\r\n")], delimiter=delimiter))
-        row = [values.get(_standard_name(cell), "") for cell in header]
+        names = [_standard_name(cell) for cell in header]
+        if "email" in names:
+            row = [values.get(name, "") for name in names]
+        else:
+            # A file of bare addresses, no header line: the address goes where they are.
+            row = [""] * len(header)
+            at = next(i for i, cell in enumerate(header) if suppression_addresses(cell)[0])
+            row[at] = written
         newline = "\r\n" if header_line.endswith("\r") else "\n"
         with path.open("a", encoding="utf-8", newline="") as out:
             if not raw.endswith((b"\n", b"\r")):
@@ -402,17 +744,109 @@ def add_suppression(folder: Path, address: str, reason: str | None, when: date) 
         raise RecipientError(
             f"cannot write the suppression list: {exc.strerror}", path=path
         ) from None
-    return True
+    return AddedSuppression(address, added=True)
 
 
+@dataclass(frozen=True)
+class AddedSuppression:
+    """The address ``add_suppression`` read, and whether it was new."""
+
+    address: str
+    added: bool
+
+
+def _suppression_target(folder: Path) -> Path:
+    """The suppression list to append to: the one already there, whatever its letter case
+    (``suppressed.csv`` itself when there are several), else a new ``suppressed.csv``."""
+    exact = folder / f"{SUPPRESSED}.csv"
+    existing = suppression_paths(folder)
+    if not existing or exact in existing:
+        return exact
+    return existing[0]
+
+
+# The usual spellings of the standard columns in English and French lists, compared by
+# _header_key: no accents, any case, spaces, underscores, hyphens and dots alike.
+_ALIASES = {
+    "email": (
+        "email",
+        "e_mail",
+        "mail",
+        "email_address",
+        "e_mail_address",
+        "mail_address",
+        "courriel",
+        "adresse_courriel",
+        "adresse_e_mail",
+        "adresse_email",
+        "adresse_mail",
+        "adresse_electronique",
+        "mel",
+    ),
+    "first_name": ("first_name", "firstname", "first", "given_name", "forename", "prenom"),
+    "last_name": (
+        "last_name",
+        "lastname",
+        "last",
+        "surname",
+        "family_name",
+        "nom",
+        "nom_de_famille",
+    ),
+    "name": ("name", "full_name", "fullname", "display_name", "nom_complet", "prenom_nom"),
+    "outlet": (
+        "outlet",
+        "media",
+        "media_outlet",
+        "publication",
+        "newspaper",
+        "journal",
+        "organisation",
+        "organization",
+        "company",
+        "societe",
+        "redaction",
+    ),
+    "beat": ("beat", "topic", "section", "rubrique", "thematique", "specialite"),
+    "language": ("language", "lang", "langue"),
+    "timezone": ("timezone", "time_zone", "tz", "fuseau_horaire", "fuseau"),
+    "tags": ("tags", "tag", "labels", "etiquettes", "etiquette", "mots_cles"),
+}
+_FIELD_OF = {alias: name for name, aliases in _ALIASES.items() for alias in aliases}
+_SEPARATORS = re.compile(r"[\s_.\-]+")
+# Shown when a list has no address column: the names to use, and a few others understood.
+_EXPECTED = (
+    "email (or E-mail, Email Address, Courriel, Adresse e-mail), first_name (Prénom, "
+    "First Name), last_name (Nom, Last Name), name, outlet (Média), beat (Rubrique), "
+    "language (Langue), timezone, tags"
+)
+
+
+def _header_key(header: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", header.strip())
+    bare = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return _SEPARATORS.sub("_", bare.casefold()).strip("_")
+
+
+@functools.lru_cache(maxsize=256)
 def _standard_name(header: str) -> str:
-    """A header cell as a field name: ``" First Name "`` and ``first-name`` are ``first_name``."""
+    """A header cell as a field name: ``" First Name "``, ``first-name`` and ``Prénom`` are
+    ``first_name``; a column that is no standard field keeps its name, lowercased, with
+    ``_`` for spaces and hyphens (``Desk Phone`` is ``desk_phone``)."""
+    known = _FIELD_OF.get(_header_key(header))
+    if known:
+        return known
     return header.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def column_field(header: str) -> str:
+    """The field a column header (or a ``where`` key) stands for: see :func:`_standard_name`."""
+    return _standard_name(header)
 
 
 def _no_email_column(header: Sequence[str]) -> str:
     found = ", ".join(repr(cell.strip()) for cell in header if cell.strip()) or "nothing"
-    return f"no 'email' column in the header line (found: {found})"
+    return f"no email column in the header line (found: {found}); expected columns: {_EXPECTED}"
 
 
 def _delimiter(header_line: str) -> str:
@@ -528,6 +962,7 @@ class _Columns:
     def __init__(self, header: list[str], path: Path, line: int):
         self.standard: dict[str, int] = {}
         self.extra: list[tuple[str, int]] = []
+        self.named: list[tuple[str, str]] = []
         seen: set[str] = set()
         for index, cell in enumerate(header):
             name = _standard_name(cell)
@@ -538,6 +973,7 @@ class _Columns:
                     f"column {cell.strip()!r} appears twice in the header", path=path, line=line
                 )
             seen.add(name)
+            self.named.append((cell.strip(), name))
             if name in STANDARD_FIELDS:
                 self.standard[name] = index
             else:
@@ -548,15 +984,18 @@ class _Columns:
         self.width = len(header)
 
 
-def _read_list(path: Path, list_name: str) -> Iterator[Recipient | Problem]:
-    """Each data row of a list, as a valid :class:`Recipient` or as the :class:`Problem`."""
+def _read_list(path: Path, stats: ListStats) -> Iterator[Recipient | Problem]:
+    """Each data row of a list, as a valid :class:`Recipient` or as the :class:`Problem`;
+    the header's columns go into ``stats``."""
+    list_name = stats.name
     records = _records(path)
     header = next(records, None)
     if header is None:
         raise RecipientError(
-            "the file is empty: it needs a header line with an 'email' column", path=path, line=1
+            "the file is empty: it needs a header line with an email column", path=path, line=1
         )
     columns = _Columns(header[1], path, header[0])
+    stats.columns = tuple(columns.named)
     at = columns.standard.get
     i_email, i_first, i_last, i_name, i_outlet, i_beat, i_language, i_timezone, i_tags = (
         at(name, -1) for name in STANDARD_FIELDS

@@ -60,6 +60,11 @@ def cfg(ws: Path) -> Settings:
     return load_settings(workspace=ws)
 
 
+# The sample lists hold columns the bundled template does not show.
+UNUSED = "no template or filter of this campaign uses the columns"
+SCIENCE_UNUSED = f"recipients/science-press.csv: {UNUSED} outlet, beat, timezone, tags"
+
+
 def write(ws: Path, text: str, name: str = "campaign.toml") -> Path:
     path = ws / name
     path.write_text(text, encoding="utf-8")
@@ -94,6 +99,9 @@ def test_example_campaign_loads_and_checks(ws: Path, cfg: Settings) -> None:
 
     # Isabelle Fournier reads both the English and the French version.
     assert check.warnings == [
+        SCIENCE_UNUSED,
+        f"recipients/tech-press.csv: {UNUSED} outlet, beat, timezone, tags",
+        f"recipients/presse-regionale.csv: {UNUSED} outlet, beat, language, timezone, tags",
         "1 journalist(s) are in more than one email step and get one message per step "
         "(e.g. isabelle.fournier@example.com: science-desk, presse-regionale)"
     ]
@@ -414,14 +422,38 @@ def test_post_thread_splits_what_does_not_fit(ws: Path, cfg: Settings) -> None:
     assert all(part.length <= 280 for part in parts)
 
 
-def test_invalid_list_row_stops_the_check(ws: Path, cfg: Settings) -> None:
+def test_invalid_list_rows_stop_the_check_all_named(ws: Path, cfg: Settings) -> None:
+    lists = ws / "recipients" / "science-press.csv"
+    with lists.open("a", encoding="utf-8") as out:
+        out.write("not-an-address,Ann,Example,Nowhere,physics,en,Europe/Paris,science\n")
+        out.write(",Bo,Example,Nowhere,physics,en,Europe/Paris,science\n")
+    path = write(ws, BASE)
+    with pytest.raises(RecipientError) as caught:
+        check_campaign(load_campaign(path, cfg), cfg, now=BEFORE)
+    assert str(caught.value) == (
+        "2 invalid rows in the journalist lists:\n"
+        "  recipients/science-press.csv:16: invalid address 'not-an-address': "
+        "An email address must have an @-sign.\n"
+        "  recipients/science-press.csv:17: empty email\n"
+        "`distribute recipients check` shows them all; "
+        "`distribute send --skip-invalid` sends to the valid rows and lists the others."
+    )
+
+
+def test_skip_invalid_leaves_the_invalid_rows_out_and_lists_them(
+    ws: Path, cfg: Settings
+) -> None:
     lists = ws / "recipients" / "science-press.csv"
     with lists.open("a", encoding="utf-8") as out:
         out.write("not-an-address,Ann,Example,Nowhere,physics,en,Europe/Paris,science\n")
     path = write(ws, BASE)
-    with pytest.raises(RecipientError) as caught:
-        check_campaign(load_campaign(path, cfg), cfg, now=BEFORE)
-    assert str(caught.value).startswith(f"{lists}:16: ")
+    check = check_campaign(load_campaign(path, cfg), cfg, now=BEFORE, skip_invalid=True)
+    assert [(p.file, p.line) for p in check.skipped] == [(lists, 16)]
+    assert check.warnings[0] == (
+        "recipients/science-press.csv:16: not mailed: invalid address 'not-an-address': "
+        "An email address must have an @-sign."
+    )
+    assert "not-an-address" not in {r.email for r in check.audiences["science-desk"].recipients}
 
 
 def test_past_steps_warn(ws: Path, cfg: Settings) -> None:
@@ -429,7 +461,8 @@ def test_past_steps_warn(ws: Path, cfg: Settings) -> None:
     now = datetime(2027, 3, 10, 7, 3, tzinfo=UTC)
     check = check_campaign(load_campaign(path, cfg), cfg, now=now)
     assert check.warnings == [
-        f"{SD}: 10 March 2027 08:00 CET is already past (now 10 March 2027 08:03 CET)"
+        f"{SD}: 10 March 2027 08:00 CET is already past (now 10 March 2027 08:03 CET)",
+        SCIENCE_UNUSED,
     ]
 
 
@@ -437,7 +470,7 @@ def test_filter_selecting_nobody_warns(ws: Path, cfg: Settings) -> None:
     path = write(ws, edit('{ language = "en" }', '{ language = "de" }'))
     check = check_campaign(load_campaign(path, cfg), cfg, now=BEFORE)
     assert check.audiences["science-desk"].recipients == []
-    assert check.warnings == [f"{SD}: selects no recipient"]
+    assert check.warnings == [f"{SD}: selects no recipient", SCIENCE_UNUSED]
 
 
 def test_every_recipient_is_personalised_with_extra_columns(ws: Path, cfg: Settings) -> None:

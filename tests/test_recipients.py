@@ -30,6 +30,15 @@ from distribute.recipients import (
 
 DATA = Path(__file__).parent / "data" / "lists"
 HEADER = "email,first_name,last_name,outlet,language,timezone,tags\n"
+EXPECTED = (
+    "expected columns: email (or E-mail, Email Address, Courriel, Adresse e-mail), first_name "
+    "(Prénom, First Name), last_name (Nom, Last Name), name, outlet (Média), beat (Rubrique), "
+    "language (Langue), timezone, tags"
+)
+HINT = (
+    "`distribute recipients check` shows them all; "
+    "`distribute send --skip-invalid` sends to the valid rows and lists the others."
+)
 
 
 def write(folder: Path, name: str, text: str, *, encoding: str = "utf-8") -> Path:
@@ -159,10 +168,10 @@ def test_not_utf8_names_the_file(tmp_path: Path) -> None:
     [
         (
             "name,outlet\nAnn,Wire\n",
-            "1: no 'email' column in the header line (found: 'name', 'outlet')",
+            f"1: no email column in the header line (found: 'name', 'outlet'); {EXPECTED}",
         ),
-        ("", "1: the file is empty: it needs a header line with an 'email' column"),
-        ("\n\nmail\n", "3: no 'email' column in the header line (found: 'mail')"),
+        ("", "1: the file is empty: it needs a header line with an email column"),
+        ("\n\ncontact\n", f"3: no email column in the header line (found: 'contact'); {EXPECTED}"),
         ("email,Email\n", "1: column 'Email' appears twice in the header"),
     ],
     ids=["no-email-column", "empty-file", "after-blank-lines", "twice"],
@@ -187,7 +196,7 @@ def test_loading_streams_rows(tmp_path: Path) -> None:
     path = tmp_path / "big.csv"
     path.write_bytes(head.encode() + b"c@example.org,H\xe9l\xe8ne,,,,,\n")
 
-    rows = recipients._read_list(path, "big")
+    rows = recipients._read_list(path, recipients.ListStats("big", path))
 
     assert next(rows) == Recipient(email="a@example.org", first_name="Ann", list_name="big", line=2)
     with pytest.raises(RecipientError, match="is not UTF-8 text"):
@@ -424,7 +433,9 @@ def test_invalid_fields_make_the_row_invalid(tmp_path: Path, cells: str, reason:
     assert audience.problems == [Problem(path, 2, cells.split(",")[0], reason)]
     with pytest.raises(RecipientError) as caught:
         audience.raise_for_invalid()
-    assert caught.value.format() == f"{path}:2: {reason}"
+    assert caught.value.format() == (
+        f"1 invalid row in the journalist lists:\n  {path}:2: {reason}\n{HINT}"
+    )
 
 
 def test_internationalised_addresses_are_accepted(tmp_path: Path) -> None:
@@ -572,21 +583,21 @@ def test_case_variants_in_files_are_suppressed(tmp_path: Path) -> None:
 def test_load_suppressions_normalises_and_reads_excel_layout(tmp_path: Path) -> None:
     write(tmp_path, "suppressed.csv", "\ufeffDate;EMAIL;Reason\r\n2026-01-01; A@Example.org ;x\r\n")
 
-    assert load_suppressions(tmp_path) == {"a@example.org"}
-    assert load_suppressions(tmp_path / "missing") == set()
+    assert load_suppressions(tmp_path).keys == {"a@example.org"}
+    assert load_suppressions(tmp_path / "missing").keys == set()
 
 
 def test_add_suppression_creates_then_appends(tmp_path: Path) -> None:
     folder = tmp_path / "recipients"
 
-    assert add_suppression(folder, " Ann@Example.org ", "asked\r\nby phone", date(2026, 3, 4))
-    assert add_suppression(folder, "bo@example.org", None, date(2026, 3, 5))
-    assert not add_suppression(folder, "ANN@example.ORG", "again", date(2026, 3, 6))
+    assert add_suppression(folder, " Ann@Example.org ", "asked\r\nby phone", date(2026, 3, 4)).added
+    assert add_suppression(folder, "bo@example.org", None, date(2026, 3, 5)).added
+    assert not add_suppression(folder, "ANN@example.ORG", "again", date(2026, 3, 6)).added
 
     assert (folder / "suppressed.csv").read_text(encoding="utf-8") == (
         "email,reason,date\nAnn@Example.org,asked by phone,2026-03-04\nbo@example.org,,2026-03-05\n"
     )
-    assert load_suppressions(folder) == {"ann@example.org", "bo@example.org"}
+    assert load_suppressions(folder).keys == {"ann@example.org", "bo@example.org"}
 
 
 def test_add_suppression_follows_a_spreadsheet_layout(tmp_path: Path) -> None:
@@ -597,7 +608,7 @@ def test_add_suppression_follows_a_spreadsheet_layout(tmp_path: Path) -> None:
     assert path.read_bytes().decode("utf-8") == (
         "\ufeffdate;email\r\n2026-01-01;a@example.org\r\n2026-02-03;b@example.org\r\n"
     )
-    assert load_suppressions(tmp_path) == {"a@example.org", "b@example.org"}
+    assert load_suppressions(tmp_path).keys == {"a@example.org", "b@example.org"}
 
 
 @pytest.mark.parametrize(
@@ -692,7 +703,11 @@ def test_missing_folder(tmp_path: Path) -> None:
 def test_recipients_dir_prefers_settings_then_workspace_then_bundled(tmp_path: Path) -> None:
     assert recipients_dir(load_settings(workspace=tmp_path)) == config.bundled("recipients")
 
-    (tmp_path / "recipients").mkdir()
+    # A folder with no list in it (only its suppression list) does not hide the samples.
+    write(tmp_path / "recipients", "Suppressed.csv", "email\na@example.org\n")
+    assert recipients_dir(load_settings(workspace=tmp_path)) == config.bundled("recipients")
+
+    write(tmp_path / "recipients", "desk.csv", "email\nb@example.org\n")
     assert recipients_dir(load_settings(workspace=tmp_path)) == tmp_path.resolve() / "recipients"
 
     (tmp_path / "distribute.toml").write_text('[paths]\nrecipients = "lists"\n', encoding="utf-8")

@@ -125,6 +125,7 @@ def test_check_json(project: Path) -> None:
         "email": "pierre dupont@example.org",
         "reason": "invalid address 'pierre dupont@example.org': "
         "The email address contains invalid characters before the @-sign: SPACE.",
+        "kind": "invalid",
     }
     assert [(p["line"], p["email"]) for p in report["problems"]] == [
         (3, "pierre dupont@example.org"),
@@ -151,6 +152,7 @@ def test_check_json_counts_unique_addresses_over_the_lists(project: Path) -> Non
             "line": 2,
             "email": "ann@example.org",
             "reason": "duplicate of ANN@example.org (presse.csv:2), not mailed twice",
+            "kind": "duplicate",
         }
     ]
 
@@ -167,7 +169,10 @@ def test_check_json_counts_unique_addresses_over_the_lists(project: Path) -> Non
         ),
         (
             ["nocolumn.csv"],
-            "Error: nocolumn.csv:1: no 'email' column in the header line (found: 'name')",
+            "Error: nocolumn.csv:1: no email column in the header line (found: 'name'); "
+            "expected columns: email (or E-mail, Email Address, Courriel, Adresse e-mail), "
+            "first_name (Prénom, First Name), last_name (Nom, Last Name), name, outlet (Média), "
+            "beat (Rubrique), language (Langue), timezone, tags",
         ),
     ],
     ids=["not-utf8", "missing", "suppression-list", "no-email-column"],
@@ -220,6 +225,7 @@ def test_check_reports_a_row_that_swallowed_others(project: Path) -> None:
             "email": "a@example.org",
             "reason": "a field spans several lines and holds what looks like another row: "
             "check the quotes near line 2",
+            "kind": "invalid",
         }
     ]
     assert report["unique"] == 2

@@ -168,6 +168,11 @@ def run_steps(
     help="Send again to recipients whose delivery is uncertain after a crash "
     "(they may get it twice).",
 )
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Send to the valid rows of the lists; the invalid ones are listed and not mailed.",
+)
 @click.pass_context
 def send(
     ctx: click.Context,
@@ -177,6 +182,7 @@ def send(
     limit: int | None,
     test_address: str | None,
     retry_uncertain: bool,
+    skip_invalid: bool,
 ) -> None:
     """Run CAMPAIGN's steps now, whatever their scheduled time.
 
@@ -196,7 +202,7 @@ def send(
     con = console()
     loaded = load_campaign(campaign, settings)
     now = datetime.now(UTC)
-    check = check_campaign(loaded, settings, now=now, send_now=True)
+    check = check_campaign(loaded, settings, now=now, send_now=True, skip_invalid=skip_invalid)
     for note in check.warnings:
         # Notes quote releases and lists: print them as text, never as rich markup.
         con.print(Text.assemble(("Warning: ", "yellow"), note))

@@ -19,7 +19,8 @@ def recipients() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the counts and problems as JSON.")
 @click.pass_context
 def recipients_check(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
-    """Validate lists (all of them when no FILE is named); exit 1 if any row is invalid."""
+    """Validate lists (all of them when no FILE is named) and the suppression list; exit 1 if
+    a row is invalid or a suppression entry is not understood."""
     import json
 
     from rich.table import Table
@@ -27,12 +28,15 @@ def recipients_check(ctx: click.Context, files: tuple[Path, ...], as_json: bool)
 
     from distribute import recipients as lists
 
-    folder = lists.recipients_dir(settings_of(ctx))
+    settings = settings_of(ctx)
+    folder = lists.recipients_dir(settings)
     if files:
         paths = list(files)
     else:
         paths = [lists.list_file(folder, name) for name in lists.list_names(folder)]
-    audience = lists.read_lists(paths, lists.load_suppressions(folder))
+    suppressions = lists.suppressions_of(settings)
+    audience = lists.read_lists(paths, suppressions.keys)
+    problems = [*audience.problems, *suppressions.problems]
     invalid = sum(stats.invalid for stats in audience.lists)
     if as_json:
         report = {
@@ -54,14 +58,17 @@ def recipients_check(ctx: click.Context, files: tuple[Path, ...], as_json: bool)
                     "line": p.line,
                     "email": p.email,
                     "reason": p.reason,
+                    "kind": p.kind,
                 }
-                for p in audience.problems
+                for p in problems
             ],
             "unique": len(audience.recipients),
         }
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
     elif not paths:
         click.echo(f"No lists in {lists.display_path(folder)}.")
+        for p in suppressions.problems:
+            click.echo(f"{lists.display_path(p.file)}:{p.line}: {p.reason}")
     else:
         table = Table(title="Journalist lists")
         table.add_column("list")
@@ -71,7 +78,7 @@ def recipients_check(ctx: click.Context, files: tuple[Path, ...], as_json: bool)
             counts = (s.rows, s.valid, s.invalid, s.duplicates, s.suppressed)
             table.add_row(Text(s.name), *(str(n) for n in counts))
         console().print(table)
-        for p in audience.problems:
+        for p in problems:
             click.echo(f"{lists.display_path(p.file)}:{p.line}: {p.reason}")
         duplicates = sum(s.duplicates for s in audience.lists)
         suppressed = sum(s.suppressed for s in audience.lists)
@@ -79,7 +86,13 @@ def recipients_check(ctx: click.Context, files: tuple[Path, ...], as_json: bool)
             f"{len(audience.recipients)} unique addresses to mail; {invalid} invalid rows, "
             f"{duplicates} duplicates, {suppressed} suppressed."
         )
-    if invalid:
+        if suppressions.problems:
+            count = len(suppressions.problems)
+            click.echo(
+                f"{count} suppression entr{'ies are' if count != 1 else 'y is'} not understood: "
+                "a live send refuses to run until they are fixed."
+            )
+    if invalid or suppressions.problems:
         ctx.exit(1)
 
 
@@ -88,13 +101,18 @@ def recipients_check(ctx: click.Context, files: tuple[Path, ...], as_json: bool)
 @click.option("--reason", default=None, help="Why, for the record (e.g. 'asked by phone').")
 @click.pass_context
 def recipients_suppress(ctx: click.Context, address: str, reason: str | None) -> None:
-    """Never mail ADDRESS again, from any list."""
+    """Never mail ADDRESS again, from any list.
+
+    ADDRESS may be written as copied from a mail client (Jo Doe <jo@example.org>,
+    mailto:jo@example.org): the bare address is what is kept.
+    """
     from datetime import date
 
     from distribute import recipients as lists
 
     path = lists.suppression_file(settings_of(ctx))
-    if lists.add_suppression(path.parent, address, reason, date.today()):
-        click.echo(f"Suppressed {address.strip()} in {lists.display_path(path)}.")
+    result = lists.add_suppression(path.parent, address, reason, date.today())
+    if result.added:
+        click.echo(f"Suppressed {result.address} in {lists.display_path(path)}.")
     else:
-        click.echo(f"{address.strip()} is already suppressed.")
+        click.echo(f"{result.address} is already suppressed.")
