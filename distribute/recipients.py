@@ -477,7 +477,8 @@ def suppression_addresses(entry: str) -> tuple[list[str], str | None]:
     or ``;``. Anything else is not understood, and the reason says why.
     """
     text = clean_text(entry).strip(_EDGE)
-    if text[:1] == "'" and text[1:2] in _FORMULA_START:
+    # "'=a@example.org" was neutralised; "'=a@example.org'" is merely quoted.
+    if text[:1] == "'" and text[1:2] in _FORMULA_START and not text.endswith("'"):
         text = text[1:]
     if not text:
         return [], "empty email"
@@ -488,6 +489,8 @@ def suppression_addresses(entry: str) -> tuple[list[str], str | None]:
         found += addresses
         if reason:
             reasons.append(reason)
+    if not found and not reasons:
+        reasons.append(f"no address in {text!r}")  # only separators, such as ","
     return found, "; ".join(reasons) or None
 
 
@@ -627,12 +630,12 @@ def _read_suppression_list(path: Path, result: Suppressions) -> None:
             # whatever the column, rather than mail someone who asked not to be.
             raise RecipientError(_SWALLOWED.format(suspects[0][1]), path=path, line=line)
         raw = _at(cells, index)
-        # The entry as written counts too, even malformed: over-matching can only suppress.
-        if key := address_key(raw):
-            result.keys.add(key)
         found, reason = suppression_addresses(raw)
         result.keys.update(address_key(address) for address in found)
         if reason:
+            # Meanwhile the entry as written counts too: over-matching can only suppress.
+            if key := address_key(raw):
+                result.keys.add(key)
             result.problems.append(
                 Problem(
                     path,

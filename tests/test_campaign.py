@@ -103,7 +103,7 @@ def test_example_campaign_loads_and_checks(ws: Path, cfg: Settings) -> None:
         f"recipients/tech-press.csv: {UNUSED} outlet, beat, timezone, tags",
         f"recipients/presse-regionale.csv: {UNUSED} outlet, beat, language, timezone, tags",
         "1 journalist(s) are in more than one email step and get one message per step "
-        "(e.g. isabelle.fournier@example.com: science-desk, presse-regionale)"
+        "(e.g. isabelle.fournier@example.com: science-desk, presse-regionale)",
     ]
     english = check.audiences["science-desk"].recipients
     assert english and {r.language for r in english} == {"en"}
@@ -440,9 +440,7 @@ def test_invalid_list_rows_stop_the_check_all_named(ws: Path, cfg: Settings) -> 
     )
 
 
-def test_skip_invalid_leaves_the_invalid_rows_out_and_lists_them(
-    ws: Path, cfg: Settings
-) -> None:
+def test_skip_invalid_leaves_the_invalid_rows_out_and_lists_them(ws: Path, cfg: Settings) -> None:
     lists = ws / "recipients" / "science-press.csv"
     with lists.open("a", encoding="utf-8") as out:
         out.write("not-an-address,Ann,Example,Nowhere,physics,en,Europe/Paris,science\n")
