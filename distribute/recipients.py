@@ -296,10 +296,10 @@ def list_file(folder: Path, name: str) -> Path:
         listed = ", ".join(path.stem for path in paths) or "none"
         raise RecipientError(f"no list named {name!r} (known lists: {listed})", path=folder)
     if len(found) > 1:
-        files = ", ".join(path.name for path in found)
+        files = " and ".join(path.name for path in found)
         raise RecipientError(
-            f"list {name!r} is in {len(found)} files whose names differ only in letter case "
-            f"({files}): merge them into one file",
+            f"{files} are one list (their names differ only in letter case): "
+            "merge them into one file",
             path=folder,
         )
     return found[0]
@@ -461,7 +461,6 @@ class Suppressions:
         raise RecipientError(
             f"{count} suppression entr{'ies are' if count != 1 else 'y is'} not understood, so "
             f"a live send cannot know who must not be mailed:\n{lines}\n"
-            f"Fix {'them' if count != 1 else 'it'} ({_SPELLINGS}); "
             "`distribute recipients check` shows them all."
         )
 

@@ -88,9 +88,10 @@ def recipients_check(ctx: click.Context, files: tuple[Path, ...], as_json: bool)
         )
         if suppressions.problems:
             count = len(suppressions.problems)
+            are, they = ("ies are", "they are") if count != 1 else ("y is", "it is")
             click.echo(
-                f"{count} suppression entr{'ies are' if count != 1 else 'y is'} not understood: "
-                "a live send refuses to run until they are fixed."
+                f"{count} suppression entr{are} not understood: "
+                f"a live send refuses to run until {they} fixed."
             )
     if invalid or suppressions.problems:
         ctx.exit(1)
