@@ -428,8 +428,8 @@ _QUOTES = {
     "\u2018": "\u2019",
     "\u00ab": "\u00bb",
 }
-# RFC 6068; "mailto://" is wrong but written.
-_MAILTO = re.compile(r"\s*mailto:(?://)?", re.IGNORECASE)
+# RFC 6068; "mailto://" is wrong but written; Exchange and Outlook export "SMTP:jo@...".
+_MAILTO = re.compile(r"\s*(?:mailto:(?://)?|smtp:)", re.IGNORECASE)
 _ANGLE = re.compile(r"<([^<>]*)>$")
 # An old-style comment after the address: "jo@example.org (Jo Doe)".
 _COMMENT = re.compile(r"\s*\([^()]*\)$")
@@ -471,11 +471,13 @@ def suppression_addresses(entry: str) -> tuple[list[str], str | None]:
     Understood: a bare address; ``Jo Doe <jo@example.org>``, ``"Doe, Jo" <jo@example.org>``
     and ``<jo@example.org>``; ``jo@example.org (Jo Doe)``; a ``mailto:`` URI in any case
     (RFC 6068: percent-escapes decoded, ``to=`` read, ``?subject=`` and other fields
-    dropped); quotes and spaces around any of these; the ``'`` that keeps a spreadsheet from
-    reading a leading ``=`` ``+`` ``-`` ``@`` as a formula; several entries separated by ``,``
-    or ``;``. Anything else is not understood, and the reason says why.
+    dropped) or Exchange's ``SMTP:jo@example.org``; full-width characters; quotes and spaces
+    around any of these; the ``'`` that keeps a spreadsheet from reading a leading ``=`` ``+``
+    ``-`` ``@`` as a formula; several entries separated by ``,`` or ``;``. Anything else is
+    not understood, and the reason says why.
     """
-    text = clean_text(entry).strip(_EDGE)
+    # Full-width "＠" and other compatibility forms pasted from elsewhere read as ASCII.
+    text = clean_text(unicodedata.normalize("NFKC", entry)).strip(_EDGE)
     # "'=a@example.org" was neutralised; "'=a@example.org'" is merely quoted.
     if text[:1] == "'" and text[1:2] in _FORMULA_START and not text.endswith("'"):
         text = text[1:]

@@ -68,6 +68,8 @@ UNDERSTOOD = [
     ("<mailto:j2@example.com>", ["j2@example.com"]),
     ("Jo <mailto:j2@example.com?subject=x>", ["j2@example.com"]),
     ("mailto://j2@example.com", ["j2@example.com"]),
+    ("SMTP:j2@example.com", ["j2@example.com"]),
+    ("j2\uff20example.com", ["j2@example.com"]),
     ('  "j3@example.com"  ', ["j3@example.com"]),
     ("'j3@example.com'", ["j3@example.com"]),
     ("« j3@example.com »", ["j3@example.com"]),
