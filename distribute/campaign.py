@@ -45,7 +45,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jinja2
 
 from distribute.config import Settings
-from distribute.errors import CampaignError, RecipientError, TemplateError
+from distribute.errors import CampaignError, HeaderError, RecipientError, TemplateError
 from distribute.recipients import (
     SUPPRESSED,
     Audience,
@@ -599,7 +599,7 @@ def check_campaign(
     rendered for that instant, so one sent before the embargo lifts says so.
     """
     from distribute.render.email import RECIPIENT_FIELDS, draft_email
-    from distribute.render.message import recipient_values
+    from distribute.render.message import check_headers
     from distribute.render.templates import environment
 
     release = campaign.release
@@ -651,8 +651,20 @@ def check_campaign(
                 raise _inline_error(exc, "subject", where, campaign, line("subject")) from None
             used = draft.slots() - set(RECIPIENT_FIELDS)
             lacking: dict[str, set[str]] = {}
+            files = {stats.name: stats.file for stats in audience.lists}
             for recipient in selected:
-                draft.personalise(recipient_values(recipient, settings, draft.language))
+                # The same headers the send writes: a row they refuse is named here, before
+                # anything is sent, not after the first messages went out.
+                try:
+                    check_headers(
+                        draft, recipient, settings, campaign=campaign.name, step=step.name, date=now
+                    )
+                except HeaderError as exc:
+                    raise RecipientError(
+                        f"{where}: {exc.message}",
+                        path=files.get(recipient.list_name),
+                        line=recipient.line or None,
+                    ) from None
                 for field_name in used - recipient.extra.keys():
                     lacking.setdefault(recipient.list_name, set()).add(field_name)
             # A column some lists lack renders empty for their journalists: say which.

@@ -165,6 +165,7 @@ def parse_mailbox(value: str, *, path: Path | None, key: str) -> tuple[str, str]
     problem = header_text_problem(name)
     if problem:
         raise ConfigError(f"{key}: the name {name!r} {problem}", path=path)
+    name = " ".join(name.split())
     if not quoted and _SPECIALS.search(name.replace(" ", "")):
         raise ConfigError(
             f"{key}: {value!r} is not one email address: a name holding any of "

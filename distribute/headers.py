@@ -30,7 +30,6 @@ _ENCODED_TEXT = re.compile(r"=\?.*?\?=", re.DOTALL)
 # mail program may read as the end of a line.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
-_BARE_LINE_ENDING = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 MAX_LINE = 998  # octets, CRLF excluded (RFC 5322 section 2.1.1)
 
 
@@ -54,7 +53,10 @@ def header_text_problem(text: str) -> str | None:
 
 def has_bare_line_ending(data: bytes) -> bool:
     """True when ``data`` holds a CR not followed by LF, or an LF not preceded by CR."""
-    return _BARE_LINE_ENDING.search(data) is not None
+    # Every CR and every LF belongs to a CRLF exactly when the three counts agree; counting
+    # is many times faster than a search with look-arounds over a whole message.
+    pairs = data.count(b"\r\n")
+    return data.count(b"\r") != pairs or data.count(b"\n") != pairs
 
 
 def verify_folded(name: str, folded: bytes, *, utf8: bool) -> None:

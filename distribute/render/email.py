@@ -149,6 +149,11 @@ class EmailDraft:
 
         return single_line(fill(self.subject, False)), fill(self.html, True), fill(self.text, False)
 
+    def personalise_subject(self, values: Mapping[str, str]) -> str:
+        """The subject line alone for one recipient, as :meth:`personalise` gives it."""
+        tag = _slot_re(self.tag)
+        return single_line(tag.sub(lambda m: values.get(m.group(1), ""), self.subject))
+
     def subject_slots(self) -> set[str]:
         """The recipient fields the subject line fills in per journalist."""
         return {m.group(1) for m in _slot_re(self.tag).finditer(self.subject)}
