@@ -45,7 +45,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jinja2
 
 from distribute.config import Settings
-from distribute.errors import CampaignError, RecipientError, TemplateError
+from distribute.errors import CampaignError, HeaderError, RecipientError, TemplateError
 from distribute.recipients import (
     SUPPRESSED,
     Audience,
@@ -619,7 +619,7 @@ def check_campaign(
     left out instead and listed in the warnings.
     """
     from distribute.render.email import RECIPIENT_FIELDS, draft_email
-    from distribute.render.message import recipient_values
+    from distribute.render.message import check_headers
     from distribute.render.templates import environment
 
     release = campaign.release
@@ -690,8 +690,20 @@ def check_campaign(
                 raise _inline_error(exc, "subject", where, campaign, line("subject")) from None
             used = draft.slots() - set(RECIPIENT_FIELDS)
             lacking: dict[str, set[str]] = {}
+            files = {stats.name: stats.file for stats in audience.lists}
             for recipient in selected:
-                draft.personalise(recipient_values(recipient, settings, draft.language))
+                # The same headers the send writes: a row they refuse is named here, before
+                # anything is sent, not after the first messages went out.
+                try:
+                    check_headers(
+                        draft, recipient, settings, campaign=campaign.name, step=step.name, date=now
+                    )
+                except HeaderError as exc:
+                    raise RecipientError(
+                        f"{where}: {exc.message}",
+                        path=files.get(recipient.list_name),
+                        line=recipient.line or None,
+                    ) from None
                 for field_name in used - recipient.extra.keys():
                     lacking.setdefault(recipient.list_name, set()).add(field_name)
             # A column some lists lack renders empty for their journalists: say which.

@@ -13,13 +13,13 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from email.headerregistry import Address
-from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from distribute.errors import ConfigError
+from distribute.headers import header_text_problem
 
 CONFIG_NAME = "distribute.toml"
 SMTP_PASSWORD_ENV = "DISTRIBUTE_SMTP_PASSWORD"  # noqa: S105 (a variable name)
@@ -43,8 +43,9 @@ class Sender:
         return self.address.rpartition("@")[2]
 
     @property
-    def header(self) -> Address:
-        return Address(display_name=self.name, addr_spec=self.address)
+    def mailbox(self) -> tuple[str, str]:
+        """(name, address), as the From header carries them."""
+        return self.name, self.address
 
 
 @dataclass(frozen=True)
@@ -127,19 +128,54 @@ _SECTIONS: dict[str, set[str]] = {
 }
 
 
-def parse_mailbox(value: str, *, path: Path | None, key: str) -> tuple[str, str]:
-    """Split ``"Name <address>"`` into (name, address) and check the address.
+# "Name <address>", the name bare or in double quotes, or an address alone: nothing else.
+_MAILBOX = re.compile(
+    r"""\s*(?:
+        (?P<name>"(?:[^"\\]|\\.)*"|[^"<>]*?)\s*<(?P<inner>[^<>]*)>
+        |(?P<bare>[^<>]*)
+    )\s*""",
+    re.VERBOSE,
+)
+# RFC 5322 specials that end a bare display name or an address's parts (section 3.2.3).
+_SPECIALS = re.compile(r'[()<>\[\]:;@\\,"\s]')
 
-    The sender's own addresses go into every message's headers, so they must be ASCII: an
-    internationalised domain is written in its ASCII (punycode) form, and a local part
-    outside ASCII is refused (it would need SMTPUTF8 from every journalist's server).
+
+def parse_mailbox(value: str, *, path: Path | None, key: str) -> tuple[str, str]:
+    """Split ``"Name <address>"`` into (name, address) and check both.
+
+    The value must be exactly one mailbox with nothing left over: ``parseaddr`` reads
+    ``press@example.org <other@example.net>`` as the first address and drops the rest, so
+    the strict form is matched here. The name goes into every message's From header, so it
+    may hold no RFC 2047 encoded text and no control or line-separator character. The
+    sender's own addresses must be ASCII: an internationalised domain is written in its
+    ASCII (punycode) form, and a local part outside ASCII is refused (it would need SMTPUTF8
+    from every journalist's server).
     """
     if any(ch in value for ch in "\r\n"):
         raise ConfigError(f"{key}: line breaks are not allowed in an address", path=path)
-    name, address = parseaddr(value)
+    match = _MAILBOX.fullmatch(value)
+    shape = f"{key}: {value!r} is not an email address"
+    if match is None:
+        raise ConfigError(shape, path=path)
+    name, address = match.group("name") or "", match.group("inner") or match.group("bare")
+    quoted = name.startswith('"')
+    if quoted:
+        name = re.sub(r"\\(.)", r"\1", name[1:-1])
+    name = name.strip()
+    problem = header_text_problem(name)
+    if problem:
+        raise ConfigError(f"{key}: the name {name!r} {problem}", path=path)
+    name = " ".join(name.split())
+    if not quoted and _SPECIALS.search(name.replace(" ", "")):
+        raise ConfigError(
+            f"{key}: {value!r} is not one email address: a name holding any of "
+            '( ) < > [ ] : ; @ \\ , goes in double quotes, like "Press, Valmont" <p@example.org>',
+            path=path,
+        )
+    address = address.strip()
     local, _, domain = address.rpartition("@")
-    if not local or not domain or " " in address:
-        raise ConfigError(f"{key}: {value!r} is not an email address", path=path)
+    if not local or not domain or _SPECIALS.search(local) or _SPECIALS.search(domain):
+        raise ConfigError(shape, path=path)
     if not local.isascii():
         raise ConfigError(
             f"{key}: {address!r} has non-ASCII characters before the @; "
@@ -224,7 +260,9 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
     )
     reply_to = _typed(sender_t, "reply_to", str, where)
     if reply_to:
-        parse_mailbox(reply_to, path=path, key="[sender] reply_to")
+        # Written back in canonical form: the domain in ASCII, the name quoted as needed.
+        reply_name, reply_address = parse_mailbox(reply_to, path=path, key="[sender] reply_to")
+        reply_to = str(Address(display_name=reply_name, addr_spec=reply_address))
     if len(name) > MAX_NAME:
         raise ConfigError(
             f"[sender] from: the name is {len(name)} characters long; keep it under {MAX_NAME}",

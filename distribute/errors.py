@@ -8,6 +8,7 @@
     ├── TemplateError          a template does not exist, does not parse, or does not render
     ├── RecipientError         a journalist list cannot be read or holds invalid rows
     ├── CampaignError          a campaign file is invalid or cannot be planned
+    ├── HeaderError            a value would change a message's header lines
     ├── LedgerError            the state database cannot be opened or used
     ├── WorkspaceError         a file or folder of the workspace cannot be written
     └── DeliveryError          a channel failed to deliver
@@ -62,6 +63,25 @@ class RecipientError(DistributeError):
 
 class CampaignError(DistributeError):
     """A campaign file is invalid, or a step cannot be planned."""
+
+
+class HeaderError(DistributeError):
+    """A value (a name, a subject, an address) would add or change a message's header lines.
+
+    ``field`` names where the value came from (``recipient.outlet``, ``subject``, ``To``...),
+    so the caller that knows the file can point at it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str,
+        path: Path | str | None = None,
+        line: int | None = None,
+    ):
+        self.field = field
+        super().__init__(message, path=path, line=line)
 
 
 class LedgerError(DistributeError):

@@ -36,6 +36,7 @@ from email_validator import EmailNotValidError, validate_email
 from distribute import config
 from distribute.config import Settings
 from distribute.errors import RecipientError
+from distribute.headers import header_text_problem
 
 SUPPRESSED = "suppressed"
 SUPPRESSION_HEADER = ("email", "reason", "date")
@@ -1050,11 +1051,24 @@ def _read_list(path: Path, stats: ListStats) -> Iterator[Recipient | Problem]:
         )
         outlet = clean_text(_at(cells, i_outlet))
         beat = clean_text(_at(cells, i_beat))
+        first_name = clean_text(_at(cells, i_first))
+        last_name = clean_text(_at(cells, i_last))
+        name = clean_text(_at(cells, i_name))
+        # Any of these can reach a header (the To name, a step's subject): refuse here what
+        # the message would refuse, so the list check and the campaign check both name it.
+        encoded = _encoded_field(
+            (("first_name", first_name), ("last_name", last_name), ("name", name)),
+            (("outlet", outlet), ("beat", beat)),
+            extra.items(),
+        )
+        if encoded:
+            yield Problem(path, line, email, encoded)
+            continue
         yield Recipient(
             email=email,
-            first_name=clean_text(_at(cells, i_first)),
-            last_name=clean_text(_at(cells, i_last)),
-            name=clean_text(_at(cells, i_name)),
+            first_name=first_name,
+            last_name=last_name,
+            name=name,
             outlet=shared.setdefault(outlet, outlet),
             beat=shared.setdefault(beat, beat),
             language=shared.setdefault(language, language),
@@ -1066,6 +1080,15 @@ def _read_list(path: Path, stats: ListStats) -> Iterator[Recipient | Problem]:
         )
 
 
+def _encoded_field(*groups: Iterable[tuple[str, str]]) -> str | None:
+    """The first field holding RFC 2047 encoded text, as a reason, or None."""
+    for group in groups:
+        for column, value in group:
+            if "=?" in value and (problem := header_text_problem(value)):
+                return f"{column} {problem}"
+    return None
+
+
 def _at(cells: list[str], index: int) -> str:
     """The cell at ``index``; short rows (a spreadsheet drops trailing empty cells) read as ''."""
     return cells[index] if 0 <= index < len(cells) else ""
@@ -1075,6 +1098,10 @@ def address_problem(email: str) -> str | None:
     """Why ``email`` cannot be mailed (syntax only: no DNS look-up), or None."""
     if not email:
         return "empty email"
+    if "=?" in email and (problem := header_text_problem(email)):
+        # "=" and "?" are allowed in an address, but the email package decodes such text
+        # into something else in the To header than the address the server is given.
+        return f"invalid address {email!r}: it {problem}"
     try:
         validate_email(email, check_deliverability=False)
     except EmailNotValidError as exc:

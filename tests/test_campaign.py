@@ -492,7 +492,7 @@ def test_every_recipient_is_personalised_with_extra_columns(ws: Path, cfg: Setti
     draft = check.drafts["science-desk"]
     assert draft.template == "desk"
     assert draft.subject == "For Press Office"
-    assert "%%desk%%" in draft.text
+    assert draft.slot("desk") in draft.text
 
 
 def test_a_column_missing_from_one_list_is_named(ws: Path, cfg: Settings) -> None:

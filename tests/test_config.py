@@ -120,3 +120,56 @@ def test_zero_retry_delay_is_kept(workspace: Path) -> None:
     settings = load_settings(workspace=workspace)
     assert settings.smtp.retry_delay == 0.0
     assert settings.smtp.max_retries == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "press@example.org <other@evil.example>",
+            "[sender] from: 'press@example.org <other@evil.example>' is not one email address: "
+            "a name holding any of ( ) < > [ ] : ; @ \\ , goes in double quotes",
+        ),
+        (
+            "Press\\u2028Office <press@example.org>",
+            "[sender] from: the name 'Press\\u2028Office' holds U+2028, a control or "
+            "line-separator character",
+        ),
+        (
+            "=?utf-8?q?Press=0D=0ABcc:_x@evil.example?= <press@example.org>",
+            "[sender] from: the name '=?utf-8?q?Press=0D=0ABcc:_x@evil.example?=' holds "
+            "'=?utf-8?q?Press=0D=0ABcc:_x@evil.example?=', RFC 2047 encoded text",
+        ),
+        (
+            "<a@example.org> <b@example.org>",
+            "[sender] from: '<a@example.org> <b@example.org>' is not an email address",
+        ),
+        (
+            "a@example.org, b@example.org",
+            "[sender] from: 'a@example.org, b@example.org' is not an email address",
+        ),
+        (
+            "Press <press@example.org> trailing",
+            "[sender] from: 'Press <press@example.org> trailing' is not an email address",
+        ),
+    ],
+    ids=["two-addresses", "line-separator", "encoded-name", "two-brackets", "a-list", "left-over"],
+)
+def test_sender_is_exactly_one_mailbox(workspace: Path, value: str, message: str) -> None:
+    write(workspace, f'[sender]\nfrom = "{value}"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(workspace=workspace)
+    assert caught.value.message == message or caught.value.message.startswith(message)
+
+
+def test_sender_forms_that_are_one_mailbox(workspace: Path) -> None:
+    write(
+        workspace,
+        '[sender]\nfrom = "\\"Valmont, Press\\" <press@exämple.org>"\n'
+        'reply_to = "Presse  Valmont <presse@exämple.org>"\n',
+    )
+    settings = load_settings(workspace=workspace)
+    assert settings.sender.name == "Valmont, Press"
+    assert settings.sender.address == "press@xn--exmple-cua.org"
+    # Written back in canonical form, so the header holds no encoded-word for the domain.
+    assert settings.sender.reply_to == "Presse Valmont <presse@xn--exmple-cua.org>"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ipaddress
+import re
 import smtplib
 import ssl
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from distribute.config import SMTP_PASSWORD_ENV, SmtpSettings
 from distribute.errors import ConfigError, SmtpError
 
 Connector = Callable[[], smtplib.SMTP]
+_LINE_ENDING = re.compile(rb"\r\n|\r|\n")
 
 
 def is_loopback(host: str) -> bool:
@@ -232,8 +234,13 @@ class SmtpChannel(Channel):
 
 
 def _dot_stuffed(data: bytes) -> bytes:
-    """RFC 5321 section 4.5.2: a line starting with '.' gets another, then CRLF.CRLF ends."""
-    lines = data.split(b"\r\n")
+    """RFC 5321 section 4.5.2: a line starting with '.' gets another, then CRLF.CRLF ends.
+
+    Every line ending becomes CRLF first, as smtplib's ``sendmail`` does: servers that also
+    end lines at a bare LF would otherwise read "LF.CRLF" (or "LF.LF") as the end of the
+    data, and what follows as commands of their own (SMTP smuggling, CVE-2023-51764).
+    """
+    lines = _LINE_ENDING.sub(b"\r\n", data).split(b"\r\n")
     if lines and lines[-1] == b"":
         lines.pop()
     body = b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines)

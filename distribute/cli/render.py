@@ -21,11 +21,17 @@ if TYPE_CHECKING:
 def _sample_recipient(value: str) -> Recipient:
     from email.utils import parseaddr
 
+    from distribute.headers import header_text_problem
     from distribute.recipients import Recipient, address_problem
+    from distribute.render.templates import single_line
 
     name, address = parseaddr(value)
     if address_problem(address):
         raise click.BadParameter(f"{value!r} is not an address like 'Jane Doe <jane@example.com>'")
+    # The name goes into the To header as a list's name column would.
+    problem = header_text_problem(single_line(name))
+    if problem:
+        raise click.BadParameter(f"{value!r}: the name {problem}")
     first, _, last = name.partition(" ")
     return Recipient(email=address, first_name=first, last_name=last, list_name="sample")
 

@@ -9,6 +9,8 @@ bounded by the SMTP server, not by rendering.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import html as html_lib
 import logging
 import re
@@ -22,7 +24,8 @@ import jinja2
 from markupsafe import Markup
 
 from distribute.config import Settings
-from distribute.errors import TemplateError
+from distribute.errors import ReleaseError, TemplateError
+from distribute.headers import header_text_problem
 from distribute.release import Release
 from distribute.render.templates import (
     environment,
@@ -71,8 +74,26 @@ LABELS: dict[str, dict[str, str]] = {
     },
 }
 
-_SLOT = "%%{}%%"
-_SLOT_RE = re.compile(r"%%([A-Za-z_][A-Za-z0-9_]*)%%")
+
+def _slot(tag: str, name: str) -> str:
+    return f"%%{tag}.{name}%%"
+
+
+@functools.lru_cache(maxsize=64)
+def _slot_re(tag: str) -> re.Pattern[str]:
+    return re.compile(rf"%%{re.escape(tag)}\.([A-Za-z_][A-Za-z0-9_]*)%%")
+
+
+def slot_tag(*sources: object) -> str:
+    """The mark of one draft's slots, derived from everything the draft is made of.
+
+    A release (or a list) can hold any text, ``%%email%%`` included: were slots a fixed
+    token, such text would be filled in with each journalist's address. A mark that
+    depends on the release's own text cannot be written inside that text, and it stays
+    the same from one run to the next, so drafts compare equal.
+    """
+    digest = hashlib.sha256(repr(sources).encode("utf-8", "surrogatepass")).hexdigest()
+    return "s" + digest[:15]
 
 
 def labels(language: str) -> dict[str, str]:
@@ -82,8 +103,9 @@ def labels(language: str) -> dict[str, str]:
 class RecipientSlots:
     """Stands for ``recipient`` while a variant renders: each field becomes a slot."""
 
-    def __init__(self, extra_fields: Iterable[str] = ()):
+    def __init__(self, extra_fields: Iterable[str] = (), tag: str = "slot"):
         self._fields = set(RECIPIENT_FIELDS) | set(extra_fields)
+        self._tag = tag
 
     def __getattr__(self, name: str) -> Markup:
         if name.startswith("__"):
@@ -91,7 +113,7 @@ class RecipientSlots:
         if name not in self._fields:
             known = ", ".join(sorted(self._fields))
             raise jinja2.UndefinedError(f"'recipient' has no field {name!r} (known: {known})")
-        return Markup(_SLOT.format(name))  # noqa: S704 (a fixed ASCII token)
+        return Markup(_slot(self._tag, name))  # noqa: S704 (an ASCII token made here)
 
     __getitem__ = __getattr__
 
@@ -109,6 +131,11 @@ class EmailDraft:
     reply_to: str | None
     language: str = "en"
     warnings: tuple[str, ...] = ()
+    tag: str = "slot"
+
+    def slot(self, name: str) -> str:
+        """How recipient field ``name`` stands in the draft until it is personalised."""
+        return _slot(self.tag, name)
 
     def personalise(self, values: Mapping[str, str]) -> tuple[str, str, str]:
         """(subject, html, text) for one recipient; ``values`` holds every slot's value."""
@@ -118,16 +145,25 @@ class EmailDraft:
                 value = values.get(match.group(1), "")
                 return html_lib.escape(value, quote=True) if escape else value
 
-            return _SLOT_RE.sub(one, text)
+            return _slot_re(self.tag).sub(one, text)
 
         return single_line(fill(self.subject, False)), fill(self.html, True), fill(self.text, False)
+
+    def personalise_subject(self, values: Mapping[str, str]) -> str:
+        """The subject line alone for one recipient, as :meth:`personalise` gives it."""
+        tag = _slot_re(self.tag)
+        return single_line(tag.sub(lambda m: values.get(m.group(1), ""), self.subject))
+
+    def subject_slots(self) -> set[str]:
+        """The recipient fields the subject line fills in per journalist."""
+        return {m.group(1) for m in _slot_re(self.tag).finditer(self.subject)}
 
     def slots(self) -> set[str]:
         """The recipient fields this draft fills in per journalist."""
         return {
             m.group(1)
             for part in (self.subject, self.html, self.text)
-            for m in _SLOT_RE.finditer(part)
+            for m in _slot_re(self.tag).finditer(part)
         }
 
     @property
@@ -173,12 +209,13 @@ def draft_email(
 ) -> EmailDraft:
     """Render ``release`` with template ``template`` as it would be sent at instant ``at``."""
     env = env or environment(settings)
+    tag = slot_tag(release, template, subject)
     embargoed = release.embargoed_at(at)
     t = labels(release.language)
     context: dict[str, Any] = {
         "release": release,
         "sender": settings.sender,
-        "recipient": RecipientSlots(extra_fields),
+        "recipient": RecipientSlots(extra_fields, tag),
         "embargoed": embargoed,
         "embargo_until": (
             instant(release.embargo, settings.timezone, release.language) if release.embargo else ""
@@ -201,11 +238,12 @@ def draft_email(
     headline = single_line(headline)
     if not headline:
         raise TemplateError("the subject is empty", path="subject" if subject else release.source)
+    check_headline(headline, release, templated=subject is not None)
     if embargoed:
         headline = f"{t['embargoed']} {context['embargo_until']}: {headline}"
     fields = set(RECIPIENT_FIELDS) | set(extra_fields)
-    _check_slots(html, f"email/{template}.html.j2", fields)
-    _check_slots(text, f"email/{template}.txt.j2", fields)
+    _check_slots(html, f"email/{template}.html.j2", fields, tag)
+    _check_slots(text, f"email/{template}.txt.j2", fields, tag)
     notes: list[str] = []
     size = len(html.encode("utf-8"))
     if size > GMAIL_CLIP_BYTES:
@@ -215,9 +253,7 @@ def draft_email(
         )
     if not release.url:
         notes.append("the release has no url: the email has no 'read online' link")
-    reply_to = settings.sender.reply_to or next(
-        (email for contact in release.contacts for email in contact.emails), None
-    )
+    reply_to = settings.sender.reply_to or contact_reply_to(release)
     return EmailDraft(
         template=template,
         subject=headline,
@@ -228,15 +264,81 @@ def draft_email(
         reply_to=reply_to,
         language=release.language,
         warnings=tuple(notes),
+        tag=tag,
     )
 
 
-def _check_slots(rendered: str, template: str, fields: set[str]) -> None:
+def check_headline(headline: str, release: Release, *, templated: bool) -> None:
+    """Refuse a subject that cannot sit in a header, naming the release's title when the
+    trouble is there, else the step's ``subject`` (which the campaign check places)."""
+    problem = header_text_problem(headline)
+    if not problem:
+        return
+    title = single_line(release.title)
+    if header_text_problem(title):
+        line = _line_of(release, key="title", text=title[:40])
+        raise ReleaseError(f"title: {header_text_problem(title)}", path=release.source, line=line)
+    where = "subject" if templated else None
+    raise TemplateError(f"the subject {headline!r}: {problem}", path=where)
+
+
+def contact_reply_to(release: Release) -> str | None:
+    """The press contact's address, which journalists' replies go to, as Reply-To.
+
+    An internationalised domain is written in its ASCII form (IDNA), which every server
+    reads; a local part outside ASCII cannot be written in a header without SMTPUTF8
+    (RFC 6532), which most journalists' servers would have to offer, so it is refused.
+    """
+    address = next((email for contact in release.contacts for email in contact.emails), None)
+    if address is None:
+        return None
+    local, _, domain = address.rpartition("@")
+    problem = header_text_problem(address)
+    if not problem and not local.isascii():
+        problem = (
+            f"{address!r} has non-ASCII characters before the @, which a Reply-To header "
+            "cannot carry to every journalist's server; give an ASCII address or set "
+            "[sender] reply_to in distribute.toml"
+        )
+    if not problem:
+        try:
+            return f"{local}@{domain.encode('idna').decode('ascii')}"
+        except UnicodeError:
+            problem = f"{domain!r} is not a valid domain name"
+    raise ReleaseError(
+        f"press contact address: {problem}",
+        path=release.source,
+        line=_line_of(release, text=address),
+    )
+
+
+def _line_of(release: Release, *, key: str | None = None, text: str = "") -> int | None:
+    """The line of the release file holding front matter ``key``, else ``text``."""
+    if release.source is None:
+        return None
+    try:
+        lines = release.source.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if key is not None:
+        pattern = re.compile(rf"^{re.escape(key)}\s*:")
+        for number, line in enumerate(lines, start=1):
+            if pattern.match(line):
+                return number
+    for number, line in enumerate(lines, start=1):
+        if text and text in line:
+            return number
+    return None
+
+
+def _check_slots(rendered: str, template: str, fields: set[str], tag: str) -> None:
     """A filter applied to a recipient field mangles its slot; say so instead of sending it."""
-    for match in re.finditer(r"%%([^%\s]{1,40})%%", rendered):
-        if match.group(1) not in fields:
-            raise TemplateError(
-                f"recipient field {match.group(1)!r} was changed by a filter: recipient fields "
-                "are filled in per journalist after rendering, use them as {{ recipient.NAME }}",
-                path=template,
-            )
+    rest = _slot_re(tag).sub(lambda m: "" if m.group(1) in fields else m.group(), rendered)
+    match = re.search(rf"%%{re.escape(tag)}\.([^%\s]{{0,40}})%%", rest, re.IGNORECASE)
+    if match is not None or tag.lower() in rest.lower():
+        name = match.group(1) if match is not None else "?"
+        raise TemplateError(
+            f"recipient field {name!r} was changed by a filter: recipient fields "
+            "are filled in per journalist after rendering, use them as {{ recipient.NAME }}",
+            path=template,
+        )

@@ -1,9 +1,12 @@
 """An :class:`EmailDraft` and a :class:`Recipient` turned into RFC 5322 message bytes.
 
-Every header value that comes from a list passes through ``single_line`` and the
-``email.headerregistry`` classes, so a name holding CR/LF can never add a header
-(RFC 5322 section 2.2: a header field ends at CRLF). Bodies are quoted-printable, so no
-line can exceed 998 octets (RFC 5322 section 2.1.1) whatever the release holds.
+Every header value that comes from a list passes through ``single_line`` and
+:func:`~distribute.headers.header_text_problem`, then the ``email.headerregistry``
+classes; what they fold is read back and checked as bytes
+(:func:`~distribute.headers.verify_folded`), so nothing a list, a release or a template
+holds can add a header (RFC 5322 section 2.2: a header field ends at CRLF). Bodies are
+quoted-printable, so no line can exceed 998 octets (RFC 5322 section 2.1.1) whatever the
+release holds, and the finished message holds no line ending but CRLF.
 """
 
 from __future__ import annotations
@@ -15,56 +18,32 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy, quoprimime
-from email.headerregistry import Address
 from email.utils import format_datetime
 from urllib.parse import quote
 
 from distribute.config import MAX_NAME, Settings
+from distribute.errors import HeaderError
+from distribute.headers import has_bare_line_ending, header_text_problem, verify_folded
 from distribute.recipients import Recipient
 from distribute.render.email import EmailDraft, labels
 from distribute.render.templates import single_line
 
-
-class _WirePolicy(policy.EmailPolicy):
-    """CRLF line endings, headers folded at 78 characters, never an empty first line.
-
-    CPython folds a value that fits on one continuation line by moving all of it off the
-    field's own line ("Subject:" CRLF " text"); some parsers, Python's among them, then read
-    a leading space into the subject (compare python/cpython#124452). Rejoining the two
-    keeps the line under 998 octets and reads the same everywhere.
-    """
-
-    def fold_binary(self, name: str, value: str) -> bytes:
-        folded = super().fold_binary(name, value)
-        lone = f"{name}:{self.linesep} ".encode("ascii")
-        if folded.startswith(lone):
-            folded = f"{name}: ".encode("ascii") + folded[len(lone) :]
-        return folded
-
-
-# Machine-read headers written as they are: CPython turns any token over 78 characters
-# into RFC 2047 encoded-words, which RFC 2369 does not allow in List-Unsubscribe and which
-# mailbox providers do not decode there, silently breaking unsubscription.
-_VERBATIM = {"list-unsubscribe", "list-unsubscribe-post", "list-id", "message-id"}
-
-
-def _fold_verbatim(name: str, value: str, linesep: str) -> bytes:
-    """Fold only between comma-separated items; an item itself is never cut."""
-    items = value.split(", ")
-    lines = [f"{name}: {items[0]}"]
-    for item in items[1:]:
-        if len(lines[-1]) + 2 + len(item) > 78:
-            lines[-1] += ","
-            lines.append(f" {item}")
-        else:
-            lines[-1] += f", {item}"
-    return (linesep.join(lines) + linesep).encode("ascii")
-
-
-WIRE = _WirePolicy(linesep="\r\n", max_line_length=78)
+# The email package parses what is written back, to check it reads as intended; headers
+# are written here, not by its folder, which decodes encoded-words it is given and (before
+# CPython 3.11.10) wrote the line breaks they held back out (CVE-2024-6923), and which
+# drops the space between two encoded-words it splits a word into.
+WIRE = policy.EmailPolicy(linesep="\r\n", max_line_length=78)
 # RFC 6532: a message to an internationalised address carries UTF-8 headers as they are
 # (encoded-words are not allowed inside an address) and is sent with SMTPUTF8.
 WIRE_UTF8 = WIRE.clone(utf8=True)
+# atext and spaces (RFC 5322 section 3.2.3): a display name that needs no quotes; RFC 6532
+# section 3.2 adds every non-ASCII character to atext in UTF-8 headers.
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")
+_ATOMS_UTF8 = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ \u00a0-\U0010ffff-]+")
+# A dot-atom address (RFC 5322 section 3.4.1) with neither "=?" nor "?=" in it.
+_PLAIN_ADDRESS = re.compile(r"(?!.*=\?)(?!.*\?=)[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+# A word longer than this would not leave room on its line: it is written as encoded-words.
+_LONG_WORD = 900
 
 
 def message_id(campaign: str, step: str, address: str, domain: str) -> str:
@@ -76,12 +55,30 @@ def message_id(campaign: str, step: str, address: str, domain: str) -> str:
 def list_id(campaign: str, settings: Settings) -> str:
     """RFC 2919 List-Id: a label per campaign under the sender's domain."""
     label = re.sub(r"[^a-z0-9-]+", "-", campaign.lower()).strip("-") or "press"
-    phrase = single_line(settings.sender.name)
-    if not phrase.isascii():
-        phrase = _encoded_words(phrase)
-    elif re.search(r'[()<>\[\]:;@\\,."]', phrase):
-        phrase = '"' + phrase.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    phrase = _phrase(single_line(settings.sender.name), utf8=False)
     return f"{phrase} <{label}.{settings.sender.domain}>"
+
+
+def _phrase(text: str, *, utf8: bool) -> str:
+    """A display name as written in a header: atoms, a quoted string, or encoded-words."""
+    if not text.isascii() and not utf8:
+        return _encoded_words(text)
+    if (_ATOMS_UTF8 if utf8 else _ATOMS).fullmatch(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _mailbox(name: str, address: str, *, utf8: bool) -> str:
+    return f"{_phrase(name, utf8=utf8)} <{address}>" if name else address
+
+
+def _unstructured(text: str, *, utf8: bool) -> str:
+    """Text as written in a Subject: as it is when it can be, else encoded-words."""
+    if (utf8 or text.isascii()) and all(
+        len(word.encode("utf-8")) <= _LONG_WORD for word in text.split(" ")
+    ):
+        return text
+    return _encoded_words(text)
 
 
 def _encoded_words(text: str) -> str:
@@ -128,11 +125,28 @@ def recipient_values(recipient: Recipient, settings: Settings, language: str) ->
     return values
 
 
-def _address(name: str, address: str) -> Address:
-    local, _, domain = address.strip().rpartition("@")
+def _to(recipient: Recipient, name: str) -> tuple[str, str]:
+    """The To header's (name, address); a name or an address a mail program would read as
+    something else is refused, naming the recipient's field."""
+    for field in ("first_name", "last_name", "name", "email"):
+        problem = header_text_problem(single_line(getattr(recipient, field)))
+        if problem:
+            raise HeaderError(f"{field}: {problem}", field=f"recipient.{field}")
     # A list can hold anything in a name column; a header line must stay under 998 octets.
-    shown = single_line(name)[:MAX_NAME].strip()
-    return Address(display_name=shown, username=local, domain=domain)
+    return single_line(name)[:MAX_NAME].strip(), recipient.email.strip()
+
+
+def _subject(draft: EmailDraft, subject: str, values: dict[str, str], prefix: str) -> str:
+    """The Subject text; a recipient value that cannot sit in it is refused, naming its field."""
+    for slot in draft.subject_slots():
+        problem = header_text_problem(values.get(slot, ""))
+        if problem:
+            raise HeaderError(f"{slot}: {problem}", field=f"recipient.{slot}")
+    text = single_line(f"{prefix}{subject}")
+    problem = header_text_problem(text)
+    if problem:
+        raise HeaderError(f"the subject {text!r}: {problem}", field="Subject")
+    return text
 
 
 @dataclass(frozen=True)
@@ -155,41 +169,19 @@ def build_message(
 ) -> Outgoing:
     """The full message for one recipient; ``date`` is passed in so rendering reads no clock.
 
-    Headers go through the email package's policy (address quoting, RFC 2047 encoding,
-    folding); the MIME body is written here, with the C quoted-printable encoder, because
+    Headers are written here (address quoting, RFC 2047 encoding, folding) and checked as
+    bytes; the MIME body is written here too, with the C quoted-printable encoder, because
     the generic generator costs more per message than an SMTP server does to accept one.
     """
     values = recipient_values(recipient, settings, draft.language)
     subject, html, text = draft.personalise(values)
-    wire = WIRE if recipient.email.isascii() else WIRE_UTF8
     ident = message_id(campaign, step, recipient.email, settings.sender.domain)
-    mailto, https = unsubscribe_targets(settings, recipient.email)
-    # A boundary derived from the Message-ID keeps a dry run's bytes identical to the live
-    # send's; "=_" cannot occur in quoted-printable text (RFC 2045 section 6.7).
-    boundary = "=_" + hashlib.sha256(ident.encode()).hexdigest()[:40]
-    headers: list[tuple[str, object]] = [
-        ("From", settings.sender.header),
-        ("To", _address(values["name"], recipient.email)),
-    ]
-    if draft.reply_to:
-        headers.append(("Reply-To", draft.reply_to))
-    headers += [
-        ("Subject", single_line(f"{subject_prefix}{subject}")),
-        ("Date", format_datetime(date)),
-        ("Message-ID", ident),
-        ("List-Id", list_id(campaign, settings)),
-        ("List-Unsubscribe", f"<{mailto}>" + (f", <{https}>" if https else "")),
-    ]
-    if https:
-        # RFC 8058 one-click: mailbox providers POST to the https URL, no page to visit.
-        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
-    headers += [
-        ("MIME-Version", "1.0"),
-        ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
-    ]
-    head = b"".join(_header(wire, name, value) for name, value in headers)
+    boundary = _boundary(ident)
+    head = _head(
+        draft, recipient, settings, values, subject, ident, boundary, campaign, date, subject_prefix
+    )
     mark = boundary.encode("ascii")
-    return Outgoing(
+    data = (
         head
         + b"\r\n--"
         + mark
@@ -201,39 +193,153 @@ def build_message(
         + _part("text/html", html)
         + b"\r\n--"
         + mark
-        + b"--\r\n",
-        ident,
+        + b"--\r\n"
+    )
+    if has_bare_line_ending(data):
+        # Every part above writes CRLF; a bare CR or LF here is a bug, and on the wire a bare
+        # LF before "." escapes dot-stuffing (SMTP smuggling, CVE-2023-51764).
+        raise HeaderError("the message holds a bare CR or LF", field="message")
+    return Outgoing(data, ident)
+
+
+def check_headers(
+    draft: EmailDraft,
+    recipient: Recipient,
+    settings: Settings,
+    *,
+    campaign: str,
+    step: str,
+    date: datetime,
+) -> None:
+    """Raise the :class:`HeaderError` :func:`build_message` would raise for ``recipient``.
+
+    The headers are all that can fail (the parts are quoted-printable of normalised text),
+    and writing them is a fraction of writing the message: the campaign check runs this for
+    every recipient, so what it accepts can be sent.
+    """
+    values = recipient_values(recipient, settings, draft.language)
+    subject = draft.personalise_subject(values)
+    ident = message_id(campaign, step, recipient.email, settings.sender.domain)
+    _head(draft, recipient, settings, values, subject, ident, _boundary(ident), campaign, date, "")
+
+
+def _boundary(ident: str) -> str:
+    # Derived from the Message-ID, it keeps a dry run's bytes identical to the live send's;
+    # "=_" cannot occur in quoted-printable text (RFC 2045 section 6.7).
+    return "=_" + hashlib.sha256(ident.encode()).hexdigest()[:40]
+
+
+def _head(
+    draft: EmailDraft,
+    recipient: Recipient,
+    settings: Settings,
+    values: dict[str, str],
+    subject: str,
+    ident: str,
+    boundary: str,
+    campaign: str,
+    date: datetime,
+    subject_prefix: str,
+) -> bytes:
+    mailto, https = unsubscribe_targets(settings, recipient.email)
+    utf8 = not recipient.email.isascii()
+    sender = settings.sender
+    to = _to(recipient, values["name"])
+    title = _subject(draft, subject, values, subject_prefix)
+    head = [
+        _same_for_everyone(utf8, "From", _mailbox(*sender.mailbox, utf8=utf8), sender.mailbox),
+        _written(utf8, "To", _mailbox(*to, utf8=utf8), to),
+    ]
+    if draft.reply_to:
+        reply_to = _parsed_mailbox(draft.reply_to)
+        head.append(_same_for_everyone(utf8, "Reply-To", _mailbox(*reply_to, utf8=utf8), reply_to))
+    head += [
+        _same_for_everyone(utf8, "Subject", _unstructured(title, utf8=utf8), title),
+        _written(utf8, "Date", format_datetime(date)),
+        _written(utf8, "Message-ID", ident),
+        _same_for_everyone(utf8, "List-Id", list_id(campaign, settings)),
+        _written(utf8, "List-Unsubscribe", f"<{mailto}>" + (f", <{https}>" if https else "")),
+    ]
+    if https:
+        # RFC 8058 one-click: mailbox providers POST to the https URL, no page to visit.
+        head.append(_same_for_everyone(utf8, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    head += [
+        _same_for_everyone(utf8, "MIME-Version", "1.0"),
+        _written(utf8, "Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+    ]
+    return b"".join(head)
+
+
+Expected = str | tuple[str, str] | None
+
+
+def _written(utf8: bool, name: str, value: str, expected: Expected = None) -> bytes:
+    """``name: value`` folded for the wire, then checked as bytes: one header field, which
+    reads back as ``expected`` (the text, or the mailbox's name and address) when given.
+
+    Folded at spaces only, into lines of 78 characters where the words allow (RFC 5322
+    section 2.2.3); values are single-line, and no word is over 900 octets.
+    """
+    words = value.split(" ")
+    lines = [f"{name}: {words[0]}"]
+    for word in words[1:]:
+        if word and len(lines[-1]) + 1 + len(word) > 78:
+            lines.append(f" {word}")
+        else:
+            lines[-1] += f" {word}"
+    try:
+        folded = ("\r\n".join(lines) + "\r\n").encode("utf-8" if utf8 else "ascii")
+    except UnicodeEncodeError:
+        raise HeaderError(f"the {name} header must be ASCII", field=name) from None
+    verify_folded(name, folded, utf8=utf8)
+    if expected is not None and not _plain(expected):
+        _reads_back(utf8, name, folded, expected)
+    return folded
+
+
+def _plain(expected: Expected) -> bool:
+    """A mailbox of atoms and a dot-atom address, written as it is: it can only read back
+    as itself, so the parser (most of what a message costs) need not check it."""
+    if not isinstance(expected, tuple):
+        return False
+    name, address = expected
+    return (not name or _ATOMS.fullmatch(name) is not None) and (
+        _PLAIN_ADDRESS.fullmatch(address) is not None
     )
 
 
-def _header(wire: policy.EmailPolicy, name: str, value: object) -> bytes:
-    text = str(value)
-    if "\r" in text or "\n" in text:
-        # Every value was made single-line upstream; this is the last line of defence.
-        raise ValueError(f"line break in the {name} header")
-    if name in _SAME_FOR_EVERYONE:
-        return _folded(wire.utf8, name, text)
-    return _fold(wire, name, text)
+def _reads_back(utf8: bool, name: str, folded: bytes, expected: Expected) -> None:
+    """What a mail program reads is what was meant: parse the bytes back and compare."""
+    unfolded = folded.decode("utf-8")[len(name) + 1 : -2].replace("\r\n", "").strip()
+    header = (WIRE_UTF8 if utf8 else WIRE).header_factory(name, unfolded)
+    if isinstance(expected, tuple):
+        # Spaces aside: a name longer than one encoded-word is split into several, and the
+        # email package reads a space between two of them where RFC 2047 section 6.2 (and
+        # mail programs) read none; the words are the same.
+        addresses = getattr(header, "addresses", ())
+        read: object = [("".join(a.display_name.split()), a.addr_spec) for a in addresses]
+        wanted: object = [("".join(expected[0].split()), expected[1])]
+    else:
+        read, wanted = str(header), expected
+    if read != wanted:
+        raise HeaderError(f"the {name} header would read as {read!r}, not {wanted!r}", field=name)
 
 
-# Parsing a header is most of what building a message costs; these are the same in every
-# message of a step, so each is parsed and folded once.
-_SAME_FOR_EVERYONE = {"From", "Reply-To", "List-Id", "List-Unsubscribe-Post", "MIME-Version"}
+# Parsing a header back is most of what writing it costs; these are the same in every
+# message of a step (the Subject too, unless it names the journalist), so each is written
+# and checked once.
+@functools.lru_cache(maxsize=1024)
+def _same_for_everyone(utf8: bool, name: str, value: str, expected: Expected = None) -> bytes:
+    return _written(utf8, name, value, expected)
 
 
-@functools.lru_cache(maxsize=256)
-def _folded(utf8: bool, name: str, text: str) -> bytes:
-    return _fold(WIRE_UTF8 if utf8 else WIRE, name, text)
-
-
-def _fold(wire: policy.EmailPolicy, name: str, text: str) -> bytes:
-    if name.lower() in _VERBATIM:
-        # Not through the header parser: it would decode the encoded-words of a List-Id
-        # phrase and encode them again word by word, leaving its specials bare.
-        if not text.isascii():
-            raise ValueError(f"{name} must be ASCII")
-        return _fold_verbatim(name, text, wire.linesep)
-    return wire.fold_binary(name, wire.header_factory(name, text))
+@functools.lru_cache(maxsize=64)
+def _parsed_mailbox(text: str) -> tuple[str, str]:
+    """A configured ``Name <address>`` (already checked by the configuration) as its parts."""
+    addresses = WIRE.header_factory("Reply-To", text).addresses
+    if len(addresses) != 1:
+        raise HeaderError(f"Reply-To {text!r} is not one address", field="Reply-To")
+    return addresses[0].display_name, addresses[0].addr_spec
 
 
 def _part(content_type: str, body: str) -> bytes:
