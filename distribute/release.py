@@ -101,6 +101,14 @@ class Block:
     links: tuple[Link, ...] = ()
     attribution: str | None = None
 
+    def __str__(self) -> str:
+        # ``{{ release.lead }}`` in a post or a text part reads as the lead's words ...
+        return self.text
+
+    def __html__(self) -> str:
+        # ... and in an HTML template as its markup, not as the dataclass's repr.
+        return str(self.html)
+
     @property
     def urls(self) -> tuple[str, ...]:
         """Web addresses a text reader needs in full (mailto links already show the address)."""
