@@ -607,6 +607,7 @@ def check_campaign(
     env = environment(settings)
     lines = _campaign_lines(campaign)
     folder = recipients_dir(settings)
+    result.warnings.extend(release.warnings)
 
     for step in campaign.steps:
         kind = "email" if isinstance(step, EmailStep) else "post"

@@ -74,7 +74,7 @@ def render_release(
         ("HTML part", _size(files["email.html"])),
         ("Text part", _size(files["email.txt"])),
         ("Message", _size(raw)),
-        *(("Warning", note) for note in draft.warnings),
+        *(("Warning", note) for note in (*release.warnings, *draft.warnings)),
     ]
     return rows, posts
 
