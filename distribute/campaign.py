@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -57,6 +57,7 @@ from distribute.recipients import (
 from distribute.release import Release, load_release
 from distribute.render.templates import instant, template_dirs
 from distribute.textfile import read_text
+from distribute.words import agree, plural
 
 if TYPE_CHECKING:
     from distribute.render.email import EmailDraft
@@ -140,6 +141,51 @@ class CampaignCheck:
     drafts: dict[str, EmailDraft] = field(default_factory=dict)
     posts: dict[str, PostSet] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # The steps each warning is about, in step with ``warnings``; () for the whole campaign.
+    warning_steps: list[tuple[str, ...]] = field(default_factory=list)
+
+    def warn(self, text: str, *steps: str) -> None:
+        self.warnings.append(text)
+        self.warning_steps.append(steps)
+
+    def warnings_for(self, steps: Collection[str] | None = None) -> list[str]:
+        """The warnings about ``steps`` (every step when None) and the whole campaign.
+
+        A warning about several steps (journalists mailed by more than one) is worked out
+        again for the selection, as running one step alone mails them once.
+        """
+        if steps is None:
+            return list(self.warnings)
+        kept = [
+            text
+            for text, about in zip(self.warnings, self.warning_steps, strict=True)
+            if not about or (len(about) == 1 and about[0] in steps)
+        ]
+        chosen = {name: audience for name, audience in self.audiences.items() if name in steps}
+        overlap = _overlap(chosen)
+        if overlap:
+            kept.append(overlap[0])
+        return kept
+
+
+def _overlap(audiences: dict[str, Audience]) -> tuple[str, tuple[str, ...]] | None:
+    """A warning when journalists are in more than one of these email steps, and the steps."""
+    seen: dict[str, list[str]] = {}
+    for name, audience in audiences.items():
+        for recipient in audience.recipients:
+            seen.setdefault(recipient.key, []).append(name)
+    repeated = {key: steps for key, steps in seen.items() if len(steps) > 1}
+    if not repeated:
+        return None
+    example, steps = next(iter(repeated.items()))
+    count = len(repeated)
+    involved = tuple(sorted({name for names in repeated.values() for name in names}))
+    return (
+        f"{plural(count, 'journalist')} {agree(count, 'is', 'are')} in more than one email "
+        f"step and {agree(count, 'gets', 'get')} one message per step "
+        f"(e.g. {example}: {', '.join(steps)})",
+        involved,
+    )
 
 
 # --------------------------------------------------------------------------- lines
@@ -607,7 +653,8 @@ def check_campaign(
     env = environment(settings)
     lines = _campaign_lines(campaign)
     folder = recipients_dir(settings)
-    result.warnings.extend(release.warnings)
+    for note in release.warnings:
+        result.warn(note)
 
     for step in campaign.steps:
         kind = "email" if isinstance(step, EmailStep) else "post"
@@ -618,8 +665,9 @@ def check_campaign(
             return (lines.of(section, key) if lines else None) or step.line
 
         if step.at < now and not send_now:
-            result.warnings.append(
-                f"{where}: {campaign.show(step.at)} is already past (now {campaign.show(now)})"
+            result.warn(
+                f"{where}: {campaign.show(step.at)} is already past (now {campaign.show(now)})",
+                step.name,
             )
         if isinstance(step, EmailStep):
             audience = load_audience(folder, step.lists)
@@ -636,7 +684,7 @@ def check_campaign(
             audience.recipients = selected
             audience.suppressed = suppressed
             if not selected:
-                result.warnings.append(f"{where}: selects no recipient")
+                result.warn(f"{where}: selects no recipient", step.name)
             extras = sorted({column for r in selected for column in r.extra})
             try:
                 draft = draft_email(
@@ -658,13 +706,15 @@ def check_campaign(
                     lacking.setdefault(recipient.list_name, set()).add(field_name)
             # A column some lists lack renders empty for their journalists: say which.
             for list_name, fields in sorted(lacking.items()):
-                result.warnings.append(
+                result.warn(
                     f"{where}: list {list_name!r} has no column {', '.join(sorted(fields))}: "
-                    "its journalists get an empty value there"
+                    "its journalists get an empty value there",
+                    step.name,
                 )
             result.audiences[step.name] = audience
             result.drafts[step.name] = draft
-            result.warnings.extend(f"{where}: {note}" for note in draft.warnings)
+            for note in draft.warnings:
+                result.warn(f"{where}: {note}", step.name)
         else:
             from distribute.render.social import render_posts
 
@@ -676,9 +726,10 @@ def check_campaign(
                     line=line("at"),
                 )
             if send_now and release.embargo is not None and now < release.embargo:
-                result.warnings.append(
+                result.warn(
                     f"{where}: the release is under embargo until "
-                    f"{campaign.show(release.embargo)}; this post could not go out now"
+                    f"{campaign.show(release.embargo)}; this post could not go out now",
+                    step.name,
                 )
             try:
                 posts = render_posts(
@@ -694,7 +745,8 @@ def check_campaign(
             except TemplateError as exc:
                 raise _inline_error(exc, "text", where, campaign, line("text")) from None
             result.posts[step.name] = posts
-            result.warnings.extend(f"{where}: {note}" for note in posts.warnings)
+            for note in posts.warnings:
+                result.warn(f"{where}: {note}", step.name)
             if step.channel == "x" and release.image:
                 from distribute.posting import load_image
 
@@ -702,17 +754,9 @@ def check_campaign(
                 # not between the mail and the post (a URL is fetched only when posting).
                 load_image(release, fetch=False)
     # Legitimate (an English and a French version), but worth knowing before it happens.
-    seen: dict[str, list[str]] = {}
-    for name, audience in result.audiences.items():
-        for recipient in audience.recipients:
-            seen.setdefault(recipient.key, []).append(name)
-    repeated = {key: steps for key, steps in seen.items() if len(steps) > 1}
-    if repeated:
-        example, steps = next(iter(repeated.items()))
-        result.warnings.append(
-            f"{len(repeated)} journalist(s) are in more than one email step and get one "
-            f"message per step (e.g. {example}: {', '.join(steps)})"
-        )
+    overlap = _overlap(result.audiences)
+    if overlap:
+        result.warn(overlap[0], *overlap[1])
     return result
 
 

@@ -94,7 +94,7 @@ def test_example_campaign_loads_and_checks(ws: Path, cfg: Settings) -> None:
 
     # Isabelle Fournier reads both the English and the French version.
     assert check.warnings == [
-        "1 journalist(s) are in more than one email step and get one message per step "
+        "1 journalist is in more than one email step and gets one message per step "
         "(e.g. isabelle.fournier@example.com: science-desk, presse-regionale)"
     ]
     english = check.audiences["science-desk"].recipients

@@ -213,7 +213,8 @@ def test_backoff_doubles_and_is_bounded(harness: Harness, max_retries: int, dela
     assert nonzero(report.counts) == {"sent": 2, "failed": 1}
     row = harness.rows()[busy]
     assert (row["state"], row["attempts"], row["last_code"]) == ("failed", max_retries + 1, 452)
-    assert row["last_text"] == f"gave up after {max_retries + 1} attempts: 452 4.2.2 mailbox full"
+    tries = "1 attempt" if max_retries == 0 else f"{max_retries + 1} attempts"
+    assert row["last_text"] == f"gave up after {tries}: 452 4.2.2 mailbox full"
     # The others were not held up behind the retries.
     assert [who for who, _ in harness.script.attempts[:3]] == [address(0), busy, address(2)]
 

@@ -215,7 +215,7 @@ def test_missing_url_still_renders_with_a_warning(conf: Settings) -> None:
     assert posts.parts[0].text == "News."
     assert posts.warnings == [
         "the release has no url: the post carries no link "
-        "(give one with --url or 'url:' in the front matter)"
+        "(add 'url:' to the release's front matter)"
     ]
 
 

@@ -170,6 +170,7 @@ def draft_email(
     subject: str | None = None,
     extra_fields: Iterable[str] = (),
     env: jinja2.Environment | None = None,
+    url_hint: str = "add 'url:' to the release's front matter",
 ) -> EmailDraft:
     """Render ``release`` with template ``template`` as it would be sent at instant ``at``."""
     env = env or environment(settings)
@@ -214,7 +215,7 @@ def draft_email(
             "hiding the end of the release and the unsubscribe link"
         )
     if not release.url:
-        notes.append("the release has no url: the email has no 'read online' link")
+        notes.append(f"the release has no url: the email has no 'read online' link ({url_hint})")
     reply_to = settings.sender.reply_to or next(
         (email for contact in release.contacts for email in contact.emails), None
     )

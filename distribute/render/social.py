@@ -37,6 +37,8 @@ from distribute.release import Release
 from distribute.render.templates import environment, render, render_string
 
 ELLIPSIS = "…"
+# Where a release's web address comes from in every command; ``render`` also has --url.
+NO_URL_HINT = "add 'url:' to the release's front matter"
 
 # A line holding only this separates the parts of a thread written by hand.
 _PART_SEPARATOR = re.compile(r"^[ \t]*---[ \t]*$", re.MULTILINE)
@@ -484,12 +486,14 @@ def render_posts(
     numbered: bool = False,
     url: str | None = None,
     env: jinja2.Environment | None = None,
+    url_hint: str = NO_URL_HINT,
 ) -> PostSet:
     """Render ``release`` into the post (or thread) it becomes on ``network``.
 
     ``text`` (an inline template) wins over ``template`` (``social/{template}.txt.j2``).
     Without ``thread``, a post over the limit raises :class:`TemplateError` naming the
-    template, the weighted count and the limit.
+    template, the weighted count and the limit. ``url_hint`` says how to give a url where
+    the caller offers a way besides the front matter (``render --url``).
     """
     net = network_named(network)
     url = url or release.url
@@ -497,10 +501,7 @@ def render_posts(
         release = replace(release, url=url)
     warnings: list[str] = []
     if not url:
-        warnings.append(
-            "the release has no url: the post carries no link "
-            "(give one with --url or 'url:' in the front matter)"
-        )
+        warnings.append(f"the release has no url: the post carries no link ({url_hint})")
     fitter = _Fitter(net.counter)
     # Posts are plain text: even an inline template (which Jinja would escape like HTML by
     # default) must keep "R&D" as written.
