@@ -159,7 +159,7 @@ class Release:
     lead: Block | None = None
     sections: tuple[Section, ...] = ()
     boilerplate: Section | None = None
-    contact_heading: str = "Press contact"
+    contact_heading: str | None = None  # as the release words it; else the template's own
     contacts: tuple[Contact, ...] = ()
     handle: str | None = None
     handle_url: str | None = None
@@ -701,7 +701,7 @@ def _infer(blocks: list[_Raw], meta: dict[str, Any], source: Path | None) -> Rel
     boilerplate_heading: str | None = None
     boilerplate: list[Block] = []
     website: str | None = None
-    contact_heading = "Press contact"
+    contact_heading: str | None = None
     contact_blocks: list[_Raw] = []
     mode = "body"
 

@@ -164,6 +164,11 @@ def render_string(
     return render_template(template, context, where=where)
 
 
+# Whitespace that may break a line, and control characters. No-break spaces are not in it:
+# French typography puts them before « : ; ! ? », in a subject as anywhere else.
+_LINE_BREAKING = re.compile(r"(?:(?![\u00a0\u2007\u202f])[\s\x00-\x1f\x7f])+")
+
+
 def single_line(text: str) -> str:
     """Collapse whitespace (and control characters) so a value can sit in a header."""
-    return re.sub(r"[\s\x00-\x1f\x7f]+", " ", text).strip()
+    return _LINE_BREAKING.sub(" ", text).strip()
