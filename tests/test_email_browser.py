@@ -23,6 +23,8 @@ from distribute.release import load_release
 from distribute.render.email import draft_email
 from distribute.render.message import recipient_values
 
+TABLE_RELEASE = Path(__file__).resolve().parent / "data" / "releases" / "table-image-embargo.md"
+
 # Measured in the page once it has laid out, then read back from the dumped DOM.
 PROBE = """<script>
 var c = document.querySelector('table.container');
@@ -84,7 +86,11 @@ def page_for(release: Path, settings: Settings, folder: Path, script: str = PROB
 def pages(
     settings: Settings, example_path: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> list[Path]:
-    found = [page_for(example_path, settings, tmp_path)]
+    # A table wider than a phone must scroll inside its box, not widen the page.
+    found = [
+        page_for(example_path, settings, tmp_path),
+        page_for(TABLE_RELEASE, settings, tmp_path),
+    ]
     seed = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"
     seed_file = seed / "000_3b1625be7b745785.txt"
     if seed_file.is_file():
@@ -203,8 +209,6 @@ window.addEventListener('load', function () {
   }));
 });
 </script></body>"""
-
-TABLE_RELEASE = Path(__file__).resolve().parent / "data" / "releases" / "table-image-embargo.md"
 
 
 @pytest.fixture(
