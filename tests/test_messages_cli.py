@@ -99,7 +99,7 @@ def test_unknown_setting_names_its_line_and_its_table(workspace: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr == (
         f"Error: {workspace / 'distribute.toml'}:6: unknown setting [x] 'max_retries' "
-        "(known: account); 'max_retries' goes in [smtp]\n"
+        "(known: account, api_url, timeout); 'max_retries' goes in [smtp]\n"
     )
 
 
