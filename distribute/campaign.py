@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -65,6 +65,7 @@ from distribute.recipients import (
 from distribute.release import Release, load_release
 from distribute.render.templates import instant, template_dirs
 from distribute.textfile import read_text
+from distribute.words import agree, plural
 
 if TYPE_CHECKING:
     from distribute.render.email import EmailDraft
@@ -152,6 +153,53 @@ class CampaignCheck:
     suppressions: Suppressions = field(default_factory=Suppressions)
     # Invalid rows left out with ``skip_invalid``, each once.
     skipped: list[Problem] = field(default_factory=list)
+    # The steps each warning is about, in step with ``warnings``; () for the whole campaign.
+    warning_steps: list[tuple[str, ...]] = field(default_factory=list)
+
+    def warn(self, text: str, *steps: str) -> None:
+        self.warnings.append(text)
+        self.warning_steps.append(steps)
+
+    def warnings_for(self, steps: Collection[str] | None = None) -> list[str]:
+        """The warnings about ``steps`` (every step when None) and the whole campaign.
+
+        A warning about several steps (journalists mailed by more than one) is worked out
+        again for the selection, as running one step alone mails them once.
+        """
+        if steps is None:
+            return list(self.warnings)
+        everywhere = _overlap(self.audiences)
+        kept = [
+            text
+            for text, about in zip(self.warnings, self.warning_steps, strict=True)
+            if (not about or any(name in steps for name in about))
+            and (everywhere is None or text != everywhere[0])
+        ]
+        chosen = {name: audience for name, audience in self.audiences.items() if name in steps}
+        overlap = _overlap(chosen)
+        if overlap:
+            kept.append(overlap[0])
+        return kept
+
+
+def _overlap(audiences: dict[str, Audience]) -> tuple[str, tuple[str, ...]] | None:
+    """A warning when journalists are in more than one of these email steps, and the steps."""
+    seen: dict[str, list[str]] = {}
+    for name, audience in audiences.items():
+        for recipient in audience.recipients:
+            seen.setdefault(recipient.key, []).append(name)
+    repeated = {key: steps for key, steps in seen.items() if len(steps) > 1}
+    if not repeated:
+        return None
+    example, steps = next(iter(repeated.items()))
+    count = len(repeated)
+    involved = tuple(sorted({name for names in repeated.values() for name in names}))
+    return (
+        f"{plural(count, 'journalist')} {agree(count, 'is', 'are')} in more than one email "
+        f"step and {agree(count, 'gets', 'get')} one message per step "
+        f"(e.g. {example}: {', '.join(steps)})",
+        involved,
+    )
 
 
 # --------------------------------------------------------------------------- lines
@@ -627,6 +675,8 @@ def check_campaign(
     env = environment(settings)
     lines = _campaign_lines(campaign)
     folder = recipients_dir(settings)
+    for note in release.warnings:
+        result.warn(note)
     result.suppressions = suppressions_of(settings)
     audiences = {
         step.name: load_audience(folder, step.lists, result.suppressions)
@@ -638,14 +688,12 @@ def check_campaign(
     if invalid and not skip_invalid:
         raise invalid_rows_error(invalid)
     result.skipped = invalid
-    result.warnings.extend(
-        f"{display_path(p.file)}:{p.line}: not mailed: {p.reason}" for p in invalid
-    )
+    for p in invalid:
+        result.warn(f"{display_path(p.file)}:{p.line}: not mailed: {p.reason}")
     if result.suppressions.problems:
-        result.warnings.extend(problem_lines(result.suppressions.problems))
-        result.warnings.append(
-            "a live send refuses to run until every suppression entry is understood"
-        )
+        for problem in problem_lines(result.suppressions.problems):
+            result.warn(problem)
+        result.warn("a live send refuses to run until every suppression entry is understood")
     columns_read: dict[Path, set[str]] = {}
 
     for step in campaign.steps:
@@ -657,8 +705,9 @@ def check_campaign(
             return (lines.of(section, key) if lines else None) or step.line
 
         if step.at < now and not send_now:
-            result.warnings.append(
-                f"{where}: {campaign.show(step.at)} is already past (now {campaign.show(now)})"
+            result.warn(
+                f"{where}: {campaign.show(step.at)} is already past (now {campaign.show(now)})",
+                step.name,
             )
         if isinstance(step, EmailStep):
             audience = audiences[step.name]
@@ -674,7 +723,7 @@ def check_campaign(
             audience.recipients = selected
             audience.suppressed = suppressed
             if not selected:
-                result.warnings.append(f"{where}: selects no recipient")
+                result.warn(f"{where}: selects no recipient", step.name)
             extras = sorted({column for r in selected for column in r.extra})
             try:
                 draft = draft_email(
@@ -708,9 +757,10 @@ def check_campaign(
                     lacking.setdefault(recipient.list_name, set()).add(field_name)
             # A column some lists lack renders empty for their journalists: say which.
             for list_name, fields in sorted(lacking.items()):
-                result.warnings.append(
+                result.warn(
                     f"{where}: list {list_name!r} has no column {', '.join(sorted(fields))}: "
-                    "its journalists get an empty value there"
+                    "its journalists get an empty value there",
+                    step.name,
                 )
             # The To header shows the name, whatever the templates do.
             read = draft.slots() | {"email", "first_name", "last_name", "name"}
@@ -721,7 +771,8 @@ def check_campaign(
                 columns_read.setdefault(stats.file, set()).update(read)
             result.audiences[step.name] = audience
             result.drafts[step.name] = draft
-            result.warnings.extend(f"{where}: {note}" for note in draft.warnings)
+            for note in draft.warnings:
+                result.warn(f"{where}: {note}", step.name)
         else:
             from distribute.render.social import render_posts
 
@@ -733,9 +784,10 @@ def check_campaign(
                     line=line("at"),
                 )
             if send_now and release.embargo is not None and now < release.embargo:
-                result.warnings.append(
+                result.warn(
                     f"{where}: the release is under embargo until "
-                    f"{campaign.show(release.embargo)}; this post could not go out now"
+                    f"{campaign.show(release.embargo)}; this post could not go out now",
+                    step.name,
                 )
             try:
                 posts = render_posts(
@@ -751,49 +803,50 @@ def check_campaign(
             except TemplateError as exc:
                 raise _inline_error(exc, "text", where, campaign, line("text")) from None
             result.posts[step.name] = posts
-            result.warnings.extend(f"{where}: {note}" for note in posts.warnings)
+            for note in posts.warnings:
+                result.warn(f"{where}: {note}", step.name)
             if step.channel == "x" and release.image:
                 from distribute.posting import load_image
 
                 # A missing or oversized image must stop the campaign before any step runs,
                 # not between the mail and the post (a URL is fetched only when posting).
                 load_image(release, fetch=False)
-    result.warnings.extend(_unused_columns(audiences.values(), columns_read))
+    for note, about in _unused_columns(audiences, columns_read):
+        result.warn(note, *about)
     # Legitimate (an English and a French version), but worth knowing before it happens.
-    seen: dict[str, list[str]] = {}
-    for name, audience in result.audiences.items():
-        for recipient in audience.recipients:
-            seen.setdefault(recipient.key, []).append(name)
-    repeated = {key: steps for key, steps in seen.items() if len(steps) > 1}
-    if repeated:
-        example, steps = next(iter(repeated.items()))
-        result.warnings.append(
-            f"{len(repeated)} journalist(s) are in more than one email step and get one "
-            f"message per step (e.g. {example}: {', '.join(steps)})"
-        )
+    overlap = _overlap(result.audiences)
+    if overlap:
+        result.warn(overlap[0], *overlap[1])
     return result
 
 
-def _unused_columns(audiences: Iterable[Audience], used: Mapping[Path, set[str]]) -> list[str]:
+def _unused_columns(
+    audiences: Mapping[str, Audience], used: Mapping[Path, set[str]]
+) -> list[tuple[str, tuple[str, ...]]]:
     """A warning per list holding columns that no template or filter of the campaign reads,
-    so a column under a name distribute does not know is not silently left out."""
-    notes: list[str] = []
-    seen: set[Path] = set()
-    for audience in audiences:
+    so a column under a name distribute does not know is not silently left out; each with
+    the steps that mail the list, so ``--step`` shows only the lists it sends to."""
+    steps_of: dict[Path, list[str]] = {}
+    stats_of: dict[Path, Any] = {}
+    for step_name, audience in audiences.items():
         for stats in audience.lists:
-            if stats.file in seen:
-                continue
-            seen.add(stats.file)
-            unused = [
-                cell if cell == name else f"{cell} (read as {name})"
-                for cell, name in stats.columns
-                if name not in used.get(stats.file, set())
-            ]
-            if unused:
-                notes.append(
-                    f"{display_path(stats.file)}: no template or filter of this campaign uses "
-                    f"the column{'s' if len(unused) != 1 else ''} {', '.join(unused)}"
+            steps_of.setdefault(stats.file, []).append(step_name)
+            stats_of.setdefault(stats.file, stats)
+    notes: list[tuple[str, tuple[str, ...]]] = []
+    for file, stats in stats_of.items():
+        unused = [
+            cell if cell == name else f"{cell} (read as {name})"
+            for cell, name in stats.columns
+            if name not in used.get(file, set())
+        ]
+        if unused:
+            notes.append(
+                (
+                    f"{display_path(file)}: no template or filter of this campaign uses "
+                    f"the column{'s' if len(unused) != 1 else ''} {', '.join(unused)}",
+                    tuple(steps_of[file]),
                 )
+            )
     return notes
 
 

@@ -202,12 +202,40 @@ def _check_keys(data: dict[str, Any], section: str, path: Path) -> None:
                 f"[{section}] {key}: secrets are never read from this file; set them in the "
                 f"environment ({where})",
                 path=path,
+                line=_line_of(path, section, key),
             )
         if key not in allowed:
             where = f"[{section}] " if section else ""
+            home = [f"[{name}]" for name, keys in _SECTIONS.items() if name and key in keys]
+            hint = f"; {key!r} goes in {' or '.join(home)}" if home else ""
             raise ConfigError(
-                f"unknown setting {where}{key!r} (known: {', '.join(sorted(allowed))})", path=path
+                f"unknown setting {where}{key!r} (known: {', '.join(sorted(allowed))}){hint}",
+                path=path,
+                line=_line_of(path, section, key),
             )
+
+
+def _line_of(path: Path, section: str, key: str) -> int | None:
+    """The line of ``key`` in table ``section`` of a TOML file (tomllib gives no positions)."""
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    current = ""
+    for number, line in enumerate(lines, start=1):
+        header = re.match(r"^\s*\[\s*([\w.-]+)\s*\]", line)
+        if header:
+            current = header.group(1)
+            if current == f"{section}.{key}" or (not section and current.split(".")[0] == key):
+                return number  # an unknown table: [smpt], [smtp.tls]
+            continue
+        assignment = re.match(r"^\s*[\"']?([\w.-]+?)[\"']?\s*=", line)
+        if assignment is None:
+            continue
+        dotted = ".".join(part for part in (current, assignment.group(1)) if part)
+        if dotted == f"{section}.{key}" if section else dotted.split(".")[0] == key:
+            return number
+    return None
 
 
 def _typed(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:

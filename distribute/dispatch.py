@@ -28,6 +28,7 @@ from distribute.ledger import Claim, Ledger, Planned, StepRef, runner_id
 from distribute.recipients import Recipient, SuppressionWatch, suppression_folders
 from distribute.render.email import EmailDraft
 from distribute.render.message import build_message, message_bytes
+from distribute.words import plural
 
 log = logging.getLogger("distribute")
 
@@ -74,7 +75,7 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a step, after every connection finished its current message."""
 
     def __init__(self, done: int, total: int):
-        super().__init__(f"interrupted after {done} of {total} messages")
+        super().__init__(f"interrupted after {done} of {plural(total, 'message')}")
         self.done = done
         self.total = total
 
@@ -343,8 +344,8 @@ class Dispatcher:
             raise Interrupted(done[0], total) from None
         if errors:
             raise errors[0].__class__(
-                f"{errors[0].format()}; stopped after {done[0]} of {total} messages. Nothing "
-                f"was lost: run the same command again to send the rest"
+                f"{errors[0].format()}; stopped after {done[0]} of {plural(total, 'message')}. "
+                "Nothing was lost: run the same command again to send the rest"
             )
 
     def _next_claim(self, ref: StepRef, runner: str, stop: threading.Event) -> Claim | None:
@@ -432,7 +433,7 @@ class Dispatcher:
                     claim,
                     "failed",
                     code=outcome.code,
-                    text=f"gave up after {claim.attempts} attempts: {outcome.text}",
+                    text=f"gave up after {plural(claim.attempts, 'attempt')}: {outcome.text}",
                     message_id=message_id,
                 )
                 outcome = Outcome("failed", outcome.code, outcome.text)

@@ -3,7 +3,8 @@
 Releases often arrive converted from a PDF, so the structure is inferred rather than
 demanded: the first heading is the headline (bold markers dropped), a short paragraph
 before the bold lead is the subtitle, headings (or short bold paragraphs) open sections,
-"About ..." opens the boilerplate, "Press contact" opens the contact block, and a lone
+"About ..." opens the boilerplate, "Press contact" (or "Media contact: ...", "Contacts
+presse", "Media enquiries") opens the contact block, and a lone
 ``[@Name](https://twitter.com/Name)`` link is the account handle. Paragraphs that a page
 break split in two (``*... It is also a*`` then ``*commitment ...*``) are joined again.
 """
@@ -49,9 +50,15 @@ _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _TERMINAL = tuple('.!?…:;"”»)')
 _WHOLLY_BOLD = re.compile(r"^\*\*(?P<inner>.+)\*\*\s*:?$", re.DOTALL)
 _ABOUT = re.compile(r"^(about|à propos( de| d['’])?|a propos( de)?)\b", re.IGNORECASE)
-_CONTACT = re.compile(
-    r"^((press|media)\s+contacts?|contacts?\s+(presse|média|media)|contact)\s*:?\s*$",
-    re.IGNORECASE,
+_CONTACT_WORDS = (
+    r"(press|media)\s+(contacts?|enquiries|inquiries)|contacts?\s+(presse|médias?|media)"
+)
+_CONTACT = re.compile(rf"^({_CONTACT_WORDS}|contact)\s*:?\s*$", re.IGNORECASE)
+# "Media contact: Jane Smith, +44 ..." on a line of its own or opening a paragraph. A colon is
+# needed here (a sentence may start with "Press contacts"), and a bare "Contact:" is not enough.
+_CONTACT_LINE = re.compile(
+    rf"^[*_]*\s*(?P<label>{_CONTACT_WORDS})\s*[*_]*\s*:\s*[*_]*\s*(?P<rest>.*)$",
+    re.IGNORECASE | re.DOTALL,
 )
 _PHONE = re.compile(r"^\+?[\d(][\d\s().\-/+]{6,}$")
 # What separates the things a contact line holds: "Jane Smith, Head of Press – +44 ... – jane@...".
@@ -101,6 +108,14 @@ class Block:
     links: tuple[Link, ...] = ()
     attribution: str | None = None
 
+    def __str__(self) -> str:
+        # ``{{ release.lead }}`` in a post or a text part reads as the lead's words ...
+        return self.text
+
+    def __html__(self) -> str:
+        # ... and in an HTML template as its markup, not as the dataclass's repr.
+        return str(self.html)
+
     @property
     def urls(self) -> tuple[str, ...]:
         """Web addresses a text reader needs in full (mailto links already show the address)."""
@@ -144,12 +159,14 @@ class Release:
     lead: Block | None = None
     sections: tuple[Section, ...] = ()
     boilerplate: Section | None = None
-    contact_heading: str = "Press contact"
+    contact_heading: str | None = None  # as the release words it; else the template's own
     contacts: tuple[Contact, ...] = ()
     handle: str | None = None
     handle_url: str | None = None
     website: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # What the reading guessed and a press officer should know (a heading dropped, say).
+    warnings: tuple[str, ...] = ()
 
     @property
     def preheader(self) -> str:
@@ -382,12 +399,21 @@ def _inline(source: str) -> tuple[Markup, str, tuple[Link, ...]]:
     text_parts: list[str] = []
     links: list[Link] = []
     link_stack: list[tuple[str, int]] = []
+    script: tuple[str, int] | None = None  # an open <sup> or <sub>, where its text starts
     for child in children:
         if child.type == "html_inline" and child.content.startswith("<!--"):
             continue
         if child.type == "html_inline" and not _ALLOWED_TAG.match(child.content.strip()):
             html_parts.append(escape(child.content))
             continue
+        if child.type == "html_inline":
+            tag = child.content.strip().lower()
+            if tag in {"<sup>", "<sub>"}:
+                script = (tag[1:4], len(text_parts))
+            elif script is not None and tag == f"</{script[0]}>":
+                kind, start = script
+                text_parts[start:] = [_script_text("".join(text_parts[start:]), kind)]
+                script = None
         if child.type == "link_open":
             link_stack.append((str(child.attrs.get("href", "")), len(text_parts)))
         elif child.type == "link_close" and link_stack:
@@ -407,6 +433,20 @@ def _inline(source: str) -> tuple[Markup, str, tuple[Link, ...]]:
     return Markup(html), text, tuple(links)  # noqa: S704 (built from escaped tokens)
 
 
+# Unicode has superscript and subscript digits and signs; letters only as phonetic modifier
+# letters, which many fonts lack, so "21<sup>st</sup>" stays "21st" in the text part.
+_SCRIPTS = {
+    "sup": str.maketrans("0123456789+-−=()", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁻⁼⁽⁾"),
+    "sub": str.maketrans("0123456789+-−=()", "₀₁₂₃₄₅₆₇₈₉₊₋₋₌₍₎"),
+}
+
+
+def _script_text(text: str, kind: str) -> str:
+    """``m<sup>2</sup>`` reads m² in plain text: the Unicode forms when every character has one."""
+    converted = text.translate(_SCRIPTS[kind])
+    return converted if text and all(a != b for a, b in zip(text, converted, strict=True)) else text
+
+
 def _strip_bold(source: str) -> str:
     match = _WHOLLY_BOLD.match(source.strip())
     inner = match.group("inner") if match else source
@@ -418,8 +458,11 @@ def _block(raw: _Raw) -> Block:
         # Text is escaped by the renderer, so any "<!--" left in its output is a real comment.
         rendered = _COMMENT.sub("", _md.render(raw.source)).strip()
         html = Markup(rendered)  # noqa: S704 (html_inline escaped below)
-        items = [_inline(re.sub(r"^\s*([-*+]|\d+[.)])\s+", "", line)) for line in _items(raw)]
-        text = "\n".join(f"- {item[1]}" for item in items)
+        lines = _items(raw)
+        items = [_inline(_LIST_MARKER.sub("", line)) for line in lines]
+        text = "\n".join(
+            f"{marker} {item[1]}" for marker, item in zip(_markers(lines), items, strict=True)
+        )
         links = tuple(link for item in items for link in item[2])
         return Block("list", _escape_raw_html(html), text, links)
     if raw.kind == "table":
@@ -465,6 +508,29 @@ def _table(raw: _Raw) -> Block:
     parts.append("</table>")
     text = "\n".join(" | ".join(cell[3] for cell in row) for row in rows)
     return Block("table", Markup("".join(parts)), text, tuple(links))  # noqa: S704
+
+
+def _markers(lines: list[str]) -> list[str]:
+    """Each item's marker in the text part: "-" for a bullet, its number in a numbered list
+    (counted as Markdown counts, from the first item's number), indented by nesting."""
+    markers: list[str] = []
+    levels: list[tuple[int, int | None]] = []  # (indent, next number) of each open list
+    for line in lines:
+        indent = len(line) - len(line.lstrip())
+        while levels and levels[-1][0] > indent:
+            levels.pop()
+        match = _LIST_MARKER.match(line)
+        number = re.match(r"\d+", match.group(1)) if match else None
+        if not levels or levels[-1][0] < indent:
+            levels.append((indent, int(number.group(0)) if number else None))
+        current = levels[-1][1]
+        if current is None:
+            marker = "-"
+        else:
+            marker = f"{current}."
+            levels[-1] = (indent, current + 1)
+        markers.append("   " * (len(levels) - 1) + marker)
+    return markers
 
 
 def _items(raw: _Raw) -> list[str]:
@@ -578,10 +644,25 @@ def _infer(blocks: list[_Raw], meta: dict[str, Any], source: Path | None) -> Rel
 
     blocks = _drop_kickers(blocks)
     title = meta.get("title")
+    subtitle = meta.get("subtitle")
+    notes: list[str] = []
     position = 0
     preamble: list[_Raw] = []  # blocks above the headline, read as the start of the body
-    if title is not None and blocks and _heading_like(blocks[0]) == single_space(title):
+    if title is not None and blocks and _same(_heading_like(blocks[0]), title):
         position = 1  # the body repeats the front matter's headline
+    elif title is not None and blocks and blocks[0].kind == "heading" and blocks[0].level == 1:
+        # A "# heading" that is not the front matter's title: a subtitle when it is shorter
+        # (and the front matter has none), never a second headline glued to the first.
+        first_heading = _heading_like(blocks[0]) or ""
+        position = 1
+        if subtitle is None and len(first_heading) < len(single_space(title)):
+            subtitle = first_heading
+        elif not _same(first_heading, subtitle):
+            where = f"{source}:{blocks[0].line}" if source else f"line {blocks[0].line}"
+            notes.append(
+                f"{where}: the heading {first_heading!r} is not the front matter's title "
+                f"{single_space(title)!r}; the title is the headline and the heading is left out"
+            )
     elif title is None:
         at = _headline_index(blocks)
         if at is None:
@@ -595,7 +676,6 @@ def _infer(blocks: list[_Raw], meta: dict[str, Any], source: Path | None) -> Rel
             raise ReleaseError("title is empty", path=source, line=blocks[at].line)
         preamble, position = blocks[:at], at + 1
 
-    subtitle = meta.get("subtitle")
     if subtitle is None and position < len(blocks):
         nxt = blocks[position]
         after = blocks[position + 1] if position + 1 < len(blocks) else None
@@ -621,7 +701,7 @@ def _infer(blocks: list[_Raw], meta: dict[str, Any], source: Path | None) -> Rel
     boilerplate_heading: str | None = None
     boilerplate: list[Block] = []
     website: str | None = None
-    contact_heading = "Press contact"
+    contact_heading: str | None = None
     contact_blocks: list[_Raw] = []
     mode = "body"
 
@@ -632,11 +712,18 @@ def _infer(blocks: list[_Raw], meta: dict[str, Any], source: Path | None) -> Rel
     for index, raw in enumerate([*preamble, *blocks[position:]]):
         # Above the headline a short bold line is a dateline or a tagline, never a section.
         heading = None if index < len(preamble) else _heading_like(raw)
-        if heading and _CONTACT.match(heading.rstrip(" :").strip() + ":"):
-            contact_heading = heading.rstrip(" :").strip()
+        opening = None
+        if index >= len(preamble) and raw.kind == "paragraph":
+            opening = _CONTACT_LINE.match(raw.source.strip())
+        if opening or (heading and _CONTACT.match(heading.rstrip(" :").strip() + ":")):
+            label = opening.group("label") if opening else heading or ""
+            contact_heading = single_space(label.rstrip(" :"))
             if mode == "body":
                 close_section()
             mode = "contact"
+            rest = opening.group("rest").strip() if opening else ""
+            if rest:
+                contact_blocks.append(_Raw("paragraph", rest, raw.line))
             continue
         if heading and _ABOUT.match(heading) and mode != "contact":
             if mode == "body":
@@ -691,7 +778,15 @@ def _infer(blocks: list[_Raw], meta: dict[str, Any], source: Path | None) -> Rel
         handle=handle.text if handle else None,
         handle_url=handle.href if handle else None,
         website=website,
+        warnings=tuple(notes),
     )
+
+
+def _same(text: str | None, other: str | None) -> bool:
+    """Two headlines that differ only in case, spacing or a final full stop are the same."""
+    if text is None or other is None:
+        return False
+    return single_space(text).rstrip(".").casefold() == single_space(other).rstrip(".").casefold()
 
 
 def single_space(text: str) -> str:

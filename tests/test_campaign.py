@@ -102,7 +102,7 @@ def test_example_campaign_loads_and_checks(ws: Path, cfg: Settings) -> None:
         SCIENCE_UNUSED,
         f"recipients/tech-press.csv: {UNUSED} outlet, beat, timezone, tags",
         f"recipients/presse-regionale.csv: {UNUSED} outlet, beat, language, timezone, tags",
-        "1 journalist(s) are in more than one email step and get one message per step "
+        "1 journalist is in more than one email step and gets one message per step "
         "(e.g. isabelle.fournier@example.com: science-desk, presse-regionale)",
     ]
     english = check.audiences["science-desk"].recipients

@@ -213,7 +213,8 @@ def test_backoff_doubles_and_is_bounded(harness: Harness, max_retries: int, dela
     assert nonzero(report.counts) == {"sent": 2, "failed": 1}
     row = harness.rows()[busy]
     assert (row["state"], row["attempts"], row["last_code"]) == ("failed", max_retries + 1, 452)
-    assert row["last_text"] == f"gave up after {max_retries + 1} attempts: 452 4.2.2 mailbox full"
+    tries = "1 attempt" if max_retries == 0 else f"{max_retries + 1} attempts"
+    assert row["last_text"] == f"gave up after {tries}: 452 4.2.2 mailbox full"
     # The others were not held up behind the retries.
     assert [who for who, _ in harness.script.attempts[:3]] == [address(0), busy, address(2)]
 
@@ -514,8 +515,14 @@ def test_ctrl_c_while_waiting_for_a_rate_slot_sends_nothing_more(harness: Harnes
     """The message waiting for its slot never started: it goes back, it is not sent."""
     harness.write(5, rate=1)
 
+    pressed: list[bool] = []
+
     def interrupted_sleep(seconds: float) -> None:
-        signal.raise_signal(signal.SIGINT)  # Ctrl-C, delivered to the main thread
+        # One Ctrl-C only: on a loaded machine a second one could reach the main thread while
+        # it waits for the workers, where a second Ctrl-C rightly stops at once.
+        if not pressed:
+            pressed.append(True)
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C, delivered to the main thread
         # The main thread notices at its next wake-up (every 0.5 s) and tells the workers.
         time.sleep(1.0)
 

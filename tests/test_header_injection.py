@@ -102,8 +102,10 @@ def test_an_encoded_first_name_stops_the_dry_run_before_any_message(workspace: P
     result = run("send", str(campaign))
     assert result.exit_code == 1
     assert result.stderr == (
-        f"Error: {workspace / 'recipients' / 'desk.csv'}:14: first_name holds "
-        f"'=?utf-8?q?Jo=0D=0A?=', {ENCODED}\n"
+        "Error: 1 invalid row in the journalist lists:\n"
+        f"  recipients/desk.csv:14: first_name holds '=?utf-8?q?Jo=0D=0A?=', {ENCODED}\n"
+        "`distribute recipients check` shows them all; `distribute send --skip-invalid` "
+        "sends to the valid rows and lists the others.\n"
     )
     assert outbox(workspace) == []
 
@@ -126,8 +128,11 @@ def test_outlet_injection_in_a_subject_is_refused_live(workspace: Path, server: 
     result = run("send", str(campaign), "--live")
     assert result.exit_code == 1
     assert result.stderr == (
-        f"Error: {workspace / 'recipients' / 'desk.csv'}:14: outlet holds "
+        "Error: 1 invalid row in the journalist lists:\n"
+        "  recipients/desk.csv:14: outlet holds "
         f"'=?utf-8?q?Daily=0D=0AX-Injected:_yes=0D=0A=0D=0…', {ENCODED}\n"
+        "`distribute recipients check` shows them all; `distribute send --skip-invalid` "
+        "sends to the valid rows and lists the others.\n"
     )
     assert server.received == []
 

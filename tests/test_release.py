@@ -4,6 +4,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from distribute.config import Settings
 from distribute.errors import ReleaseError
@@ -406,3 +408,26 @@ def test_table_in_the_email(settings: Settings) -> None:
     assert '<table role="table" cellpadding="6" border="1"' in draft.html
     assert "<p><table" not in draft.html
     assert "Year | Patents\n2020 | 33\n2021 x | 40\n" in draft.text
+
+
+SCRIPT_DIGITS = {"sup": "⁰¹²³⁴⁵⁶⁷⁸⁹", "sub": "₀₁₂₃₄₅₆₇₈₉"}
+
+
+@settings(deadline=None, max_examples=50)
+@given(st.sampled_from(["sup", "sub"]), st.text(alphabet="0123456789", min_size=1, max_size=6))
+def test_script_digits_read_as_unicode_in_the_text_part(tag: str, digits: str) -> None:
+    block = parse_release(f"# T\n\nA m<{tag}>{digits}</{tag}> hall.\n").body_blocks[0]
+    expected = "".join(SCRIPT_DIGITS[tag][int(d)] for d in digits)
+    assert block.text == f"A m{expected} hall."
+    assert f"<{tag}>{digits}</{tag}>" in str(block.html)
+
+
+@settings(deadline=None, max_examples=50)
+@given(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=6).filter(
+        lambda word: not word.isdigit()
+    )
+)
+def test_script_with_letters_stays_as_written_in_the_text_part(word: str) -> None:
+    block = parse_release(f"# T\n\nThe 21<sup>{word}</sup> century.\n").body_blocks[0]
+    assert block.text == f"The 21{word} century."

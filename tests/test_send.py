@@ -343,7 +343,8 @@ def test_crash_mid_step_never_sends_twice(workspace: Path) -> None:
         assert stranded <= 4  # at most one per connection
         shown = run("status").stdout
         if stranded:
-            assert f"desk: {stranded} message(s) were being sent by a process that stopped" in (
+            counted = "1 message was" if stranded == 1 else f"{stranded} messages were"
+            assert f"desk: {counted} being sent by a process that stopped" in (
                 " ".join(shown.split())
             )
 

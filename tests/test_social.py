@@ -215,7 +215,7 @@ def test_missing_url_still_renders_with_a_warning(conf: Settings) -> None:
     assert posts.parts[0].text == "News."
     assert posts.warnings == [
         "the release has no url: the post carries no link "
-        "(give one with --url or 'url:' in the front matter)"
+        "(add 'url:' to the release's front matter)"
     ]
 
 
@@ -416,3 +416,71 @@ def test_thread_parts_never_start_with_a_closing_guillemet() -> None:
     assert len(parts) == 2
     assert parts[0].endswith("fin. »")
     assert parts[1].startswith("Suite")
+
+
+# ------------------------------------------------------------------ empty values, cut points
+
+
+def test_a_missing_lead_prints_nothing_and_a_present_one_its_words(ws: Path) -> None:
+    write_template(ws, "x", "{{ release.title }} {{ release.lead }} {{ release.subtitle }}")
+    (ws / "bare.md").write_text("# Plain news\n\nA paragraph.\n", encoding="utf-8")
+    (ws / "led.md").write_text("# Led news\n\n**The lead says it all.**\n\nMore.\n", "utf-8")
+    for name in ("bare", "led"):
+        code, _, err = run("render", f"{name}.md", "--url", "https://e.org/a", "--out", name)
+        assert code == 0, err
+    bare = json.loads((ws / "bare" / "posts" / "x.json").read_text(encoding="utf-8"))
+    led = json.loads((ws / "led" / "posts" / "x.json").read_text(encoding="utf-8"))
+    assert [p["text"] for p in bare["parts"]] == ["Plain news"]
+    assert [p["text"] for p in led["parts"]] == ["Led news The lead says it all."]
+
+
+def test_a_sentence_a_word_too_long_moves_whole_to_the_next_part() -> None:
+    first = "The platform runs the AASM 2.6 scoring rules on every night of recordings. " * 3
+    last = "Each night is then scored by two sleep technicians as the AASM 2.6 manual."
+    text = (first + "Then " + "word " * 8 + last).strip()
+    parts = split_text(text, 280, weighted_length, reserve=4)
+    assert len(parts) == 2
+    assert parts[0].endswith("recordings.")
+    assert parts[1].endswith("AASM 2.6 manual.")
+    assert parts[1].startswith("Then word")
+
+
+CLAUSE = st.lists(
+    st.text(alphabet="abcdefghijklmnop", min_size=1, max_size=10), min_size=1, max_size=12
+).map(" ".join)
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(CLAUSE, min_size=2, max_size=25), st.sampled_from([",", ";", ":"]))
+def test_a_long_sentence_is_cut_after_a_clause_before_a_word(clauses: list[str], mark: str) -> None:
+    text = f"{mark} ".join(clauses) + "."
+    parts = split_text(text, 280, weighted_length)
+    assert " ".join(parts) == text
+    assert all(part.endswith(mark) for part in parts[:-1])
+
+
+SENTENCE = st.lists(
+    st.text(alphabet="abcdefghijklmnop", min_size=1, max_size=10), min_size=1, max_size=30
+).map(lambda words: " ".join(words) + st_end_marks[len(words) % len(st_end_marks)])
+st_end_marks = [".", "!", "?", f"{NNBSP}!", "…", ". »"]
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(SENTENCE, min_size=1, max_size=40))
+def test_parts_end_at_sentence_ends_whenever_every_sentence_fits(sentences: list[str]) -> None:
+    text = " ".join(sentences)
+    parts = split_text(text, 280, weighted_length)
+    assert " ".join(parts) == text
+    assert all(weighted_length(part) <= 280 for part in parts)
+    assert all(part.endswith(tuple(st_end_marks)) for part in parts)
+
+
+def test_a_sentence_longer_than_a_post_leaves_no_word_alone(conf: Settings) -> None:
+    words = "the sleep laboratory scores every recording of the night with "
+    sentence = "Since May " + words * 4 + "the rules of the AASM 2.6 manual."
+    assert 280 < weighted_length(sentence) < 300
+    posts = render_posts(release(), conf, text=sentence, thread=True, numbered=True)
+    texts = [post.text for post in posts.parts]
+    assert len(texts) == 2
+    assert texts[1].endswith("AASM 2.6 manual. 2/2")
+    assert min(len(text) for text in texts) > 100  # halves, not a part and a lone word

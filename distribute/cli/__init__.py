@@ -14,6 +14,7 @@ import click
 
 from distribute import __version__
 from distribute.errors import DistributeError
+from distribute.words import plural
 
 # name -> "module:attribute"; the module is imported the first time the command is needed.
 COMMANDS = {
@@ -51,8 +52,9 @@ class DistributeGroup(click.Group):
 
             if isinstance(exc, Interrupted):
                 click.echo(
-                    f"Interrupted after {exc.done} of {exc.total} messages; each one under way "
-                    "was finished and recorded. Run the same command again to send the rest.",
+                    f"Interrupted after {exc.done} of {plural(exc.total, 'message')}; "
+                    "each one under way was finished and recorded. "
+                    "Run the same command again to send the rest.",
                     err=True,
                 )
             else:

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from distribute.cli.common import console, settings_of
 from distribute.errors import WorkspaceError
+from distribute.words import agree, plural
 
 if TYPE_CHECKING:
     from distribute.config import Settings
@@ -57,6 +58,14 @@ def _report_table(reports: list[Any], zone: str) -> None:
             ),
         )
     console().print(table)
+
+
+def _problem_line(step: str, problem: dict[str, Any]) -> str:
+    """One failed or uncertain delivery; the reply code only when the reply does not start
+    with it already ("550 5.1.1 ...", not "(550): 550 5.1.1 ...")."""
+    code, text = problem["code"], problem["text"] or ""
+    shown = f" ({code})" if code and not text.startswith(str(code)) else ""
+    return f"  {step}: {problem['state']} {problem['address']}{shown}: {text}"
 
 
 def _progress(bar: Any, task: Any) -> Any:
@@ -123,17 +132,17 @@ def run_steps(
             for note in report.notes:
                 con.print(Text.assemble(("Note: ", "yellow"), note))
             if report.recovered:
+                count = report.recovered
                 con.print(
-                    f"{step.name}: {report.recovered} message(s) were being sent when a "
-                    "previous run stopped; they are marked uncertain and not resent "
+                    f"{step.name}: {plural(count, 'message')} {agree(count, 'was', 'were')} "
+                    "being sent when a previous run stopped; "
+                    f"{agree(count, 'it is', 'they are')} marked uncertain and not resent "
                     "(--retry-uncertain sends them again)."
                 )
             if report.attempted == 0 and not report.counts.get("pending"):
                 con.print(f"{step.name}: nothing left to send (every recipient is already done).")
             for failure in report.problems:
-                con.print(
-                    f"  {step.name}: {failure['state']} {failure['address']}: {failure['text']}"
-                )
+                con.print(_problem_line(step.name, failure))
     finally:
         ledger.close()
     _report_table(reports, loaded.timezone)
@@ -203,10 +212,11 @@ def send(
     loaded = load_campaign(campaign, settings)
     now = datetime.now(UTC)
     check = check_campaign(loaded, settings, now=now, send_now=True, skip_invalid=skip_invalid)
-    for note in check.warnings:
+    steps = [loaded.step(name) for name in step_names] if step_names else list(loaded.steps)
+    # With --step, what concerns the other steps is not this run's business.
+    for note in check.warnings_for([s.name for s in steps] if step_names else None):
         # Notes quote releases and lists: print them as text, never as rich markup.
         con.print(Text.assemble(("Warning: ", "yellow"), note))
-    steps = [loaded.step(name) for name in step_names] if step_names else list(loaded.steps)
 
     if test_address:
         from distribute.recipients import address_problem
@@ -323,11 +333,12 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool) -> None:
         con.print(table)
         for s in entry["steps"]:
             if s["counts"]["sending"] and not s["running"]:
+                count = s["counts"]["sending"]
                 con.print(
-                    f"  {s['name']}: {s['counts']['sending']} message(s) were being sent by a "
-                    "process that stopped; the next send reports them as uncertain and does "
-                    "not resend them."
+                    f"  {s['name']}: {plural(count, 'message')} {agree(count, 'was', 'were')} "
+                    "being sent by a process that stopped; the next send reports "
+                    f"{agree(count, 'it', 'them')} as uncertain and does not resend "
+                    f"{agree(count, 'it', 'them')}."
                 )
             for bad in s["problems"]:
-                code = f" ({bad['code']})" if bad["code"] else ""
-                con.print(f"  {s['name']}: {bad['state']} {bad['address']}{code}: {bad['text']}")
+                con.print(_problem_line(s["name"], bad))

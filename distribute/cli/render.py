@@ -60,8 +60,9 @@ def render_release(
     if url:
         release = replace(release, url=url)
     now = datetime.now(UTC)
-    posts = render_posts(release, settings, url=url)
-    draft = draft_email(release, settings, at=now, template=template)
+    hint = "give one with --url or 'url:' in the release's front matter"
+    posts = render_posts(release, settings, url=url, url_hint=hint)
+    draft = draft_email(release, settings, at=now, template=template, url_hint=hint)
     message = build_message(draft, recipient, settings, campaign="render", step="preview", date=now)
     raw = message_bytes(message)
     _, html, text = draft.personalise(recipient_values(recipient, settings, draft.language))
@@ -80,7 +81,7 @@ def render_release(
         ("HTML part", _size(files["email.html"])),
         ("Text part", _size(files["email.txt"])),
         ("Message", _size(raw)),
-        *(("Warning", note) for note in draft.warnings),
+        *(("Warning", note) for note in (*release.warnings, *draft.warnings)),
     ]
     return rows, posts
 

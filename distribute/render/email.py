@@ -51,26 +51,40 @@ RECIPIENT_FIELDS = (
     "unsubscribe_url",
 )
 
+# French typography puts a no-break space before « : ; ! ? » and inside guillemets, so the
+# mark never starts a line. U+00A0 rather than the narrower U+202F: every font the templates
+# name (Arial, Georgia) and every plain-text reader has it, it is what word processors insert
+# in French, and X weighs it 1 where U+202F weighs 2.
+NBSP = "\u00a0"
+
+# Every word the bundled templates print themselves, in each language they speak; a
+# release's ``language`` picks the set. ``colon`` follows a label the template ends itself.
 LABELS: dict[str, dict[str, str]] = {
     "en": {
         "embargoed": "EMBARGOED until",
         "press_release": "Press release",
+        "press_contact": "Press contact",
         "read_online": "Read the release online",
         "follow": "Follow us on X:",
         "why": "You receive this press release as a journalist on the press list of",
         "unsubscribe": "Unsubscribe from these press releases",
         "hello": "Hello,",
         "dear": "Dear {name},",
+        "colon": ":",
+        "end_mark": "###",
     },
     "fr": {
-        "embargoed": "SOUS EMBARGO jusqu'au",
+        "embargoed": "SOUS EMBARGO jusqu’au",
         "press_release": "Communiqué de presse",
+        "press_contact": "Contact presse",
         "read_online": "Lire le communiqué en ligne",
-        "follow": "Suivez-nous sur X :",
+        "follow": f"Suivez-nous sur X{NBSP}:",
         "why": "Vous recevez ce communiqué en tant que journaliste inscrit à la liste presse de",
         "unsubscribe": "Se désinscrire de ces communiqués",
         "hello": "Bonjour,",
         "dear": "Bonjour {name},",
+        "colon": f"{NBSP}:",
+        "end_mark": "-fin-",
     },
 }
 
@@ -206,6 +220,7 @@ def draft_email(
     subject: str | None = None,
     extra_fields: Iterable[str] = (),
     env: jinja2.Environment | None = None,
+    url_hint: str = "add 'url:' to the release's front matter",
 ) -> EmailDraft:
     """Render ``release`` with template ``template`` as it would be sent at instant ``at``."""
     env = env or environment(settings)
@@ -240,7 +255,7 @@ def draft_email(
         raise TemplateError("the subject is empty", path="subject" if subject else release.source)
     check_headline(headline, release, templated=subject is not None)
     if embargoed:
-        headline = f"{t['embargoed']} {context['embargo_until']}: {headline}"
+        headline = f"{t['embargoed']} {context['embargo_until']}{t['colon']} {headline}"
     fields = set(RECIPIENT_FIELDS) | set(extra_fields)
     _check_slots(html, f"email/{template}.html.j2", fields, tag)
     _check_slots(text, f"email/{template}.txt.j2", fields, tag)
@@ -252,7 +267,7 @@ def draft_email(
             "hiding the end of the release and the unsubscribe link"
         )
     if not release.url:
-        notes.append("the release has no url: the email has no 'read online' link")
+        notes.append(f"the release has no url: the email has no 'read online' link ({url_hint})")
     reply_to = settings.sender.reply_to or contact_reply_to(release)
     return EmailDraft(
         template=template,

@@ -15,7 +15,8 @@ The ``fit`` filter marks a value that may be shortened, at a sentence and else a
 boundary, ending with "…", only as much as the post needs; later values give way first.
 A post that still does not fit is an error, unless a thread is asked for (or the template
 writes several parts, separated by a ``---`` line): the text is then split into parts that
-each fit, at sentence and then word boundaries, never inside a URL, mention or hashtag.
+each fit, at a sentence end where a part has one, else at a clause end, else between words,
+never inside a URL, mention or hashtag.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from distribute.release import Release
 from distribute.render.templates import environment, render, render_string
 
 ELLIPSIS = "…"
+# Where a release's web address comes from in every command; ``render`` also has --url.
+NO_URL_HINT = "add 'url:' to the release's front matter"
 
 # A line holding only this separates the parts of a thread written by hand.
 _PART_SEPARATOR = re.compile(r"^[ \t]*---[ \t]*$", re.MULTILINE)
@@ -248,7 +251,8 @@ def shorten(text: str, target: int, count: Callable[[str], int], *, cut: str = "
 
 def _one_line(value: Any) -> str:
     # Only breakable whitespace is collapsed: U+00A0 and U+202F stay, and weigh what they weigh.
-    return _BREAK.sub(" ", str(value)).strip(" ")
+    # A value the release lacks is nothing, not "None".
+    return _BREAK.sub(" ", "" if value is None else str(value)).strip(" ")
 
 
 class _Fitter:
@@ -319,6 +323,64 @@ def _hard_split(word: str, budget: int, count: Callable[[str], int]) -> list[str
     return pieces
 
 
+# Where a thread may be cut, best first: after a sentence (or at a line break), after a
+# clause (a comma, semicolon, colon or dash), between words. Never before a closing quote.
+_SENTENCE_CUT, _CLAUSE_CUT, _WORD_CUT, _NO_CUT = 3, 2, 1, 0
+_CLAUSE_END = re.compile(r"[,;:][\"'”’»)\]\u00a0\u202f]*$")
+_DASH = re.compile(r"^[–—]$")
+
+
+def _cuts(tokens: list[tuple[str, str]]) -> list[int]:
+    """For each token, how good a place the gap after it is to end a part."""
+    ends: set[int] = set()
+    position = 0
+    for group in _sentences(tokens):
+        position += len(group)
+        ends.add(position - 1)
+    kinds: list[int] = []
+    for index, (_, word) in enumerate(tokens):
+        following = tokens[index + 1] if index + 1 < len(tokens) else None
+        if following is not None and _ONLY_CLOSERS.match(following[1]):
+            kinds.append(_NO_CUT)
+        elif index in ends or (following is not None and "\n" in following[0]):
+            kinds.append(_SENTENCE_CUT)
+        elif _CLAUSE_END.search(word) or _DASH.match(word):
+            kinds.append(_CLAUSE_CUT)
+        else:
+            kinds.append(_WORD_CUT)
+    return kinds
+
+
+def _best_cut(
+    tokens: list[tuple[str, str]],
+    kinds: list[int],
+    start: int,
+    end: int,
+    budget: int,
+    count: Callable[[str], int],
+) -> int:
+    """Where the part ``tokens[start:end]`` (the most that fits) should really end."""
+    for wanted in (_SENTENCE_CUT, _CLAUSE_CUT):
+        found = [k for k in range(start + 1, end + 1) if kinds[k - 1] >= wanted]
+        if found:
+            return found[-1]
+    # Inside a sentence with no clause end: when the rest of the sentence fits in the next
+    # part, cut near its middle, so no word is left there alone ("... AASM 2.6" / "manual.").
+    stop = next((k for k in range(end, len(kinds)) if kinds[k] == _SENTENCE_CUT), len(kinds) - 1)
+    candidates = [k for k in range(start + 1, end + 1) if kinds[k - 1] >= _WORD_CUT]
+    best: tuple[int, int] | None = None
+    for k in reversed(candidates):  # the rest of the sentence grows as the cut moves back
+        rest = count(_join(tokens[k : stop + 1]))
+        if rest > budget:
+            break
+        gap = abs(count(_join(tokens[start:k])) - rest)
+        if best is None or gap < best[0]:
+            best = (gap, k)
+    if best is not None:
+        return best[1]
+    return candidates[-1] if candidates else end
+
+
 def split_text(
     text: str,
     limit: int,
@@ -328,77 +390,58 @@ def split_text(
 ) -> list[str]:
     """Split ``text`` into parts that each weigh at most ``limit - reserve``.
 
-    Whole sentences are kept together where they fit, else the cut falls between words;
-    URLs, mentions and hashtags are words, so they are never cut. Line breaks inside a part
-    are kept; those between parts are dropped.
+    Each part takes as much as fits, then gives back what follows its last sentence end;
+    with no sentence end in it, what follows its last clause end (a comma, a semicolon, a
+    colon, a dash); else it ends between words, near the middle of a sentence that the next
+    part can finish. So a sentence too long for what is left moves whole to the next part,
+    and a sentence too long for any part never leaves its last word alone. URLs, mentions and
+    hashtags are words, so they are never cut. Line breaks inside a part are kept; those
+    between parts are dropped.
     """
     budget = limit - reserve
     tokens = _tokens(text)
-    weights = {word: count(word) for _, word in tokens}
-    parts: list[list[tuple[str, str]]] = []
-    current: list[tuple[str, str]] = []
-    current_weight = 0
+    kinds = _cuts(tokens)
+    weights: dict[str, int] = {}
 
-    def flush() -> None:
-        nonlocal current, current_weight
-        if current:
-            parts.append(current)
-        current, current_weight = [], 0
+    def weight(piece: str) -> int:
+        if piece not in weights:
+            weights[piece] = count(piece)
+        return weights[piece]
 
-    def weight_with(token: tuple[str, str]) -> int:
-        separator = count(token[0]) if current else 0
-        return current_weight + separator + weights[token[1]]
+    def fits(start: int, end: int) -> bool:
+        return count(_join(tokens[start:end])) <= budget
 
-    def add(token: tuple[str, str]) -> None:
-        nonlocal current_weight
-        current_weight = weight_with(token)
-        current.append(token)
-
-    for group in _sentences(tokens):
-        group_weight = count(_join(group))
-        together = current_weight + count(group[0][0]) + group_weight if current else group_weight
-        if together <= budget:
-            current.extend(group)
-            current_weight = together
-            continue
-        if group_weight <= budget:
-            flush()
-            current.extend(group)
-            current_weight = group_weight
-            continue
-        for token in group:
-            if weight_with(token) <= budget:
-                add(token)
-                continue
-            flush()
-            if weights[token[1]] <= budget:
-                add(token)
-                continue
-            if _is_entity(token[1]):
-                raise ValueError(f"{token[1][:40]!r} alone is longer than a post")
-            pieces = _hard_split(token[1], budget, count)
-            parts.extend([("", piece)] for piece in pieces[:-1])
-            weights[pieces[-1]] = count(pieces[-1])
-            add(("", pieces[-1]))
-    flush()
-    return _settle([_join(part) for part in parts], budget, count)
-
-
-def _settle(parts: list[str], budget: int, count: Callable[[str], int]) -> list[str]:
-    """Weights summed word by word are exact in practice; check each part and move the last
-    word on where the whole part counts more (a normalisation across words, say)."""
-    out: list[str] = []
-    queue = list(parts)
-    while queue:
-        part = queue.pop(0)
-        while count(part) > budget:
-            tokens = _tokens(part)
-            if len(tokens) < 2:
+    parts: list[str] = []
+    start = 0
+    while start < len(tokens):
+        # Words weighed one by one find the end quickly; the whole part, counted as the
+        # network counts it, has the last word (a URL can weigh differently in context).
+        end, estimate = start, 0
+        while end < len(tokens):
+            separator, word = tokens[end]
+            more = (weight(separator) if end > start else 0) + weight(word)
+            if estimate + more > budget:
                 break
-            part = _join(tokens[:-1])
-            queue.insert(0, tokens[-1][1] + (" " + queue.pop(0) if queue else ""))
-        out.append(part)
-    return out
+            estimate += more
+            end += 1
+        while end > start and not fits(start, end):
+            end -= 1
+        while end < len(tokens) and fits(start, end + 1):
+            end += 1
+        if end == start:
+            word = tokens[start][1]
+            if _is_entity(word):
+                raise ValueError(f"{word[:40]!r} alone is longer than a post")
+            # A single word longer than a post: cut between user-perceived characters.
+            pieces = _hard_split(word, budget, count)
+            parts.extend(pieces[:-1])
+            tokens[start] = ("", pieces[-1])
+            continue
+        if end < len(tokens):
+            end = _best_cut(tokens, kinds, start, end, budget, count)
+        parts.append(_join(tokens[start:end]))
+        start = end
+    return parts
 
 
 def split_thread(
@@ -443,12 +486,14 @@ def render_posts(
     numbered: bool = False,
     url: str | None = None,
     env: jinja2.Environment | None = None,
+    url_hint: str = NO_URL_HINT,
 ) -> PostSet:
     """Render ``release`` into the post (or thread) it becomes on ``network``.
 
     ``text`` (an inline template) wins over ``template`` (``social/{template}.txt.j2``).
     Without ``thread``, a post over the limit raises :class:`TemplateError` naming the
-    template, the weighted count and the limit.
+    template, the weighted count and the limit. ``url_hint`` says how to give a url where
+    the caller offers a way besides the front matter (``render --url``).
     """
     net = network_named(network)
     url = url or release.url
@@ -456,10 +501,7 @@ def render_posts(
         release = replace(release, url=url)
     warnings: list[str] = []
     if not url:
-        warnings.append(
-            "the release has no url: the post carries no link "
-            "(give one with --url or 'url:' in the front matter)"
-        )
+        warnings.append(f"the release has no url: the post carries no link ({url_hint})")
     fitter = _Fitter(net.counter)
     # Posts are plain text: even an inline template (which Jinja would escape like HTML by
     # default) must keep "R&D" as written.

@@ -47,6 +47,9 @@ def environment(settings: Settings | None, *, dirs: list[Path] | None = None) ->
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # A value a release may lack (its lead, subtitle, date) prints as nothing, never as
+        # "None"; a name that does not exist at all still fails through StrictUndefined.
+        finalize=_nothing_for_none,
     )
     env.filters["wrap"] = wrap
     env.filters["long_date"] = long_date
@@ -54,10 +57,14 @@ def environment(settings: Settings | None, *, dirs: list[Path] | None = None) ->
     return env
 
 
-def wrap(text: str, width: int = 72) -> str:
+def _nothing_for_none(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def wrap(text: str | None, width: int = 72) -> str:
     """Wrap prose for the text part, never breaking a URL or a word."""
     out: list[str] = []
-    for paragraph in str(text).split("\n"):
+    for paragraph in ("" if text is None else str(text)).split("\n"):
         if not paragraph.strip():
             out.append("")
             continue
@@ -157,6 +164,11 @@ def render_string(
     return render_template(template, context, where=where)
 
 
+# Whitespace that may break a line, and control characters. No-break spaces are not in it:
+# French typography puts them before « : ; ! ? », in a subject as anywhere else.
+_LINE_BREAKING = re.compile(r"(?:(?![\u00a0\u2007\u202f])[\s\x00-\x1f\x7f])+")
+
+
 def single_line(text: str) -> str:
     """Collapse whitespace (and control characters) so a value can sit in a header."""
-    return re.sub(r"[\s\x00-\x1f\x7f]+", " ", text).strip()
+    return _LINE_BREAKING.sub(" ", text).strip()
