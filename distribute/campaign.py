@@ -33,6 +33,7 @@ tomllib keeps no positions, so lines are found again by scanning the text.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from collections.abc import Collection, Mapping, Sequence
@@ -45,7 +46,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jinja2
 
 from distribute.config import Settings
-from distribute.errors import CampaignError, HeaderError, RecipientError, TemplateError
+from distribute.errors import (
+    CampaignError,
+    HeaderError,
+    RecipientError,
+    ReleaseError,
+    TemplateError,
+)
 from distribute.recipients import (
     SUPPRESSED,
     Audience,
@@ -62,7 +69,7 @@ from distribute.recipients import (
     recipients_dir,
     suppressions_of,
 )
-from distribute.release import Release, load_release
+from distribute.release import Release, parse_release
 from distribute.render.templates import instant, template_dirs
 from distribute.textfile import read_text
 from distribute.words import agree, plural
@@ -120,6 +127,8 @@ class Campaign:
     release: Release
     timezone: str
     steps: tuple[Step, ...]
+    # A short hash of the release's text: which version of it a message carried.
+    release_version: str = ""
 
     @property
     def zone(self) -> ZoneInfo:
@@ -319,6 +328,11 @@ def _gap(local: datetime, zone: ZoneInfo) -> tuple[time, time]:
 # --------------------------------------------------------------------------- loading
 
 
+def release_version(text: str) -> str:
+    """A release's version: the first 12 hex digits of the SHA-256 of its text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
 def load_campaign(path: Path, settings: Settings) -> Campaign:
     """Read and validate campaign file ``path``, and the release it names."""
     text = read_text(path, CampaignError, "campaign")
@@ -417,7 +431,8 @@ class _Loader:
         if not steps:
             raise self.fail("no steps: add an [[email]] or a [[post]] table")
 
-        release = load_release(release_path)
+        release_text = read_text(release_path, ReleaseError, "release")
+        release = parse_release(release_text, source=release_path)
         # Stable: steps due at the same time keep their order in the file.
         steps.sort(key=lambda step: step.at)
         return Campaign(
@@ -427,6 +442,7 @@ class _Loader:
             release=release,
             timezone=timezone,
             steps=tuple(steps),
+            release_version=release_version(release_text),
         )
 
     def step_name(self, table: dict[str, Any], section: tuple[str, int]) -> str:

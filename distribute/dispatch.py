@@ -10,10 +10,12 @@ server's words, and the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,8 +25,14 @@ from distribute.channels.base import Channel, Envelope, Outcome
 from distribute.channels.outbox import OutboxChannel, maildir
 from distribute.channels.smtp import SmtpChannel
 from distribute.config import SMTP_PASSWORD_ENV, Settings, secret
-from distribute.errors import CampaignError, DeliveryError, LedgerError, RecipientError
-from distribute.ledger import Claim, Ledger, Planned, StepRef, runner_id
+from distribute.errors import (
+    CampaignError,
+    DeliveryError,
+    DistributeError,
+    LedgerError,
+    RecipientError,
+)
+from distribute.ledger import NOT_LISTED, Claim, Ledger, Planned, StepRef, runner_id
 from distribute.recipients import Recipient, SuppressionWatch, suppression_folders
 from distribute.render.email import EmailDraft
 from distribute.render.message import build_message, message_bytes
@@ -35,6 +43,10 @@ log = logging.getLogger("distribute")
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], None]
 Progress = Callable[[int, int], None]
+
+# Why a row is skipped, as ``status`` shows it.
+SUPPRESSED = "on the suppression list"
+SUPPRESSED_DURING = "suppressed while the step was being sent"
 
 
 @dataclass
@@ -71,13 +83,55 @@ class Unrecorded(Exception):
     """A message reached the channel but its outcome could not be written to the ledger."""
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a step, after every connection finished its current message."""
+class Stop(KeyboardInterrupt):
+    """A signal asking the run to stop (SIGTERM, SIGHUP), handled like Ctrl-C."""
 
-    def __init__(self, done: int, total: int):
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM, SIGHUP) during a step, after every connection finished and
+    recorded its current message."""
+
+    def __init__(self, done: int, total: int, signum: int = signal.SIGINT):
         super().__init__(f"interrupted after {done} of {plural(total, 'message')}")
         self.done = done
         self.total = total
+        self.signum = signum
+
+
+class StepStopped(DeliveryError):
+    """A step stopped by an error; ``report`` holds the ledger's counts and problem rows
+    at that moment, so the uncertain ones can be listed at once."""
+
+    def __init__(self, message: str, report: StepReport):
+        super().__init__(message)
+        self.report = report
+
+
+@contextlib.contextmanager
+def stop_on_signals(signums: Sequence[int] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Turn ``signums`` into :class:`Stop` in the main thread while the block runs.
+
+    A service manager stops a worker with SIGTERM (systemd, Docker) and a closed terminal
+    sends SIGHUP: both then stop a step as cleanly as Ctrl-C does. Outside the main thread
+    (where Python cannot set handlers) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Stop(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 class RateLimiter:
@@ -152,7 +206,7 @@ class Dispatcher:
     def _step_ref(self, campaign: Campaign, step: Step, mode: str) -> StepRef:
         return self.ledger.step(
             campaign.name,
-            str(campaign.path),
+            str(campaign.path.resolve()),
             campaign.timezone,
             step.name,
             step.channel,
@@ -176,35 +230,59 @@ class Dispatcher:
         ref = self._step_ref(campaign, step, mode)
         outbox = outbox_folder(self.settings, campaign.name, step.name)
         report = StepReport(campaign.name, step.name, "email", mode)
-        if not self.live:
-            # A dry run is a rehearsal: made again from scratch each time.
-            self.ledger.reset(ref)
-            maildir(outbox, clear=True)
-            report.outbox = outbox / "new"
-        by_key = {r.key: r for r in audience.recipients}
-        rows = [Planned(r.key, r.email, r.display_name, r.list_name) for r in audience.recipients]
-        rows += [
-            Planned(r.key, r.email, r.display_name, r.list_name, skipped=True)
-            for r in audience.suppressed
-        ]
-        report.planned = self.ledger.plan(ref, rows)
         runner = runner_id()
         holder = self.ledger.acquire(ref, runner)
         if holder is not None:
             raise LedgerError(
-                f"step {step.name!r} of {campaign.name!r} is being sent by another process "
-                f"({holder}); wait for it to finish"
+                f"step {step.name} is being sent by {holder} (campaign {campaign.name}); "
+                "wait for it to finish (distribute status shows how far it got)"
             )
         try:
-            report.recovered = self.ledger.recover(ref, retry_uncertain=retry_uncertain)
-            pending = self.ledger.counts(ref)["pending"]
-            total = pending if limit is None else min(pending, limit)
-            if total:
-                self._deliver_all(
-                    ref, runner, draft, by_key, campaign, step, outbox, total, report, progress
+            if not self.live:
+                # A dry run is a rehearsal: made again from scratch each time.
+                self.ledger.reset(ref)
+                maildir(outbox, clear=True)
+                report.outbox = outbox / "new"
+            by_key = {r.key: r for r in audience.recipients}
+            rows = [
+                Planned(r.key, r.email, r.display_name, r.list_name) for r in audience.recipients
+            ]
+            rows += [
+                Planned(
+                    r.key, r.email, r.display_name, r.list_name, skipped=True, reason=SUPPRESSED
                 )
+                for r in audience.suppressed
+            ]
+            report.planned = self.ledger.plan(ref, rows)
+            report.recovered = self.ledger.recover(ref, runner)
+            counts = self.ledger.counts(ref)
+            available = counts["pending"] + (counts["uncertain"] if retry_uncertain else 0)
+            total = available if limit is None else min(available, limit)
+            if total:
+                try:
+                    self._deliver_all(
+                        ref,
+                        runner,
+                        draft,
+                        by_key,
+                        campaign,
+                        step,
+                        outbox,
+                        total,
+                        report,
+                        progress,
+                        retry_uncertain,
+                    )
+                except DeliveryError as exc:
+                    self._fill(report, ref)
+                    raise StepStopped(exc.format(), report) from None
         finally:
             self.ledger.release(ref, runner)
+        self._fill(report, ref)
+        return report
+
+    def _fill(self, report: StepReport, ref: StepRef) -> None:
+        """The step's counts and problem rows as the ledger holds them now."""
         report.counts = self.ledger.counts(ref)
         report.problems = [
             {
@@ -215,7 +293,6 @@ class Dispatcher:
             }
             for row in self.ledger.rows(ref, ("failed", "uncertain"))
         ]
-        return report
 
     def _deliver_all(
         self,
@@ -229,6 +306,7 @@ class Dispatcher:
         total: int,
         report: StepReport,
         progress: Progress | None,
+        retry_uncertain: bool = False,
     ) -> None:
         connections = self.settings.smtp.connections if self.live else 1
         channels = [self.channel(outbox) for _ in range(connections)]
@@ -269,7 +347,7 @@ class Dispatcher:
                 except Exception as exc:
                     # The ledger failed between messages (no row held): stop like the others.
                     stop.set()
-                    errors.append(DeliveryError(f"{type(exc).__name__}: {exc}"))
+                    errors.append(_delivery_error(exc))
                 finally:
                     try:
                         channel.close()
@@ -281,7 +359,7 @@ class Dispatcher:
 
         def deliver_rows(channel: Channel) -> None:
             while take():
-                claim = self._next_claim(ref, runner, stop)
+                claim = self._next_claim(ref, runner, stop, retry_uncertain)
                 if claim is None:
                     return
                 limiter.wait()
@@ -300,12 +378,9 @@ class Dispatcher:
                 except Exception as exc:
                     # Stop the others first, so none of them takes the row given back.
                     stop.set()
-                    if not isinstance(exc, DeliveryError):
-                        # A full disk or a broken database, not the server: say what.
-                        exc = DeliveryError(f"{type(exc).__name__}: {exc}")
                     # Only rows still `sending` move back: an uncertain one stays.
                     self.ledger.unclaim(claim)
-                    errors.append(exc)
+                    errors.append(_delivery_error(exc))
                     return
                 if outcome is None or outcome.state == "retry":
                     give_back()
@@ -336,21 +411,24 @@ class Dispatcher:
 
         try:
             wait_for_workers()
-        except KeyboardInterrupt:
-            # Ctrl-C: let each connection finish the message it is sending and record it,
-            # so nothing is left half-known; a second Ctrl-C stops at once.
+        except KeyboardInterrupt as exc:
+            # Ctrl-C (or SIGTERM, SIGHUP): let each connection finish the message it is
+            # sending and record it, so nothing is left half-known; a second one stops at once.
             stop.set()
             wait_for_workers()
-            raise Interrupted(done[0], total) from None
+            signum = exc.signum if isinstance(exc, Stop) else signal.SIGINT
+            raise Interrupted(done[0], total, signum) from None
         if errors:
             raise errors[0].__class__(
                 f"{errors[0].format()}; stopped after {done[0]} of {plural(total, 'message')}. "
                 "Nothing was lost: run the same command again to send the rest"
             )
 
-    def _next_claim(self, ref: StepRef, runner: str, stop: threading.Event) -> Claim | None:
+    def _next_claim(
+        self, ref: StepRef, runner: str, stop: threading.Event, retry_uncertain: bool
+    ) -> Claim | None:
         while not stop.is_set():
-            claim = self.ledger.claim(ref, runner)
+            claim = self.ledger.claim(ref, runner, retry_uncertain=retry_uncertain)
             if claim is None or isinstance(claim, Claim):
                 return claim
             # Only rows waiting for a retry are left: wait for the first one.
@@ -369,10 +447,10 @@ class Dispatcher:
         """Send one claimed row; None when there was nothing to send (not a message)."""
         recipient = by_key.get(claim.target)
         if recipient is None:
-            self.ledger.finish(claim, "skipped", text="no longer on the step's lists")
+            self.ledger.finish(claim, "skipped", text=NOT_LISTED)
             return None
-        if self._suppressed(recipient):
-            self.ledger.finish(claim, "skipped", text="suppressed")
+        if self._suppressed(claim.target):
+            self.ledger.finish(claim, "skipped", text=SUPPRESSED_DURING)
             return None
         message = build_message(
             draft,
@@ -381,6 +459,7 @@ class Dispatcher:
             campaign=campaign.name,
             step=step.name,
             date=self.clock(),
+            release=campaign.release_version,
         )
         message_id = message.message_id
         envelope = Envelope(
@@ -398,7 +477,7 @@ class Dispatcher:
                 )
             raise
         try:
-            outcome = self._record(claim, outcome, message_id)
+            outcome = self._record(claim, outcome, message_id, campaign.release_version)
         except Exception as exc:
             raise Unrecorded(
                 f"the message to {recipient.email} went to the server but its outcome could not "
@@ -415,18 +494,19 @@ class Dispatcher:
         )
         return outcome
 
-    def _suppressed(self, recipient: Recipient | None) -> bool:
-        """Whether the suppression lists, as saved now, name ``recipient``. A live send stops
-        while an entry is not understood: it may name someone who asked not to be mailed."""
+    def _suppressed(self, key: str | None) -> bool:
+        """Whether the suppression lists, as saved now, name the address ``key``. A live send
+        stops while an entry is not understood: it may name someone who asked not to be
+        mailed."""
         try:
             current = self.suppressions.current()
             if self.live:
                 current.raise_for_problems()
         except RecipientError as exc:
             raise DeliveryError(exc.format()) from None
-        return recipient is not None and recipient.key in current
+        return key is not None and key in current
 
-    def _record(self, claim: Claim, outcome: Outcome, message_id: str) -> Outcome:
+    def _record(self, claim: Claim, outcome: Outcome, message_id: str, release: str) -> Outcome:
         if outcome.state == "retry":
             if claim.attempts > self.settings.smtp.max_retries:
                 self.ledger.finish(
@@ -449,7 +529,12 @@ class Dispatcher:
                 )
         else:
             self.ledger.finish(
-                claim, outcome.state, code=outcome.code, text=outcome.text, message_id=message_id
+                claim,
+                outcome.state,
+                code=outcome.code,
+                text=outcome.text,
+                message_id=message_id,
+                release=release,
             )
         return outcome
 
@@ -482,6 +567,7 @@ def send_test(
         campaign=campaign.name,
         step=f"{step.name}:test",
         date=date,
+        release=campaign.release_version,
         subject_prefix="[TEST] ",
     )
     envelope = Envelope(
@@ -489,3 +575,12 @@ def send_test(
     )
     with channel:
         return channel.deliver(envelope)
+
+
+def _delivery_error(exc: Exception) -> DeliveryError:
+    """What stopped a run, as one line: a database or disk failure is named, not the server."""
+    if isinstance(exc, DeliveryError):
+        return exc
+    if isinstance(exc, DistributeError):
+        return DeliveryError(exc.format())
+    return DeliveryError(f"{type(exc).__name__}: {exc}")

@@ -1,11 +1,33 @@
 """The ledger: one row per (campaign, step, mode, recipient), claimed atomically before sending.
 
-A row moves ``pending -> sending -> sent | failed | uncertain``, or is ``skipped``
-(suppressed). It is claimed (``pending -> sending``) in its own committed transaction just
-before the SMTP transaction and marked ``sent`` only after the server's 250, so a process
-that dies leaves at most one ``sending`` row per connection. The next run turns those into
-``uncertain`` and does not resend them unless asked: for a journalist, a missing release
-is recoverable, a duplicate is not.
+A row moves ``pending -> sending -> sent | failed | uncertain``, or is ``skipped`` (with
+its reason in ``last_text``: suppressed, no longer on the step's lists). It is claimed
+(``pending -> sending``) in its own committed transaction just before the SMTP transaction
+and marked ``sent`` only after the server's 250, so a process that dies leaves at most one
+``sending`` row per connection. The next run turns those into ``uncertain`` and does not
+resend them unless asked: for a journalist, a missing release is recoverable, a duplicate
+is not.
+
+One process at a time runs a step. The API a runner follows::
+
+    ref = ledger.step(...)                  # the step's row, created once
+    holder = ledger.acquire(ref, runner)    # None: the step is ours; else who holds it
+    try:
+        ledger.plan(ref, rows)              # rows now match the step's audience
+        ledger.recover(ref, runner)         # what a dead holder left `sending` -> uncertain
+        while isinstance(claim := ledger.claim(ref, runner), Claim):
+            ...                             # send, then ledger.finish(claim, state)
+    finally:
+        ledger.release(ref, runner)
+
+Every decision that two processes could race on is one conditional statement whose row
+count decides (``acquire``, ``claim``, ``recover``), never a read followed by a write. The
+schema is created with ``IF NOT EXISTS`` under an advisory lock on PostgreSQL, so several
+processes may open a fresh database at once.
+
+A campaign is its name plus the file it comes from: a second file under a name already in
+the ledger is refused. Each sent row records the version of the release (a short hash of its
+text) it went out with.
 
 Dry-run and live rows live under different step rows (``mode``), so a dry run can never
 count as sent. SQLAlchemy Core only, so the same statements run on SQLite and PostgreSQL.
@@ -19,18 +41,24 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateIndex, CreateTable
 
-from distribute.errors import LedgerError
+from distribute.errors import CampaignError, LedgerError
 
 STATES = ("pending", "sending", "sent", "failed", "uncertain", "skipped")
 # A runner that has not touched its step for this long is presumed dead (another host).
 STALE_AFTER = timedelta(minutes=10)
 HEARTBEAT_EVERY = timedelta(seconds=5)
+# Any constant shared by every distribute process: the key of the schema's advisory lock.
+_SCHEMA_LOCK = 0x64697374  # "dist"
+NOT_LISTED = "no longer on the step's lists"
 
 metadata = sa.MetaData()
 
@@ -39,7 +67,7 @@ campaigns = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("name", sa.String(200), nullable=False, unique=True),
-    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),  # the campaign file, absolute
     sa.Column("timezone", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -78,6 +106,8 @@ deliveries = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
+    # The release version (short hash of its text) the message was built from.
+    sa.Column("release", sa.String(64)),
     sa.UniqueConstraint("step_id", "target"),
     sa.Index("deliveries_step_state", "step_id", "state"),
 )
@@ -85,13 +115,17 @@ deliveries = sa.Table(
 
 @dataclass(frozen=True)
 class Planned:
-    """A row to create when a step is planned."""
+    """A row of a step's audience, given to :meth:`Ledger.plan`.
+
+    ``skipped`` rows (suppressed ones) are recorded with ``reason``.
+    """
 
     target: str
     address: str
     name: str = ""
     list_name: str = ""
     skipped: bool = False
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,6 +135,8 @@ class Claim:
     address: str
     name: str
     attempts: int
+    # The state the row was claimed from: an uncertain row given back stays uncertain.
+    was: str = "pending"
 
 
 @dataclass(frozen=True)
@@ -112,12 +148,31 @@ class StepRef:
     mode: str
 
 
+@dataclass(frozen=True)
+class Holder:
+    """The process holding a step, as :meth:`Ledger.acquire` reports it."""
+
+    runner: str
+    host: str
+    pid: str
+    heartbeat: datetime | None
+
+    @classmethod
+    def of(cls, runner: str, heartbeat: datetime | None = None) -> Holder:
+        host, _, rest = runner.partition(":")
+        return cls(runner, host, rest.partition(":")[0], utc(heartbeat) if heartbeat else None)
+
+    def __str__(self) -> str:
+        return f"PID {self.pid} on {self.host}" if self.pid else self.runner
+
+
 def utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes: everything stored is UTC, so say so."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def runner_id() -> str:
+    """``host:pid:nonce``: who runs a step, readable by :class:`Holder`."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
@@ -135,6 +190,10 @@ def _alive(runner: str) -> bool:
     return True
 
 
+def _same_file(recorded: str, path: str) -> bool:
+    return Path(recorded).resolve() == Path(path).resolve()
+
+
 class Ledger:
     def __init__(self, url: str, *, clock: Callable[[], datetime] | None = None):
         self.url = url
@@ -144,7 +203,7 @@ class Ledger:
             self.engine: Engine = sa.create_engine(url, future=True)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-            metadata.create_all(self.engine)
+            create_schema(self.engine)
         except SQLAlchemyError as exc:
             reason = getattr(exc, "orig", None) or exc
             raise LedgerError(f"cannot open the state database {_safe(url)}: {reason}") from None
@@ -163,6 +222,12 @@ class Ledger:
     def _tx(self) -> Any:
         return self.engine.begin()
 
+    def _insert_new(self, table: sa.Table) -> Any:
+        """An INSERT that leaves an existing row (same unique key) alone instead of failing:
+        two processes planning at once must not die on each other's rows."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table).on_conflict_do_nothing()
+
     # ------------------------------------------------------------------ planning
 
     def step(
@@ -175,53 +240,74 @@ class Ledger:
         mode: str,
         at: datetime,
     ) -> StepRef:
-        """The step's row, created on first use (idempotent)."""
+        """The step's row, created on first use (idempotent).
+
+        ``path`` is the campaign file: a campaign already recorded from another file under
+        the same name is refused (:class:`CampaignError` naming both), so two campaigns never
+        share their rows.
+        """
         # SQLite keeps a datetime's wall-clock fields and drops its offset: store UTC only.
         at = utc(at)
         now = self.clock()
         with self._tx() as tx:
-            row = tx.execute(sa.select(campaigns.c.id).where(campaigns.c.name == campaign)).first()
-            if row is None:
-                campaign_id = tx.execute(
-                    campaigns.insert().values(
-                        name=campaign, path=path, timezone=timezone, created_at=now
-                    )
-                ).inserted_primary_key[0]
-            else:
-                campaign_id = row.id
-            found = tx.execute(
-                sa.select(steps.c.id).where(
-                    steps.c.campaign_id == campaign_id,
-                    steps.c.name == name,
-                    steps.c.mode == mode,
+            tx.execute(
+                self._insert_new(campaigns).values(
+                    name=campaign, path=path, timezone=timezone, created_at=now
                 )
-            ).first()
-            if found is None:
-                step_id = tx.execute(
-                    steps.insert().values(
-                        campaign_id=campaign_id,
-                        name=name,
-                        channel=channel,
-                        mode=mode,
-                        at=at,
-                        planned_at=now,
-                    )
-                ).inserted_primary_key[0]
-            else:
-                step_id = found.id
-                tx.execute(steps.update().where(steps.c.id == step_id).values(at=at))
+            )
+            row = tx.execute(
+                sa.select(campaigns.c.id, campaigns.c.path).where(campaigns.c.name == campaign)
+            ).one()
+            if not _same_file(row.path, path):
+                raise CampaignError(
+                    f"campaign name {campaign!r} is already used by {row.path}; two campaign "
+                    'files cannot share a name: set name = "..." in this file',
+                    path=path,
+                )
+            tx.execute(
+                self._insert_new(steps).values(
+                    campaign_id=row.id,
+                    name=name,
+                    channel=channel,
+                    mode=mode,
+                    at=at,
+                    planned_at=now,
+                )
+            )
+            step_id = tx.execute(
+                sa.select(steps.c.id).where(
+                    steps.c.campaign_id == row.id, steps.c.name == name, steps.c.mode == mode
+                )
+            ).scalar_one()
+            tx.execute(steps.update().where(steps.c.id == step_id).values(at=at))
         return StepRef(step_id, campaign, name, channel, mode)
 
+    def campaign_path(self, campaign: str) -> str | None:
+        """The file a campaign name was first planned from, if it was."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(campaigns.c.path).where(campaigns.c.name == campaign)
+            ).scalar()
+        return None if found is None else str(found)
+
     def plan(self, step: StepRef, rows: Iterable[Planned]) -> int:
-        """Create the rows that do not exist yet; existing rows keep their state. Returns new."""
-        rows = list(rows)  # read twice below: new rows, then later suppressions
+        """Make the step's rows match its audience now; returns how many rows are new.
+
+        ``rows`` is everything the step selects now, suppressed recipients included (as
+        ``skipped``). Rows already sent, failed, uncertain or being sent keep their state.
+        A pending row whose recipient is now suppressed, or no longer in ``rows``, becomes
+        ``skipped`` with the reason; a skipped row whose recipient is selected and not
+        suppressed again becomes ``pending``.
+        """
+        wanted = {row.target: row for row in rows}
         now = self.clock()
         with self._tx() as tx:
-            existing = set(
-                tx.execute(
-                    sa.select(deliveries.c.target).where(deliveries.c.step_id == step.id)
-                ).scalars()
-            )
+            existing = tx.execute(
+                sa.select(deliveries.c.id, deliveries.c.target, deliveries.c.state).where(
+                    deliveries.c.step_id == step.id
+                )
+            ).all()
+            known = {row.target for row in existing}
             new = [
                 {
                     "step_id": step.id,
@@ -230,26 +316,43 @@ class Ledger:
                     "name": row.name,
                     "list_name": row.list_name,
                     "state": "skipped" if row.skipped else "pending",
+                    "last_text": (row.reason or "skipped") if row.skipped else None,
                     "attempts": 0,
                     "created_at": now,
                     "updated_at": now,
                 }
-                for row in rows
-                if row.target not in existing
+                for row in wanted.values()
+                if row.target not in known
             ]
-            # A suppression added after planning must still stop the row.
-            skipped = [row.target for row in rows if row.skipped and row.target in existing]
+            changes: list[dict[str, Any]] = []
+            for found in existing:
+                row = wanted.get(found.target)
+                if found.state == "pending" and (row is None or row.skipped):
+                    reason = NOT_LISTED if row is None else (row.reason or "skipped")
+                    changes.append(
+                        {"row": found.id, "was": "pending", "to": "skipped", "why": reason}
+                    )
+                elif found.state == "skipped" and row is not None and not row.skipped:
+                    changes.append(
+                        {"row": found.id, "was": "skipped", "to": "pending", "why": None}
+                    )
             if new:
-                tx.execute(deliveries.insert(), new)
-            if skipped:
+                tx.execute(self._insert_new(deliveries), new)
+            if changes:
+                # Guarded by the state read above, row by row: a row claimed meanwhile stays.
                 tx.execute(
                     deliveries.update()
                     .where(
-                        deliveries.c.step_id == step.id,
-                        deliveries.c.target.in_(skipped),
-                        deliveries.c.state == "pending",
+                        deliveries.c.id == sa.bindparam("row"),
+                        deliveries.c.state == sa.bindparam("was"),
                     )
-                    .values(state="skipped", updated_at=now)
+                    .values(
+                        state=sa.bindparam("to"),
+                        last_text=sa.bindparam("why"),
+                        not_before=None,
+                        updated_at=now,
+                    ),
+                    changes,
                 )
         return len(new)
 
@@ -262,21 +365,57 @@ class Ledger:
 
     # ------------------------------------------------------------------ running
 
-    def acquire(self, step: StepRef, runner: str) -> str | None:
-        """Take the step for this runner; returns the live runner holding it, if any."""
-        now = self.clock()
-        with self._tx() as tx:
-            row = tx.execute(
+    def acquire(self, step: StepRef, runner: str) -> Holder | None:
+        """Take the step for ``runner``: ``None`` when it is now ours, else who holds it.
+
+        One conditional UPDATE decides: the step is taken when nobody holds it, when this
+        runner already does, or when the holder's heartbeat is stale. A holder that is a dead
+        process on this host is replaced by a compare-and-swap on its runner id, so of two
+        processes taking over at once, one wins.
+        """
+        for _ in range(3):
+            now = self.clock()
+            with self._tx() as tx:
+                taken = tx.execute(
+                    steps.update()
+                    .where(
+                        steps.c.id == step.id,
+                        sa.or_(
+                            steps.c.runner.is_(None),
+                            steps.c.runner == runner,
+                            steps.c.heartbeat.is_(None),
+                            steps.c.heartbeat < now - STALE_AFTER,
+                        ),
+                    )
+                    .values(runner=runner, heartbeat=now)
+                ).rowcount
+                if taken == 1:
+                    self._beats[step.id] = now
+                    return None
+                held = tx.execute(
+                    sa.select(steps.c.runner, steps.c.heartbeat).where(steps.c.id == step.id)
+                ).one()
+                if held.runner is None:
+                    continue  # released between the two statements: try again
+                if _alive(held.runner):
+                    return Holder.of(held.runner, held.heartbeat)
+                swapped = tx.execute(
+                    steps.update()
+                    .where(steps.c.id == step.id, steps.c.runner == held.runner)
+                    .values(runner=runner, heartbeat=now)
+                ).rowcount
+                if swapped == 1:
+                    self._beats[step.id] = now
+                    return None
+        return self.holder(step) or Holder.of("unknown:?")
+
+    def holder(self, step: StepRef) -> Holder | None:
+        """Who holds the step now, if anyone."""
+        with self.engine.connect() as conn:
+            held = conn.execute(
                 sa.select(steps.c.runner, steps.c.heartbeat).where(steps.c.id == step.id)
             ).one()
-            if row.runner and row.runner != runner:
-                fresh = row.heartbeat is not None and now - utc(row.heartbeat) < STALE_AFTER
-                if fresh and _alive(row.runner):
-                    return str(row.runner)
-            tx.execute(
-                steps.update().where(steps.c.id == step.id).values(runner=runner, heartbeat=now)
-            )
-        return None
+        return Holder.of(held.runner, held.heartbeat) if held.runner else None
 
     def _running(self, runner: str | None, heartbeat: datetime | None) -> bool:
         """Whether a live process holds the step (the same test ``acquire`` applies)."""
@@ -285,44 +424,66 @@ class Ledger:
         return self.clock() - utc(heartbeat) < STALE_AFTER and _alive(runner)
 
     def release(self, step: StepRef, runner: str) -> None:
+        """Give the step up; a runner that no longer holds it changes nothing."""
         with self._tx() as tx:
             tx.execute(
                 steps.update()
                 .where(steps.c.id == step.id, steps.c.runner == runner)
                 .values(runner=None, heartbeat=None)
             )
+        self._beats.pop(step.id, None)
 
-    def recover(self, step: StepRef, *, retry_uncertain: bool = False) -> int:
+    def recover(self, step: StepRef, runner: str) -> int:
         """Rows left ``sending`` by a dead run become ``uncertain``; returns how many.
 
-        With ``retry_uncertain``, uncertain rows go back to ``pending`` (the user accepts
-        that some journalists may get the release twice).
+        Only the step's holder may do this (the statement checks it), so the rows another
+        process is sending right now are never taken for a dead one's.
         """
         now = self.clock()
+        held = sa.select(steps.c.id).where(steps.c.id == step.id, steps.c.runner == runner).exists()
         with self._tx() as tx:
             stranded = tx.execute(
                 deliveries.update()
-                .where(deliveries.c.step_id == step.id, deliveries.c.state == "sending")
+                .where(deliveries.c.step_id == step.id, deliveries.c.state == "sending", held)
                 .values(
                     state="uncertain",
                     last_text="the sending process stopped during the transaction",
                     updated_at=now,
                 )
             ).rowcount
-            if retry_uncertain:
-                tx.execute(
-                    deliveries.update()
-                    .where(deliveries.c.step_id == step.id, deliveries.c.state == "uncertain")
-                    .values(state="pending", not_before=None, updated_at=now)
-                )
         return int(stranded)
 
-    def claim(self, step: StepRef, runner: str) -> Claim | timedelta | None:
-        """Claim the next due pending row; ``None`` when none is left, or the wait for one.
+    def reopen_uncertain(self, step: StepRef, runner: str) -> int:
+        """Every uncertain row back to ``pending``, for the holder of a step that sends them
+        all in one go (a thread's parts). Email steps claim them one by one instead
+        (``claim(retry_uncertain=True)``), so a ``--limit`` leaves the others uncertain."""
+        held = sa.select(steps.c.id).where(steps.c.id == step.id, steps.c.runner == runner).exists()
+        with self._tx() as tx:
+            reopened = tx.execute(
+                deliveries.update()
+                .where(deliveries.c.step_id == step.id, deliveries.c.state == "uncertain", held)
+                .values(state="pending", not_before=None, updated_at=self.clock())
+            ).rowcount
+        return int(reopened)
 
-        The claim is an UPDATE guarded by ``state = 'pending'``: whichever connection's
-        update matches first owns the row, on SQLite and PostgreSQL alike.
+    def claim(
+        self, step: StepRef, runner: str, *, retry_uncertain: bool = False
+    ) -> Claim | timedelta | None:
+        """Claim the next due row; ``None`` when none is left, or the wait for one.
+
+        The claim is an UPDATE guarded by the row's state: whichever connection's update
+        matches first owns the row, on SQLite and PostgreSQL alike. With ``retry_uncertain``,
+        uncertain rows are claimed too, one at a time like the others, so only the rows
+        actually sent again leave ``uncertain``.
         """
+        due = sa.and_(
+            deliveries.c.state == "pending",
+            sa.or_(
+                deliveries.c.not_before.is_(None), deliveries.c.not_before <= sa.bindparam("now")
+            ),
+        )
+        if retry_uncertain:
+            due = sa.or_(due, deliveries.c.state == "uncertain")
         while True:
             now = self.clock()
             with self._tx() as tx:
@@ -330,8 +491,7 @@ class Ledger:
                 # (STALE_AFTER is minutes); one per message would double the writes.
                 last = self._beats.get(step.id)
                 if last is None or now - last >= HEARTBEAT_EVERY:
-                    tx.execute(steps.update().where(steps.c.id == step.id).values(heartbeat=now))
-                    self._beats[step.id] = now
+                    self._heartbeat(tx, step, runner, now)
                 row = tx.execute(
                     sa.select(
                         deliveries.c.id,
@@ -339,14 +499,12 @@ class Ledger:
                         deliveries.c.address,
                         deliveries.c.name,
                         deliveries.c.attempts,
+                        deliveries.c.state,
                     )
-                    .where(
-                        deliveries.c.step_id == step.id,
-                        deliveries.c.state == "pending",
-                        sa.or_(deliveries.c.not_before.is_(None), deliveries.c.not_before <= now),
-                    )
+                    .where(deliveries.c.step_id == step.id, due)
                     .order_by(deliveries.c.id)
-                    .limit(1)
+                    .limit(1),
+                    {"now": now},
                 ).first()
                 if row is None:
                     later = tx.execute(
@@ -357,7 +515,7 @@ class Ledger:
                     return None if later is None else max(utc(later) - now, timedelta(0))
                 claimed = tx.execute(
                     deliveries.update()
-                    .where(deliveries.c.id == row.id, deliveries.c.state == "pending")
+                    .where(deliveries.c.id == row.id, deliveries.c.state == row.state)
                     .values(
                         state="sending",
                         attempts=deliveries.c.attempts + 1,
@@ -366,7 +524,24 @@ class Ledger:
                     )
                 ).rowcount
             if claimed == 1:
-                return Claim(row.id, row.target, row.address, row.name, row.attempts + 1)
+                return Claim(row.id, row.target, row.address, row.name, row.attempts + 1, row.state)
+
+    def _heartbeat(self, tx: Connection, step: StepRef, runner: str, now: datetime) -> None:
+        beat = tx.execute(
+            steps.update()
+            .where(
+                steps.c.id == step.id, sa.or_(steps.c.runner == runner, steps.c.runner.is_(None))
+            )
+            .values(heartbeat=now)
+        ).rowcount
+        if beat == 0:
+            # Another process took the step over (ours looked dead): stop claiming.
+            held = tx.execute(sa.select(steps.c.runner).where(steps.c.id == step.id)).scalar()
+            raise LedgerError(
+                f"step {step.name} of {step.campaign} was taken over by "
+                f"{Holder.of(str(held))}; this run stops"
+            )
+        self._beats[step.id] = now
 
     def finish(
         self,
@@ -377,8 +552,10 @@ class Ledger:
         text: str | None = None,
         message_id: str | None = None,
         retry_at: datetime | None = None,
+        release: str | None = None,
     ) -> None:
-        """Record the outcome of a claimed row: sent, failed, uncertain, or pending (retry)."""
+        """Record the outcome of a claimed row: sent, failed, uncertain, skipped or pending
+        (a retry at ``retry_at``). ``release`` is the release version the message carried."""
         if state not in STATES:
             raise ValueError(state)
         now = self.clock()
@@ -391,6 +568,8 @@ class Ledger:
         }
         if message_id:
             values["message_id"] = message_id
+        if release:
+            values["release"] = release
         if state == "sent":
             values["sent_at"] = now
         with self._tx() as tx:
@@ -406,7 +585,7 @@ class Ledger:
             tx.execute(
                 deliveries.update()
                 .where(deliveries.c.id == claim.id, deliveries.c.state == "sending")
-                .values(state="pending", attempts=deliveries.c.attempts - 1)
+                .values(state=claim.was, attempts=deliveries.c.attempts - 1)
             )
 
     # ------------------------------------------------------------------ reporting
@@ -468,26 +647,87 @@ class Ledger:
             for step_entry in camp_entry["steps"]:
                 ref = step_entry["ref"]
                 step_entry["counts"] = self.counts(ref)
-                step_entry["problems"] = [
-                    {
-                        "address": row["address"],
-                        "state": row["state"],
-                        "code": row["last_code"],
-                        "text": row["last_text"],
-                    }
-                    for row in self.rows(ref, ("failed", "uncertain"))
-                ]
+                step_entry["releases"] = self.releases(ref)
+                step_entry["problems"] = []
+                step_entry["skipped"] = []
+                for row in self.rows(ref, ("failed", "uncertain", "skipped")):
+                    if row["state"] == "skipped":
+                        step_entry["skipped"].append(
+                            {"address": row["address"], "reason": row["last_text"] or "skipped"}
+                        )
+                        continue
+                    step_entry["problems"].append(
+                        {
+                            "address": row["address"],
+                            "state": row["state"],
+                            "code": row["last_code"],
+                            "text": row["last_text"],
+                        }
+                    )
         return out
+
+    def releases(self, step: StepRef) -> dict[str, int]:
+        """How many of the step's messages went out with each release version."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(deliveries.c.release, sa.func.count())
+                .where(
+                    deliveries.c.step_id == step.id,
+                    deliveries.c.state == "sent",
+                    deliveries.c.release.is_not(None),
+                )
+                .group_by(deliveries.c.release)
+                .order_by(sa.func.min(deliveries.c.sent_at))
+            ).all()
+        return {str(version): int(count) for version, count in rows}
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the tables and add the columns an older ledger lacks, race-free.
+
+    Several processes may open a fresh database at once (two ``send`` runs, a scheduler):
+    every statement is ``IF NOT EXISTS``, and on PostgreSQL a transaction-scoped advisory
+    lock serialises them, because two concurrent ``CREATE TABLE IF NOT EXISTS`` can still
+    collide there on the catalog's unique index.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        for table in metadata.sorted_tables:
+            conn.execute(CreateTable(table, if_not_exists=True))
+            for index in table.indexes:
+                conn.execute(CreateIndex(index, if_not_exists=True))
+        inspector = sa.inspect(conn)
+        missing = [
+            (table, column)
+            for table in metadata.sorted_tables
+            for column in table.columns
+            if column.name not in {c["name"] for c in inspector.get_columns(table.name)}
+        ]
+    for table, column in missing:
+        # Columns added since a ledger was created; all of them may be NULL.
+        kind = column.type.compile(engine.dialect)
+        statement = f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(statement))
+        except SQLAlchemyError:
+            # Another process added it first; anything else is still missing and says so.
+            with engine.connect() as conn:
+                names = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+            if column.name not in names:
+                raise
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # busy_timeout makes the sending threads (and other processes) wait for each other's
+    # short transactions instead of failing; set first, as switching to WAL takes a lock.
     # WAL lets status readers run beside a sender; NORMAL sync survives a killed process
-    # (only a power cut can lose the last commits). busy_timeout makes the sending threads
-    # wait for each other's short claim transactions instead of failing.
+    # (only a power cut can lose the last commits).
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 

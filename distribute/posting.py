@@ -246,22 +246,25 @@ class PostRun:
                 f"step {step.name!r} was planned as {planned} parts and now renders "
                 f"{total}; the release or the template changed after posting began"
             )
-        report.planned = self.ledger.plan(ref, rows)
         runner = runner_id()
         holder = self.ledger.acquire(ref, runner)
         if holder is not None:
             raise LedgerError(
-                f"step {step.name!r} of {campaign.name!r} is being posted by another process "
-                f"({holder}); wait for it to finish"
+                f"step {step.name} is being posted by {holder} (campaign {campaign.name}); "
+                "wait for it to finish"
             )
         try:
+            report.planned = self.ledger.plan(ref, rows)
             if retry_uncertain:
                 for row in self.ledger.rows(ref, ("uncertain", "sending")):
                     report.notes.append(
                         f"{step.name}: {row['address']} was uncertain and is posted again; "
                         f"if X had it, {account} now shows it twice"
                     )
-            report.recovered = self.ledger.recover(ref, retry_uncertain=retry_uncertain)
+            report.recovered = self.ledger.recover(ref, runner)
+            if retry_uncertain:
+                # A thread goes out part after part, all of it: every uncertain part at once.
+                self.ledger.reopen_uncertain(ref, runner)
             texts = [part.text for part in posts.parts]
             self._post_thread(ref, runner, channel, texts, campaign, step, report)
         finally:

@@ -265,6 +265,7 @@ def preview_campaign(
                     campaign=campaign.name,
                     step=step.name,
                     date=now if send_now else step.at,
+                    release=campaign.release_version,
                 )
                 view = parse_message(message_bytes(message), step=step.name, at=at)
                 preview.messages.append(view)

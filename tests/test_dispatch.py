@@ -26,7 +26,7 @@ from sqlalchemy.exc import OperationalError
 from distribute.campaign import Campaign, CampaignCheck, check_campaign, load_campaign
 from distribute.channels.base import Channel, Envelope, Outcome
 from distribute.config import load_settings
-from distribute.dispatch import Dispatcher, Interrupted, RateLimiter, StepReport
+from distribute.dispatch import Dispatcher, Interrupted, RateLimiter, StepReport, StepStopped
 from distribute.errors import ConfigError, DeliveryError, SmtpError
 from distribute.ledger import Claim, Ledger, StepRef
 
@@ -265,11 +265,13 @@ def test_lost_server_stops_the_run_and_a_rerun_finishes(harness: Harness, connec
     harness.write(8, connections=connections)
     gone = SmtpError("lost the connection to 127.0.0.1:587 twice in a row: Connection reset")
     harness.script.replies[address(3)] = [gone]
-    with pytest.raises(SmtpError) as raised:
+    with pytest.raises(StepStopped) as raised:
         harness.run()
     message = raised.value.format()
     assert message.startswith("lost the connection to 127.0.0.1:587 twice in a row")
     assert message.endswith("run the same command again to send the rest")
+    # What the ledger held when the run stopped comes with the error.
+    assert raised.value.report.counts == harness.ledger.counts(flaky_refs(harness)[0])
     row = harness.rows()[address(3)]
     given_back = ("pending", 0)  # not uncertain: the content never left
     if connections == 1:
@@ -457,13 +459,15 @@ class FlakyLedger(Ledger):
             raise OperationalError("UPDATE deliveries", {}, Exception("database is locked"))
         super().finish(claim, state, **kwargs)
 
-    def claim(self, step: StepRef, runner: str) -> Claim | timedelta | None:
+    def claim(
+        self, step: StepRef, runner: str, *, retry_uncertain: bool = False
+    ) -> Claim | timedelta | None:
         if self.fail_on == "claim":
             self.fail_on = "claim-next"
         elif self.fail_on == "claim-next":
             self.fail_on = ""
             raise OperationalError("SELECT deliveries", {}, Exception("disk I/O error"))
-        return super().claim(step, runner)
+        return super().claim(step, runner, retry_uncertain=retry_uncertain)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import pytest
 
 from distribute.errors import LedgerError
 from distribute.ledger import (
+    HEARTBEAT_EVERY,
     STALE_AFTER,
     STATES,
     Claim,
@@ -213,7 +214,7 @@ def test_retry_is_not_claimable_before_its_time(ledger: Ledger, clock: FakeClock
     clock.advance(12)
     assert ledger.claim(step, "test:1:a") == timedelta(seconds=18)
     # A fresh row is not held up by another's retry.
-    ledger.plan(step, planned("b@example.com"))
+    ledger.plan(step, planned("a@example.com", "b@example.com"))
     assert claim(ledger, step).target == "b@example.com"
     clock.advance(18)
     again = claim(ledger, step)
@@ -226,24 +227,60 @@ def test_recover_marks_stranded_rows_uncertain(ledger: Ledger) -> None:
     ledger.plan(step, planned("a@example.com", "b@example.com", "c@example.com"))
     claim(ledger, step)
     claim(ledger, step)  # a process died with these two inside their transactions
-    assert ledger.recover(step) == 2
+    mine = runner_id()
+    assert ledger.acquire(step, mine) is None
+    assert ledger.recover(step, mine) == 2
     assert nonzero(ledger.counts(step)) == {"uncertain": 2, "pending": 1}
-    assert claim(ledger, step).target == "c@example.com"
-    assert ledger.claim(step, "test:1:a") is None  # uncertain rows are never resent
-    assert ledger.recover(step) == 1
+    assert claim(ledger, step, mine).target == "c@example.com"
+    assert ledger.claim(step, mine) is None  # uncertain rows are never resent
+    assert ledger.recover(step, mine) == 1
     problems = ledger.status()[0]["steps"][0]["problems"]
     assert [p["state"] for p in problems] == ["uncertain"] * 3
     assert problems[0]["text"] == "the sending process stopped during the transaction"
 
 
-def test_recover_with_retry_uncertain_makes_them_pending(ledger: Ledger) -> None:
+def test_only_the_holder_recovers(ledger: Ledger) -> None:
+    """A process that does not hold the step never takes the holder's rows for a dead one's."""
     step = make_step(ledger)
     ledger.plan(step, planned("a@example.com", "b@example.com"))
+    holder = runner_id()
+    assert ledger.acquire(step, holder) is None
+    claim(ledger, step, holder)  # in the holder's SMTP transaction right now
+    assert ledger.recover(step, "other:1:b") == 0
+    assert nonzero(ledger.counts(step)) == {"sending": 1, "pending": 1}
+    assert ledger.recover(step, holder) == 1
+
+
+@pytest.mark.parametrize("limit", [0, 1, 3, 10])
+def test_retry_uncertain_claims_only_what_it_resends(ledger: Ledger, limit: int) -> None:
+    """Uncertain rows leave `uncertain` one claim at a time: a canary touches only its own."""
+    step = make_step(ledger)
+    ledger.plan(step, planned(*(f"u{n}@example.com" for n in range(10))))
+    for _ in range(10):
+        ledger.finish(claim(ledger, step), "uncertain", text="connection lost")
+    assert ledger.claim(step, "test:1:a") is None  # never without asking
+    for _ in range(limit):
+        got = ledger.claim(step, "test:1:a", retry_uncertain=True)
+        assert isinstance(got, Claim) and (got.was, got.attempts) == ("uncertain", 2)
+        ledger.finish(got, "sent")
+    assert nonzero(ledger.counts(step)) == {
+        state: n for state, n in (("sent", limit), ("uncertain", 10 - limit)) if n
+    }
+
+
+def test_an_uncertain_row_given_back_stays_uncertain(ledger: Ledger) -> None:
+    step = make_step(ledger)
+    ledger.plan(step, planned("a@example.com"))
     ledger.finish(claim(ledger, step), "uncertain", text="connection lost")
-    claim(ledger, step)
-    assert ledger.recover(step, retry_uncertain=True) == 1
-    assert nonzero(ledger.counts(step)) == {"pending": 2}
-    assert [claim(ledger, step).attempts for _ in range(2)] == [2, 2]
+    got = ledger.claim(step, "test:1:a", retry_uncertain=True)
+    assert isinstance(got, Claim)
+    ledger.unclaim(got)
+    [row] = ledger.rows(step)
+    assert (row["state"], row["attempts"], row["last_text"]) == (
+        "uncertain",
+        1,
+        "connection lost",
+    )
 
 
 def test_dry_and_live_rows_are_separate(ledger: Ledger) -> None:
@@ -283,9 +320,12 @@ def test_acquire_refuses_a_live_runner(ledger: Ledger) -> None:
     mine = runner_id()  # this very process: alive
     assert ledger.acquire(step, mine) is None
     assert ledger.acquire(step, mine) is None  # taking it again is fine
-    assert ledger.acquire(step, "other:1:b") == mine
+    held = ledger.acquire(step, "other:1:b")
+    assert held is not None and held.runner == mine
+    host, pid, _ = mine.split(":")
+    assert str(held) == f"PID {pid} on {host}" == f"PID {os.getpid()} on {socket.gethostname()}"
     ledger.release(step, "other:1:b")  # not the holder: no effect
-    assert ledger.acquire(step, "other:1:b") == mine
+    assert ledger.holder(step) == held
     ledger.release(step, mine)
     assert ledger.acquire(step, "other:1:b") is None
 
@@ -306,10 +346,17 @@ def test_acquire_takes_over_a_stale_heartbeat(ledger: Ledger, clock: FakeClock) 
     clock.advance(STALE_AFTER.total_seconds() - 1)
     claim(ledger, step, elsewhere)  # each claim is a heartbeat
     clock.advance(STALE_AFTER.total_seconds() - 1)
-    assert ledger.acquire(step, "here:1:z") == elsewhere
+    held = ledger.acquire(step, "here:1:z")
+    assert held is not None and held.runner == elsewhere
+    assert str(held) == "PID 4242 on elsewhere.example.org"
     clock.advance(2)
     assert ledger.acquire(step, "here:1:z") is None
-    assert ledger.acquire(step, elsewhere) == "here:1:z"
+    held = ledger.acquire(step, elsewhere)
+    assert held is not None and held.runner == "here:1:z"
+    # The stale holder, still claiming, learns that it lost the step instead of going on.
+    clock.advance(HEARTBEAT_EVERY.total_seconds())
+    with pytest.raises(LedgerError, match="was taken over by PID 1 on here; this run stops"):
+        ledger.claim(step, elsewhere)
 
 
 def test_status_shape(ledger: Ledger) -> None:
@@ -329,7 +376,9 @@ def test_status_shape(ledger: Ledger) -> None:
         "ref",
         "running",
         "counts",
+        "releases",
         "problems",
+        "skipped",
     }
     assert shown["running"] is False  # nobody holds the step
     assert (shown["name"], shown["channel"], shown["mode"]) == ("desk", "email", "live")

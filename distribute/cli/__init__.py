@@ -48,18 +48,27 @@ class DistributeGroup(click.Group):
             click.echo(f"Error: {exc.format()}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
-            from distribute.dispatch import Interrupted
+            import signal
 
+            from distribute.dispatch import Interrupted, Stop
+
+            # Exit 128 + the signal's number, as a shell reports a process a signal stopped.
+            signum = exc.signum if isinstance(exc, Interrupted | Stop) else signal.SIGINT
+            what = (
+                "Interrupted"
+                if signum == signal.SIGINT
+                else f"Stopped by {signal.Signals(signum).name}"
+            )
             if isinstance(exc, Interrupted):
                 click.echo(
-                    f"Interrupted after {exc.done} of {plural(exc.total, 'message')}; "
+                    f"{what} after {exc.done} of {plural(exc.total, 'message')}; "
                     "each one under way was finished and recorded. "
                     "Run the same command again to send the rest.",
                     err=True,
                 )
             else:
-                click.echo("Interrupted.", err=True)
-            ctx.exit(130)
+                click.echo(f"{what}.", err=True)
+            ctx.exit(128 + signum)
         except OSError as exc:
             # A folder that cannot be created or a file that cannot be written (a full disk,
             # a read-only workspace, a file where a folder should be): say which, no traceback.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,7 @@ import click
 from rich.text import Text
 
 from distribute.cli.common import console, settings_of
-from distribute.errors import WorkspaceError
+from distribute.errors import CampaignError, WorkspaceError
 from distribute.words import agree, plural
 
 if TYPE_CHECKING:
@@ -78,6 +79,34 @@ def _progress(bar: Any, task: Any) -> Any:
     return update
 
 
+def _outcome(report: Any) -> str | None:
+    """What a step that sent nothing this time amounts to, or None when it sent something."""
+    counts = report.counts
+    if report.attempted or counts.get("pending"):
+        return None
+    if not any(counts.values()):
+        return "nothing to send: the step selects nobody (check its lists, where and tags)."
+    if counts.get("failed") or counts.get("uncertain"):
+        left = ", ".join(
+            f"{counts[state]} {state}" for state in ("failed", "uncertain") if counts.get(state)
+        )
+        retry = (
+            " (--retry-uncertain sends the uncertain ones again)" if counts.get("uncertain") else ""
+        )
+        return f"nothing sent this time: {left}, listed below{retry}."
+    if not counts.get("sent"):
+        return (
+            "nothing to send: every recipient the step selects is skipped (see distribute status)."
+        )
+    return "nothing left to send (every recipient is already done)."
+
+
+def _problem_lines(step: str, problems: list[dict[str, Any]]) -> None:
+    con = console()
+    for failure in problems:
+        con.print(_problem_line(step, failure))
+
+
 def run_steps(
     settings: Settings,
     loaded: Any,
@@ -88,8 +117,13 @@ def run_steps(
     limit: int | None = None,
     retry_uncertain: bool = False,
     hint: str = "; add --live to send",
+    rest: str | None = None,
 ) -> list[Any]:
-    """Dispatch ``steps`` now with a progress bar; print what needs attention and a table."""
+    """Dispatch ``steps`` now with a progress bar; print what needs attention and a table.
+
+    ``rest`` is the command that sends what ``limit`` left pending, shown after a canary.
+    SIGTERM and SIGHUP stop a step as Ctrl-C does (see :func:`dispatch.stop_on_signals`).
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -98,54 +132,64 @@ def run_steps(
         TimeRemainingColumn,
     )
 
-    from distribute.dispatch import Dispatcher
+    from distribute.dispatch import Dispatcher, StepStopped, stop_on_signals
     from distribute.ledger import Ledger
 
     _setup_log(settings)
     con = console()
     ledger = Ledger(settings.database_url)
     dispatcher = Dispatcher(settings, ledger, live=live)
-    reports = []
+    reports: list[Any] = []
     try:
-        for step in steps:
-            with Progress(
-                TextColumn(f"{step.name}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeRemainingColumn(),
-                console=con,
-                transient=True,
-                disable=not con.is_terminal,
-            ) as bar:
-                progress = _progress(bar, bar.add_task(step.name, total=None, rate=""))
-
-                report = dispatcher.run(
-                    loaded,
-                    check,
-                    step,
-                    limit=limit,
-                    retry_uncertain=retry_uncertain,
-                    progress=progress,
-                )
-            reports.append(report)
-            for note in report.notes:
-                con.print(Text.assemble(("Note: ", "yellow"), note))
-            if report.recovered:
-                count = report.recovered
-                con.print(
-                    f"{step.name}: {plural(count, 'message')} {agree(count, 'was', 'were')} "
-                    "being sent when a previous run stopped; "
-                    f"{agree(count, 'it is', 'they are')} marked uncertain and not resent "
-                    "(--retry-uncertain sends them again)."
-                )
-            if report.attempted == 0 and not report.counts.get("pending"):
-                con.print(f"{step.name}: nothing left to send (every recipient is already done).")
-            for failure in report.problems:
-                con.print(_problem_line(step.name, failure))
+        with stop_on_signals():
+            for step in steps:
+                with Progress(
+                    TextColumn(f"{step.name}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"),
+                    TimeRemainingColumn(),
+                    console=con,
+                    transient=True,
+                    disable=not con.is_terminal,
+                ) as bar:
+                    progress = _progress(bar, bar.add_task(step.name, total=None, rate=""))
+                    try:
+                        report = dispatcher.run(
+                            loaded,
+                            check,
+                            step,
+                            limit=limit,
+                            retry_uncertain=retry_uncertain,
+                            progress=progress,
+                        )
+                    except StepStopped as exc:
+                        # What the stop left uncertain is known now: say it now, not next run.
+                        _problem_lines(step.name, exc.report.problems)
+                        _report_table([*reports, exc.report], loaded.timezone)
+                        raise
+                reports.append(report)
+                for note in report.notes:
+                    con.print(Text.assemble(("Note: ", "yellow"), note))
+                if report.recovered:
+                    count = report.recovered
+                    con.print(
+                        f"{step.name}: {plural(count, 'message')} {agree(count, 'was', 'were')} "
+                        "being sent when a previous run stopped; "
+                        f"{agree(count, 'it is', 'they are')} marked uncertain and not resent "
+                        "(--retry-uncertain sends them again)."
+                    )
+                if outcome := _outcome(report):
+                    con.print(f"{step.name}: {outcome}")
+                _problem_lines(step.name, report.problems)
     finally:
         ledger.close()
     _report_table(reports, loaded.timezone)
+    pending = {r.step: r.counts.get("pending", 0) for r in reports if r.counts.get("pending")}
+    if limit is not None and pending and rest:
+        left = ", ".join(f"{count} in {name}" for name, count in pending.items())
+        con.print(f"--limit {limit}: {sum(pending.values())} still pending ({left}).")
+        con.print(f"Send the rest with: {rest}")
     if not live:
         con.print(
             f"This was a dry run: nothing was sent. The messages are in "
@@ -245,6 +289,16 @@ def send(
 
             # Before any step runs: a missing key must not surface after the mail went out.
             Credentials.from_env()
+    rest = shlex.join(
+        [
+            "distribute",
+            *(["--config", str(ctx.obj["config"])] if ctx.obj.get("config") else []),
+            "send",
+            str(campaign),
+            *(option for name in step_names for option in ("--step", name)),
+            *(["--live"] if live else []),
+        ]
+    )
     reports = run_steps(
         settings,
         loaded,
@@ -254,6 +308,7 @@ def send(
         limit=limit,
         retry_uncertain=retry_uncertain,
         hint=f"; add --live to send. See them as received: distribute preview {campaign} --open",
+        rest=rest,
     )
     if any(r.counts.get("failed") or r.counts.get("uncertain") for r in reports):
         ctx.exit(1)
@@ -276,15 +331,24 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool) -> None:
 
     settings = settings_of(ctx)
     name = campaign
+    path: Path | None = None
     if campaign and campaign.endswith(".toml") and Path(campaign).is_file():
         from distribute.campaign import load_campaign
 
+        path = Path(campaign).resolve()
         name = load_campaign(Path(campaign), settings).name
     entries: list[dict[str, Any]] = []
     # Looking must not create: a workspace where nothing was planned has no database yet.
     if settings.state_url or (settings.workspace / "distribute.db").exists():
         ledger = Ledger(settings.database_url)
         try:
+            recorded = ledger.campaign_path(name) if path and name else None
+            if path and recorded and Path(recorded).resolve() != path:
+                raise CampaignError(
+                    f"campaign name {name!r} belongs to {recorded}, not to this file; "
+                    f'set name = "..." in this file',
+                    path=campaign,
+                )
             entries = ledger.status(name)
         finally:
             ledger.close()
@@ -302,6 +366,7 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool) -> None:
                             "at": s["at"].isoformat(),
                             "mode": s["mode"],
                             "counts": s["counts"],
+                            "releases": s["releases"],
                         }
                         for s in c["steps"]
                     ],
@@ -318,16 +383,23 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool) -> None:
         table = Table(title=f"{entry['name']} ({entry['timezone']})")
         table.add_column("step")
         table.add_column("channel")
-        table.add_column("at")
+        table.add_column("at", no_wrap=True)
         table.add_column("mode")
+        # Which version of the release (a hash of its text) the sent messages carried.
+        table.add_column("release")
         for state in STATES:
             table.add_column(state, justify="right")
         for s in entry["steps"]:
+            versions = s["releases"]
             table.add_row(
                 s["name"],
                 s["channel"],
                 s["at"].astimezone(ZoneInfo(entry["timezone"])).strftime("%Y-%m-%d %H:%M %Z"),
                 s["mode"],
+                ", ".join(
+                    version if len(versions) == 1 else f"{version} ({count})"
+                    for version, count in versions.items()
+                ),
                 *(str(s["counts"][state]) for state in STATES),
             )
         con.print(table)
@@ -342,3 +414,5 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool) -> None:
                 )
             for bad in s["problems"]:
                 con.print(_problem_line(s["name"], bad))
+            for skipped in s["skipped"]:
+                con.print(f"  {s['name']}: skipped {skipped['address']}: {skipped['reason']}")

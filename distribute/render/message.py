@@ -46,9 +46,12 @@ _PLAIN_ADDRESS = re.compile(r"(?!.*=\?)(?!.*\?=)[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+
 _LONG_WORD = 900
 
 
-def message_id(campaign: str, step: str, address: str, domain: str) -> str:
-    """Deterministic per (campaign, step, recipient), so a retried message keeps its id."""
-    digest = hashlib.sha256(f"{campaign}\x00{step}\x00{address.lower()}".encode()).hexdigest()
+def message_id(campaign: str, step: str, address: str, domain: str, release: str = "") -> str:
+    """Deterministic per (campaign, step, recipient, release version), so a retried message
+    keeps its id while another release (or an edited one) gets a new one: receivers that
+    drop a Message-ID they have seen must not drop a different release."""
+    key = f"{campaign}\x00{step}\x00{address.lower()}\x00{release}"
+    digest = hashlib.sha256(key.encode()).hexdigest()
     return f"<{digest[:32]}@{domain}>"
 
 
@@ -166,6 +169,7 @@ def build_message(
     step: str,
     date: datetime,
     subject_prefix: str = "",
+    release: str = "",
 ) -> Outgoing:
     """The full message for one recipient; ``date`` is passed in so rendering reads no clock.
 
@@ -175,7 +179,7 @@ def build_message(
     """
     values = recipient_values(recipient, settings, draft.language)
     subject, html, text = draft.personalise(values)
-    ident = message_id(campaign, step, recipient.email, settings.sender.domain)
+    ident = message_id(campaign, step, recipient.email, settings.sender.domain, release)
     boundary = _boundary(ident)
     head = _head(
         draft, recipient, settings, values, subject, ident, boundary, campaign, date, subject_prefix
