@@ -303,9 +303,12 @@ class Ledger:
         now = self.clock()
         with self._tx() as tx:
             existing = tx.execute(
-                sa.select(deliveries.c.id, deliveries.c.target, deliveries.c.state).where(
-                    deliveries.c.step_id == step.id
-                )
+                sa.select(
+                    deliveries.c.id,
+                    deliveries.c.target,
+                    deliveries.c.state,
+                    deliveries.c.last_text,
+                ).where(deliveries.c.step_id == step.id)
             ).all()
             known = {row.target for row in existing}
             new = [
@@ -326,13 +329,16 @@ class Ledger:
             ]
             changes: list[dict[str, Any]] = []
             for found in existing:
+                if found.state not in ("pending", "skipped"):
+                    continue  # sent, failed, uncertain and sending rows are history
                 row = wanted.get(found.target)
-                if found.state == "pending" and (row is None or row.skipped):
+                if row is None or row.skipped:
                     reason = NOT_LISTED if row is None else (row.reason or "skipped")
-                    changes.append(
-                        {"row": found.id, "was": "pending", "to": "skipped", "why": reason}
-                    )
-                elif found.state == "skipped" and row is not None and not row.skipped:
+                    if (found.state, found.last_text) != ("skipped", reason):
+                        changes.append(
+                            {"row": found.id, "was": found.state, "to": "skipped", "why": reason}
+                        )
+                elif found.state == "skipped":
                     changes.append(
                         {"row": found.id, "was": "skipped", "to": "pending", "why": None}
                     )

@@ -545,3 +545,72 @@ def test_ctrl_c_while_waiting_for_a_rate_slot_sends_nothing_more(harness: Harnes
     assert (raised.value.done, raised.value.total) == (1, 5)
     assert harness.script.per_recipient() == Counter({address(0): 1})
     assert nonzero(harness.ledger.counts(flaky_refs(harness)[0])) == {"sent": 1, "pending": 4}
+
+
+def test_retry_uncertain_with_a_limit_resends_only_that_many(harness: Harness) -> None:
+    harness.write(10)
+    lost = Outcome("uncertain", None, "connection lost before the server confirmed")
+    for n in range(10):
+        harness.script.replies[address(n)] = [lost]
+    assert nonzero(harness.run().counts) == {"uncertain": 10}
+    canary = harness.run(retry_uncertain=True, limit=1)
+    assert canary.attempted == 1
+    assert nonzero(canary.counts) == {"sent": 1, "uncertain": 9}
+    # A plain run afterwards resends none of the nine: they are still uncertain.
+    later = harness.run()
+    assert later.attempted == 0
+    assert nonzero(later.counts) == {"sent": 1, "uncertain": 9}
+    assert harness.script.per_recipient() == Counter({address(0): 1})
+    assert len(harness.script.attempts) == 11
+
+
+def test_a_suppression_added_during_the_send_is_honoured(harness: Harness) -> None:
+    """The list is read again when its file changes, before each message is claimed."""
+    harness.write(6)
+    suppressed = harness.workspace / "recipients" / "suppressed.csv"
+
+    class Suppressing(RecordingChannel):
+        def deliver(self, envelope: Envelope) -> Outcome:
+            if envelope.recipient == address(1):
+                # Someone asks to be removed while the step is under way.
+                suppressed.write_text(f"email\n{address(4).upper()}\n", "utf-8")
+            return super().deliver(envelope)
+
+    harness.factory = lambda: Suppressing(harness.script, harness.clock)  # type: ignore[method-assign]
+    report = harness.run()
+    assert address(4) not in harness.script.per_recipient()
+    assert nonzero(report.counts) == {"sent": 5, "skipped": 1}
+    row = harness.rows()[address(4)]
+    assert (row["state"], row["last_text"]) == (
+        "skipped",
+        "suppressed while the step was being sent",
+    )
+    # Removed from the list again, the address gets its message at the next run.
+    suppressed.write_text("email\n", "utf-8")
+    again = harness.run()
+    assert nonzero(again.counts) == {"sent": 6}
+    assert harness.script.per_recipient() == Counter({address(n): 1 for n in range(6)})
+
+
+def test_skipped_is_not_for_ever(harness: Harness) -> None:
+    harness.write(4)
+    suppressed = harness.workspace / "recipients" / "suppressed.csv"
+    suppressed.write_text(f"email\n{address(2)}\n", "utf-8")
+    harness.run(limit=1)
+    assert harness.rows()[address(2)]["last_text"] == "on the suppression list"
+    # Un-suppressed, and another taken off the list: both reflected before any send.
+    suppressed.write_text("email\n", "utf-8")
+    harness.write(4, skip=frozenset({3}))
+    report = harness.run(limit=1)
+    states = {a: (r["state"], r["last_text"]) for a, r in harness.rows().items()}
+    assert states == {
+        address(0): ("sent", "250 2.0.0 queued"),
+        address(1): ("sent", "250 2.0.0 queued"),
+        address(2): ("pending", None),
+        address(3): ("skipped", "no longer on the step's lists"),
+    }
+    # Back on the list: pending again, and sent.
+    harness.write(4)
+    report = harness.run()
+    assert nonzero(report.counts) == {"sent": 4}
+    assert harness.script.per_recipient() == Counter({address(n): 1 for n in range(4)})

@@ -6,6 +6,7 @@ SQLite (a file, as in a workspace) always runs; PostgreSQL runs when
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -18,6 +19,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from distribute.errors import LedgerError
 from distribute.ledger import (
@@ -454,3 +457,50 @@ def test_status_tells_a_running_step_from_an_abandoned_one(ledger: Ledger) -> No
     ).stdout.strip()
     assert ledger.acquire(step, f"{socket.gethostname()}:{gone}:x") is None
     assert not running()  # held by a process that no longer exists
+
+
+TARGETS = [f"t{n}@example.com" for n in range(5)]
+_scratch: dict[str, Ledger] = {}
+_examples = itertools.count()
+plans = st.tuples(st.sets(st.sampled_from(TARGETS)), st.sets(st.sampled_from(TARGETS)))
+outcomes = st.lists(st.sampled_from(["sent", "failed", "uncertain", "pending"]), max_size=3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(plans, outcomes), min_size=1, max_size=6))
+def test_planning_again_reflects_the_audience_now(
+    rounds: list[tuple[tuple[set[str], set[str]], list[str]]],
+) -> None:
+    """Whatever the history of lists and suppressions: a suppression wins over pending, a
+    finished row keeps its state, and a skipped recipient selected again is pending."""
+    # One in-memory ledger for every example, a new step each: opening one costs more.
+    ledger = _scratch.setdefault("ledger", Ledger("sqlite://", clock=FakeClock()))
+    step = make_step(ledger, name=f"s{next(_examples)}")
+    for (selected, suppressed), finishes in rounds:
+        suppressed &= selected
+        before = {row["target"]: row["state"] for row in ledger.rows(step)}
+        rows = [
+            Planned(t, t, skipped=t in suppressed, reason="on the suppression list")
+            for t in sorted(selected)
+        ]
+        ledger.plan(step, rows)
+        after = {row["target"]: (row["state"], row["last_text"]) for row in ledger.rows(step)}
+        for target in TARGETS:
+            was = before.get(target)
+            if was is None and target not in selected:
+                assert target not in after
+                continue
+            state, reason = after[target]
+            if was in ("sent", "failed", "uncertain"):
+                assert state == was
+            elif target in suppressed:
+                assert (state, reason) == ("skipped", "on the suppression list")
+            elif target in selected:
+                assert state == "pending"
+            else:
+                assert (state, reason) == ("skipped", "no longer on the step's lists")
+        for outcome in finishes:
+            got = ledger.claim(step, "test:1:a")
+            if not isinstance(got, Claim):
+                break
+            ledger.finish(got, outcome)
