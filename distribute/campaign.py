@@ -329,8 +329,9 @@ def _gap(local: datetime, zone: ZoneInfo) -> tuple[time, time]:
 
 
 def release_version(text: str) -> str:
-    """A release's version: the first 12 hex digits of the SHA-256 of its text."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    """A release's version: the first 8 hex digits of the SHA-256 of its text (as git shows
+    commits), enough to tell the versions of one release apart."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
 def load_campaign(path: Path, settings: Settings) -> Campaign:

@@ -151,6 +151,26 @@ def test_message_id_is_deterministic(example_path: Path, settings: Settings) -> 
     assert first.endswith("@example.org>")
 
 
+@given(
+    st.text(min_size=1),
+    st.text(min_size=1),
+    st.emails(),
+    st.lists(
+        st.text(alphabet="0123456789abcdef", min_size=8, max_size=8),
+        min_size=2,
+        max_size=2,
+        unique=True,
+    ),
+)
+def test_message_id_tells_releases_apart(
+    campaign: str, step: str, address: str, versions: list[str]
+) -> None:
+    """A retry of one message keeps its id; another version of the release never shares it."""
+    first, second = (message_id(campaign, step, address, "example.org", v) for v in versions)
+    assert first == message_id(campaign, step, address.upper(), "example.org", versions[0])
+    assert first != second
+
+
 def test_premailer_runs_once_per_variant(
     example_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -444,3 +444,89 @@ def test_live_post_under_embargo_is_refused_before_anything_is_sent(
     dry = run("send", str(campaign_file))
     assert dry.exit_code == 0
     assert "this post could not go out now" in dry.stdout
+
+
+def test_a_second_campaign_file_under_the_same_name_is_refused(
+    workspace: Path, server: SmtpServer
+) -> None:
+    write_config(workspace, server.port)
+    write_campaign(workspace, 3)
+    files = {}
+    for month in ("march", "april"):
+        (workspace / month).mkdir()
+        shutil.copy(ROOT / "releases" / "hydrogen.md", workspace / month / "hydrogen.md")
+        files[month] = workspace / month / "campaign.toml"
+        # No name: both are called after their file's stem, "campaign".
+        files[month].write_text(
+            'release = "hydrogen.md"\n'
+            '[[email]]\nname = "desk"\nlists = ["desk"]\nat = "2027-03-10 08:00"\n',
+            encoding="utf-8",
+        )
+    assert run("send", str(files["march"]), "--live").exit_code == 0
+    assert len(server.received) == 3
+    for mode in (["--live"], []):
+        april = run("send", str(files["april"]), *mode)
+        assert april.exit_code == 1
+        assert april.stderr == (
+            f"Error: {files['april']}: campaign name 'campaign' is already used by "
+            f'{files["march"]}; two campaign files cannot share a name: set name = "..." '
+            "in this file\n"
+        )
+    shown = run("status", str(files["april"]))
+    assert shown.exit_code == 1
+    assert shown.stderr == (
+        f"Error: {files['april']}: campaign name 'campaign' belongs to {files['march']}, "
+        'not to this file; set name = "..." in this file\n'
+    )
+    assert len(server.received) == 3
+    # Named, April is a campaign of its own and goes out.
+    text = files["april"].read_text("utf-8")
+    files["april"].write_text('name = "april"\n' + text, "utf-8")
+    assert run("send", str(files["april"]), "--live").exit_code == 0
+    assert server.handler.per_recipient() == Counter({f"j{n:05d}@example.com": 2 for n in range(3)})
+    ids = {item.message["Message-ID"] for item in server.received}
+    assert len(ids) == 6
+
+
+def test_an_edited_release_sends_the_steps_not_yet_sent(
+    workspace: Path, server: SmtpServer
+) -> None:
+    from distribute.campaign import release_version
+
+    write_config(workspace, server.port)
+    campaign = write_campaign(workspace, 2)
+    with campaign.open("a", encoding="utf-8") as more:
+        more.write('[[email]]\nname = "late"\nlists = ["desk"]\nat = "2027-03-10 09:00"\n')
+    release = workspace / "hydrogen.md"
+    first = release_version(release.read_text("utf-8"))
+    assert run("send", str(campaign), "--live", "--step", "desk").exit_code == 0
+    release.write_text(release.read_text("utf-8").replace("hydrogen", "Hydrogen"), "utf-8")
+    second = release_version(release.read_text("utf-8"))
+    assert first != second
+    result = run("send", str(campaign), "--live")
+    assert result.exit_code == 0, result.output
+    assert "desk: nothing left to send (every recipient is already done)." in result.stdout
+    assert len(server.received) == 4
+    shown = json.loads(run("status", "--json").stdout)["campaigns"][0]["steps"]
+    assert {s["name"]: s["releases"] for s in shown} == {"desk": {first: 2}, "late": {second: 2}}
+    table = run("status").stdout
+    assert f"│ desk │ email   │ 2027-03-10 08:00 CET │ live │ {first} │" in table
+    assert f"│ late │ email   │ 2027-03-10 09:00 CET │ live │ {second} │" in table
+
+
+def test_message_ids_differ_between_releases(workspace: Path) -> None:
+    write_config(workspace, free_port())
+    campaign = write_campaign(workspace, 1)
+    release = workspace / "hydrogen.md"
+    new = workspace / "outbox" / "launch" / "desk" / "new"
+
+    def message_id() -> str:
+        assert run("send", str(campaign)).exit_code == 0
+        [path] = new.iterdir()
+        [line] = [x for x in path.read_bytes().split(b"\r\n") if x.startswith(b"Message-ID:")]
+        return line.decode()
+
+    first = message_id()
+    assert message_id() == first  # the same message made again keeps its id
+    release.write_text(release.read_text("utf-8") + "\nOne more line.\n", "utf-8")
+    assert message_id() != first

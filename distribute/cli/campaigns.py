@@ -386,7 +386,7 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool) -> None:
         table.add_column("at", no_wrap=True)
         table.add_column("mode")
         # Which version of the release (a hash of its text) the sent messages carried.
-        table.add_column("release")
+        table.add_column("release", no_wrap=True)
         for state in STATES:
             table.add_column(state, justify="right")
         for s in entry["steps"]:
