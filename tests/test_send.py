@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -76,6 +77,10 @@ def status(workspace: Path) -> dict[str, dict[str, int]]:
         for campaign in data["campaigns"]
         for step in campaign["steps"]
     }
+
+
+def nonzero(counts: dict[str, int]) -> dict[str, int]:
+    return {state: n for state, n in counts.items() if n}
 
 
 @pytest.fixture
@@ -273,6 +278,10 @@ def test_limit_is_a_canary(workspace: Path, server: SmtpServer) -> None:
     assert first.exit_code == 0, first.output
     assert len(server.received) == 5
     assert status(workspace)["desk/live"]["pending"] == 15
+    assert first.stdout.endswith(
+        f"--limit 5: 15 still pending (15 in desk).\nSend the rest with: distribute send "
+        f"{campaign} --live\n"
+    )
     rest = run("send", str(campaign), "--live")
     assert rest.exit_code == 0
     assert server.handler.per_recipient() == Counter(
@@ -407,18 +416,33 @@ def test_server_without_auth_is_named(workspace: Path, server: SmtpServer) -> No
 
 
 @pytest.mark.slow
-def test_ctrl_c_finishes_the_messages_under_way(workspace: Path) -> None:
-    """SIGINT mid-step: each connection finishes and records its message, then it stops."""
-    total = 300
+@pytest.mark.parametrize(
+    ("signum", "code", "said"),
+    [
+        (signal.SIGINT, 130, "Interrupted"),
+        (signal.SIGTERM, 143, "Stopped by SIGTERM"),
+        (signal.SIGHUP, 129, "Stopped by SIGHUP"),
+    ],
+    ids=["ctrl-c", "sigterm", "sighup"],
+)
+def test_a_signal_finishes_the_messages_under_way(
+    workspace: Path, signum: int, code: int, said: str
+) -> None:
+    """Ctrl-C, or a service manager's SIGTERM, or a closed terminal's SIGHUP mid-step: each
+    connection finishes and records its message, then the run stops."""
+    total = 120
     with SmtpServer(Faults(latency=0.03)) as server:
         write_config(workspace, server.port, connections=2)
         campaign = write_campaign(workspace, total)
         process, command, env = send_in_background(workspace, campaign, server, 20)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         _, stderr = process.communicate(timeout=60)
-        assert process.returncode == 130, stderr
-        assert b"Run the same command again to send the rest." in stderr
-        assert b"Traceback" not in stderr
+        assert process.returncode == code, stderr
+        assert re.fullmatch(
+            f"{said} after \\d+ of {total} messages; each one under way was finished and "
+            "recorded. Run the same command again to send the rest.\n",
+            stderr.decode(),
+        ), stderr
         counts = status(workspace)["desk/live"]
         assert counts["sending"] == counts["uncertain"] == 0  # nothing left half-known
         assert counts["sent"] == len(server.received) < total
@@ -530,3 +554,92 @@ def test_message_ids_differ_between_releases(workspace: Path) -> None:
     assert message_id() == first  # the same message made again keeps its id
     release.write_text(release.read_text("utf-8") + "\nOne more line.\n", "utf-8")
     assert message_id() != first
+
+
+def test_a_run_stopped_by_the_server_lists_its_uncertain_rows_at_once(workspace: Path) -> None:
+    with SmtpServer() as server:
+        handler = server.handler
+        mail, data = handler.handle_MAIL, handler.handle_DATA
+        gone = [False]
+
+        async def data_then_vanish(srv, session, envelope):  # type: ignore[no-untyped-def]
+            if envelope.rcpt_tos != ["j00001@example.com"]:
+                return await data(srv, session, envelope)
+            # The server takes this message's content and vanishes before its reply: its
+            # fate is unknown. Every later connection is refused: the run cannot go on.
+            gone[0] = True
+            srv.transport.close()
+            return "250 2.0.0 queued"
+
+        async def refuse_once_gone(srv, session, envelope, address, options):  # type: ignore[no-untyped-def]
+            if gone[0]:
+                return "421 4.3.2 shutting down"
+            return await mail(srv, session, envelope, address, options)
+
+        handler.handle_MAIL = refuse_once_gone  # type: ignore[method-assign]
+        handler.handle_DATA = data_then_vanish  # type: ignore[method-assign]
+        write_config(workspace, server.port, connections=1)
+        campaign = write_campaign(workspace, 4)
+        result = run("send", str(campaign), "--live")
+    assert result.exit_code == 1
+    assert "  desk: uncertain j00001@example.com: connection lost before the server confirmed" in (
+        result.stdout
+    )
+    assert result.stderr.startswith(
+        f"Error: lost the connection to 127.0.0.1:{server.port} twice in a row: 421"
+    )
+    assert "stopped after 2 of 4 messages" in result.stderr
+    counts = nonzero(status(workspace)["desk/live"])
+    assert counts == {"sent": 1, "uncertain": 1, "pending": 2}
+
+
+def test_nothing_left_is_said_only_when_true(workspace: Path) -> None:
+    rejected = {"j00000@example.com", "j00001@example.com"}
+    with SmtpServer(Faults(permanent=rejected)) as server:
+        write_config(workspace, server.port)
+        campaign = write_campaign(workspace, 2)
+        assert run("send", str(campaign), "--live").exit_code == 1
+        again = run("send", str(campaign), "--live")
+    assert again.exit_code == 1
+    assert "desk: nothing sent this time: 2 failed, listed below." in again.stdout
+    assert "already done" not in again.stdout
+
+    (workspace / "recipients" / "suppressed.csv").write_text(
+        "email\nj00000@example.com\nj00001@example.com\n", "utf-8"
+    )
+    dry = run("send", str(campaign))
+    assert dry.exit_code == 0
+    assert (
+        "desk: nothing to send: every recipient the step selects is skipped "
+        "(see distribute status)." in dry.stdout
+    )
+
+    campaign.write_text(campaign.read_text("utf-8") + 'where = { language = "fr" }\n', "utf-8")
+    nobody = run("send", str(campaign))
+    assert nobody.exit_code == 0
+    assert "desk: nothing to send: the step selects nobody (check its lists, where and tags)." in (
+        nobody.stdout
+    )
+    assert "already done" not in dry.stdout + nobody.stdout
+
+
+def test_status_gives_each_skipped_row_its_reason(workspace: Path, server: SmtpServer) -> None:
+    write_config(workspace, server.port)
+    campaign = write_campaign(workspace, 3)
+    suppressed = workspace / "recipients" / "suppressed.csv"
+    suppressed.write_text("email\nj00002@example.com\n", "utf-8")
+    assert run("send", str(campaign), "--live", "--limit", "1").exit_code == 0
+    desk = workspace / "recipients" / "desk.csv"
+    everyone = desk.read_text("utf-8")
+    desk.write_text(everyone.replace("j00001@example.com,Jo1,Doe,Daily 1,en\n", ""))
+    shown = run("status").stdout
+    assert "  desk: skipped j00002@example.com: on the suppression list\n" in shown
+    assert run("send", str(campaign), "--live", "--limit", "1").exit_code == 0
+    shown = run("status").stdout
+    assert "  desk: skipped j00001@example.com: no longer on the step's lists\n" in shown
+    # Un-suppressed and back on the list: both get the release, once.
+    suppressed.write_text("email\n", "utf-8")
+    desk.write_text(everyone, "utf-8")
+    assert run("send", str(campaign), "--live").exit_code == 0
+    assert server.handler.per_recipient() == Counter({f"j{n:05d}@example.com": 1 for n in range(3)})
+    assert "skipped" not in run("status").stdout.split("┘", 1)[1]
