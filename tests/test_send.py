@@ -643,3 +643,29 @@ def test_status_gives_each_skipped_row_its_reason(workspace: Path, server: SmtpS
     assert run("send", str(campaign), "--live").exit_code == 0
     assert server.handler.per_recipient() == Counter({f"j{n:05d}@example.com": 1 for n in range(3)})
     assert "skipped" not in run("status").stdout.split("┘", 1)[1]
+
+
+def test_a_database_failure_is_one_line_without_addresses(
+    workspace: Path, server: SmtpServer
+) -> None:
+    import sqlalchemy as sa
+
+    from distribute.ledger import Ledger
+
+    write_config(workspace, server.port)
+    campaign = write_campaign(workspace, 2)
+    ledger = Ledger(f"sqlite:///{workspace / 'distribute.db'}")
+    with ledger.engine.begin() as conn:
+        # The database refuses the step's rows as a full disk or a broken constraint would.
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON deliveries "
+                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+        )
+    ledger.close()
+    result = run("send", str(campaign), "--live")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: the state database failed: database or disk is full\n"
+    assert "example.com" not in result.output
+    assert not server.received

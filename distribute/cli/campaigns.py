@@ -12,7 +12,7 @@ import click
 from rich.text import Text
 
 from distribute.cli.common import console, settings_of
-from distribute.errors import CampaignError, WorkspaceError
+from distribute.errors import CampaignError, LedgerError, WorkspaceError
 from distribute.words import agree, plural
 
 if TYPE_CHECKING:
@@ -107,6 +107,13 @@ def _problem_lines(step: str, problems: list[dict[str, Any]]) -> None:
         con.print(_problem_line(step, failure))
 
 
+def _database_error(exc: Exception) -> LedgerError:
+    """A database failure as one line: the driver's first line only, because the lines after
+    it (and SQLAlchemy's own text) quote the statement's parameters: addresses."""
+    reason = str(getattr(exc, "orig", None) or type(exc).__name__).strip().splitlines()
+    return LedgerError(f"the state database failed: {reason[0] if reason else exc}")
+
+
 def run_steps(
     settings: Settings,
     loaded: Any,
@@ -131,6 +138,7 @@ def run_steps(
         TextColumn,
         TimeRemainingColumn,
     )
+    from sqlalchemy.exc import SQLAlchemyError
 
     from distribute.dispatch import Dispatcher, StepStopped, stop_on_signals
     from distribute.ledger import Ledger
@@ -182,6 +190,8 @@ def run_steps(
                 if outcome := _outcome(report):
                     con.print(f"{step.name}: {outcome}")
                 _problem_lines(step.name, report.problems)
+    except SQLAlchemyError as exc:
+        raise _database_error(exc) from None
     finally:
         ledger.close()
     _report_table(reports, loaded.timezone)
@@ -326,6 +336,7 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool) -> None:
     import json
 
     from rich.table import Table
+    from sqlalchemy.exc import SQLAlchemyError
 
     from distribute.ledger import STATES, Ledger
 
@@ -350,6 +361,8 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool) -> None:
                     path=campaign,
                 )
             entries = ledger.status(name)
+        except SQLAlchemyError as exc:
+            raise _database_error(exc) from None
         finally:
             ledger.close()
     if name and not entries:
