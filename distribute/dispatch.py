@@ -445,12 +445,14 @@ class Dispatcher:
         step: EmailStep,
     ) -> Outcome | None:
         """Send one claimed row; None when there was nothing to send (not a message)."""
+        if self._suppressed(claim.target):
+            # Skipped for good, even an uncertain row: giving it back would claim it again.
+            why = SUPPRESSED_DURING if claim.was == "pending" else f"{SUPPRESSED}; was {claim.was}"
+            self.ledger.finish(claim, "skipped", text=why)
+            return None
         recipient = by_key.get(claim.target)
         if recipient is None:
             self.ledger.finish(claim, "skipped", text=NOT_LISTED)
-            return None
-        if self._suppressed(claim.target):
-            self.ledger.finish(claim, "skipped", text=SUPPRESSED_DURING)
             return None
         message = build_message(
             draft,

@@ -614,3 +614,17 @@ def test_skipped_is_not_for_ever(harness: Harness) -> None:
     report = harness.run()
     assert nonzero(report.counts) == {"sent": 4}
     assert harness.script.per_recipient() == Counter({address(n): 1 for n in range(4)})
+
+
+def test_an_uncertain_row_now_suppressed_is_not_resent(harness: Harness) -> None:
+    harness.write(2)
+    lost = Outcome("uncertain", None, "connection lost before the server confirmed")
+    harness.script.replies[address(1)] = [lost]
+    harness.run()
+    (harness.workspace / "recipients" / "suppressed.csv").write_text(
+        f"email\n{address(1)}\n", "utf-8"
+    )
+    report = harness.run(retry_uncertain=True)
+    assert nonzero(report.counts) == {"sent": 1, "skipped": 1}
+    assert harness.rows()[address(1)]["last_text"] == "on the suppression list; was uncertain"
+    assert len(harness.script.times(address(1))) == 1

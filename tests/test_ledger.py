@@ -19,6 +19,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -504,3 +505,18 @@ def test_planning_again_reflects_the_audience_now(
             if not isinstance(got, Claim):
                 break
             ledger.finish(got, outcome)
+
+
+def test_an_older_ledger_gets_the_columns_it_lacks(url: str) -> None:
+    old = Ledger(url)
+    with old.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE deliveries DROP COLUMN release"))
+    old.close()
+    ledger = Ledger(url)
+    try:
+        step = make_step(ledger)
+        ledger.plan(step, planned("a@example.com"))
+        ledger.finish(claim(ledger, step), "sent", release="0123abcd")
+        assert ledger.releases(step) == {"0123abcd": 1}
+    finally:
+        ledger.close()
