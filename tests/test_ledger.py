@@ -29,6 +29,7 @@ from distribute.ledger import (
     STALE_AFTER,
     STATES,
     Claim,
+    Holder,
     Ledger,
     Planned,
     StepRef,
@@ -520,3 +521,28 @@ def test_an_older_ledger_gets_the_columns_it_lacks(url: str) -> None:
         assert ledger.releases(step) == {"0123abcd": 1}
     finally:
         ledger.close()
+
+
+def test_of_many_runners_acquiring_at_once_exactly_one_wins(ledger: Ledger) -> None:
+    workers = 6
+
+    def take(
+        step: StepRef, runner: str, start: threading.Barrier, results: dict[str, Holder | None]
+    ) -> None:
+        start.wait()
+        results[runner] = ledger.acquire(step, runner)
+
+    for trial in range(10):
+        step = make_step(ledger, name=f"race-{trial}")
+        # All alive (this process), so none can be taken for a dead holder.
+        runners = [f"{socket.gethostname()}:{os.getpid()}:r{n}" for n in range(workers)]
+        start = threading.Barrier(workers)
+        results: dict[str, Holder | None] = {}
+        threads = [threading.Thread(target=take, args=(step, r, start, results)) for r in runners]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        winners = [r for r, held in results.items() if held is None]
+        assert len(winners) == 1, results
+        assert {held.runner for held in results.values() if held is not None} == set(winners)
