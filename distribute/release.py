@@ -25,6 +25,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from markupsafe import Markup
 
+from distribute import links as link_policy
 from distribute.errors import ReleaseError
 from distribute.textfile import read_text
 
@@ -271,11 +272,13 @@ def _check_front_matter(
             raise fail(f"{key} must be text")
         else:
             value = str(value).strip()
-            if key == "url" and not urlsplit(value).scheme.startswith("http"):
+            if key == "url" and not link_policy.web_address(value):
                 raise fail(f"{key} must be a full http(s) address, not {value!r}")
             # An image is an http(s) address or a file beside the release (posts upload it).
             if key == "image" and urlsplit(value).scheme not in {"", "http", "https"}:
                 raise fail(f"image must be an https address or a file path, not {value!r}")
+            if key == "image" and urlsplit(value).scheme and not link_policy.web_address(value):
+                raise fail(f"image must be a full http(s) address, not {value!r}")
             if key == "language" and not re.fullmatch(r"[a-z]{2}(-[A-Za-z]{2})?", value):
                 raise fail(f"language must be a code like 'en' or 'fr', not {value!r}")
             meta[key] = value
@@ -305,7 +308,15 @@ class _Raw:
     level: int = 0
 
 
-_md = MarkdownIt("commonmark", {"html": True}).enable("table")
+class _Markdown(MarkdownIt):
+    def validateLink(self, url: str) -> bool:
+        # markdown-it leaves a link it refuses as literal "[text](javascript:...)" and allows
+        # ftp:, tel: or relative ones; every link is judged by distribute.links instead, and
+        # one it refuses is an error naming its line (see _check_links).
+        return True
+
+
+_md = _Markdown("commonmark", {"html": True}).enable("table")
 
 
 def _blocks(body: str, first_line: int) -> list[_Raw]:
@@ -394,11 +405,15 @@ def _repair_page_breaks(blocks: list[_Raw]) -> list[_Raw]:
 def _inline(source: str) -> tuple[Markup, str, tuple[Link, ...]]:
     """Inline Markdown to (safe HTML, plain text, links)."""
     tokens = _md.parseInline(source.strip())
-    children = tokens[0].children or [] if tokens else []
+    return _inline_children(tokens[0].children or [] if tokens else [])
+
+
+def _inline_children(children: list[Token]) -> tuple[Markup, str, tuple[Link, ...]]:
     html_parts: list[str] = []
     text_parts: list[str] = []
     links: list[Link] = []
-    link_stack: list[tuple[str, int]] = []
+    # (href, where its text starts, whether it is rendered as a link)
+    link_stack: list[tuple[str, int, bool]] = []
     script: tuple[str, int] | None = None  # an open <sup> or <sub>, where its text starts
     for child in children:
         if child.type == "html_inline" and child.content.startswith("<!--"):
@@ -415,10 +430,20 @@ def _inline(source: str) -> tuple[Markup, str, tuple[Link, ...]]:
                 text_parts[start:] = [_script_text("".join(text_parts[start:]), kind)]
                 script = None
         if child.type == "link_open":
-            link_stack.append((str(child.attrs.get("href", "")), len(text_parts)))
+            href = str(child.attrs.get("href", ""))
+            live = link_policy.allowed_link(href)
+            link_stack.append((href, len(text_parts), live))
+            if not live:
+                continue  # _check_links reports it; if it is ever reached, its text stays
         elif child.type == "link_close" and link_stack:
-            href, start = link_stack.pop()
+            href, start, live = link_stack.pop()
+            if not live:
+                continue
             links.append(Link("".join(text_parts[start:]).strip(), href))
+        elif child.type == "image" and not _web_image(child):
+            text_parts.append(child.content)
+            html_parts.append(escape(child.content))
+            continue
         elif child.type in {"text", "code_inline"}:
             text_parts.append(child.content)
         elif child.type == "softbreak":
@@ -455,16 +480,14 @@ def _strip_bold(source: str) -> str:
 
 def _block(raw: _Raw) -> Block:
     if raw.kind == "list":
-        # Text is escaped by the renderer, so any "<!--" left in its output is a real comment.
-        rendered = _COMMENT.sub("", _md.render(raw.source)).strip()
-        html = Markup(rendered)  # noqa: S704 (html_inline escaped below)
+        html = _render_list(raw.source)
         lines = _items(raw)
         items = [_inline(_LIST_MARKER.sub("", line)) for line in lines]
         text = "\n".join(
             f"{marker} {item[1]}" for marker, item in zip(_markers(lines), items, strict=True)
         )
         links = tuple(link for item in items for link in item[2])
-        return Block("list", _escape_raw_html(html), text, links)
+        return Block("list", html, text, links)
     if raw.kind == "table":
         return _table(raw)
     if raw.kind == "quote":
@@ -543,17 +566,46 @@ def _items(raw: _Raw) -> list[str]:
     return items
 
 
-def _escape_raw_html(html: Markup) -> Markup:
-    def keep(match: re.Match[str]) -> str:
-        tag = match.group(0)
-        return tag if _ALLOWED_TAG.match(tag) or _SAFE_RENDERED.match(tag) else escape(tag)
+def _render_list(source: str) -> Markup:
+    """A list to HTML, each item's text under the same rules as a paragraph's (raw HTML
+    shown as text, only allowed links live)."""
+    tokens = _md.parse(source)
+    for token in tokens:
+        if token.type == "inline":
+            html = _inline_children(token.children or [])[0]
+            token.children = [Token("html_inline", "", 0, content=str(html))]
+        elif token.type == "html_block":
+            # Comments are notes for the press office; the rest of a raw HTML block is text.
+            token.content = escape(_COMMENT.sub("", token.content).strip())
+    rendered = _md.renderer.render(tokens, _md.options, {})
+    return Markup(rendered.strip())  # noqa: S704 (text escaped by the renderer and _inline)
 
-    return Markup(re.sub(r"<[^>]+>", keep, str(html)))  # noqa: S704
+
+def _web_image(token: Token) -> bool:
+    return link_policy.scheme(str(token.attrs.get("src", ""))) in link_policy.WEB_SCHEMES
 
 
-_SAFE_RENDERED = re.compile(
-    r'^</?(ul|ol|li|p|em|strong|code|a( href="[^"<>]*")?)( start="\d+")?>$', re.IGNORECASE
-)
+def _check_links(raw: _Raw, source: Path | None) -> None:
+    """A link or image the email cannot carry is an error naming its line, not a surprise
+    in journalists' mail: only http, https and mailto links, and http(s) images."""
+    inline = raw.kind in {"heading", "paragraph"}
+    for token in _md.parseInline(raw.source) if inline else _md.parse(raw.source):
+        for child in token.children or []:
+            if child.type == "link_open":
+                href = str(child.attrs.get("href", ""))
+                if link_policy.allowed_link(href):
+                    continue
+                problem = (
+                    f"link to {href!r}: only http, https and mailto links can be sent; "
+                    "write the full address (https://...)"
+                )
+            elif child.type == "image" and not _web_image(child):
+                src = str(child.attrs.get("src", ""))
+                problem = f"image {src!r}: only images at a full http(s) address can be sent"
+            else:
+                continue
+            offset = token.map[0] if token.map and not inline else 0
+            raise ReleaseError(problem, path=source, line=raw.line + offset)
 
 
 # --------------------------------------------------------------------------- structure
@@ -564,6 +616,8 @@ def _is_handle(raw: _Raw) -> Link | None:
         return None
     _, text, links = _inline(raw.source)
     if len(links) != 1 or text != links[0].text or not text.startswith("@"):
+        return None
+    if not link_policy.web_address(links[0].href):
         return None
     host = urlsplit(links[0].href).hostname or ""
     return links[0] if host in _HANDLE_HOSTS else None
@@ -725,12 +779,15 @@ def _infer(blocks: list[_Raw], meta: dict[str, Any], source: Path | None) -> Rel
             if rest:
                 contact_blocks.append(_Raw("paragraph", rest, raw.line))
             continue
+        if mode != "contact":
+            # The contact block's links are never shown (the template writes its own).
+            _check_links(raw, source)
         if heading and _ABOUT.match(heading) and mode != "contact":
             if mode == "body":
                 close_section()
             mode = "about"
             _, boilerplate_heading, links = _inline(_strip_bold(raw.source))
-            website = next((link.href for link in links if link.href.startswith("http")), None)
+            website = next((ln.href for ln in links if link_policy.web_address(ln.href)), None)
             boilerplate_heading = _about_heading(raw.source)
             continue
         if mode == "contact":

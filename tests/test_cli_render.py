@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import shutil
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from distribute.cli import cli
@@ -201,3 +203,130 @@ def test_brackets_in_a_release_are_text_not_markup(workspace: Path) -> None:
     code, out, err = run("render", "r.md", "--out", "out")
     assert code == 0, err
     assert "Subject: Results [/note] and [bold]tags[/bold] are text" in out
+
+
+def _links_in(html_text: str) -> list[str]:
+    return re.findall(r'<(?:a|img)\b[^>]*?\b(?:href|src)="([^"]*)"', html_text)
+
+
+def test_raw_link_in_a_list_item_is_text(workspace: Path) -> None:
+    (workspace / "r.md").write_text(
+        "# A fictional launch\n\n"
+        '- first item with <a href="javascript:alert(1)">a raw link</a>\n'
+        '- second item with <a href="javascript&#58;alert(2)">another</a>\n',
+        encoding="utf-8",
+    )
+    code, _, err = run("render", "r.md", "--out", "out")
+    assert code == 0, err
+    html_text = (workspace / "out" / "email.html").read_text(encoding="utf-8")
+    assert '&lt;a href="javascript:alert(1)"&gt;a raw link&lt;/a&gt;' in html_text
+    assert all(link.startswith(("https:", "mailto:")) for link in _links_in(html_text))
+
+
+@pytest.mark.parametrize(
+    ("line", "written", "shown"),
+    [
+        ("See [the video](javascript&#58;alert(1)).", "javascript:alert(1)", None),
+        ("See [the video](JaVaScRiPt:alert(1)).", "JaVaScRiPt:alert(1)", None),
+        ("- item [video](%6Aavascript:alert(1))", "%6Aavascript:alert(1)", None),
+        ("See <vbscript:msgbox(1)>.", "vbscript:msgbox(1)", None),
+        ("See [the page](/en/news).", "/en/news", None),
+        ("See [the page](www.example.org).", "www.example.org", None),
+        ("[@Valmont](javascript://twitter.com/%0Aalert(1))", None, "javascript://twitter.com/"),
+    ],
+    ids=[
+        "entity-colon",
+        "mixed-case",
+        "percent-in-list",
+        "autolink",
+        "relative",
+        "no-scheme",
+        "handle",
+    ],
+)
+def test_link_that_cannot_be_sent_names_its_line(
+    workspace: Path, line: str, written: str | None, shown: str | None
+) -> None:
+    (workspace / "r.md").write_text(
+        f"# A fictional launch\n\nFirst paragraph.\n\n{line}\n", encoding="utf-8"
+    )
+    code, out, err = run("render", "r.md", "--out", "out")
+    assert code == 1
+    assert out == ""
+    if written is not None:
+        assert err == (
+            f"Error: r.md:5: link to {written!r}: only http, https and mailto links can be "
+            "sent; write the full address (https://...)\n"
+        )
+    else:
+        assert err.startswith(f"Error: r.md:5: link to '{shown}")
+    assert not (workspace / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["javascript:alert(1)", "javascript&#58;alert(1)", "httpx://example.org", "https:", "/news"],
+)
+def test_url_option_must_be_a_web_address(example_path: Path, workspace: Path, url: str) -> None:
+    code, _, err = run("render", str(example_path), "--out", "out", "--url", url)
+    assert code == 2
+    assert err.endswith(
+        f"Error: Invalid value for '--url': {url!r} is not a full address like "
+        "https://example.org/news\n"
+    )
+    assert not (workspace / "out").exists()
+
+
+def test_titled_link_in_a_list_item_is_a_link(workspace: Path) -> None:
+    (workspace / "r.md").write_text(
+        "# A fictional launch\n\n"
+        '- read [the report](https://www.example.org/report "The full report") online\n'
+        "- and [the data](https://www.example.org/data)\n",
+        encoding="utf-8",
+    )
+    code, _, err = run("render", "r.md", "--out", "out")
+    assert code == 0, err
+    html_text = (workspace / "out" / "email.html").read_text(encoding="utf-8")
+    assert re.search(
+        r'<li>read <a href="https://www.example.org/report" title="The full report"[^>]*>'
+        r"the report</a> online</li>",
+        html_text,
+    )
+    text = (workspace / "out" / "email.txt").read_text(encoding="utf-8")
+    assert "https://www.example.org/report" in text.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("markup", "message"),
+    [
+        (
+            '<a href="javascript:void(0)">x</a>',
+            "<a href> points to 'javascript:void(0)'",
+        ),
+        (
+            '<a href="{{ recipient.outlet }}">x</a>',
+            "<a href> points to '{{ recipient.outlet }}'",
+        ),
+        (
+            '<img src="data:image/gif;base64,R0lGOD">',
+            "<img src> points to 'data:image/gif;base64,R0lGOD'",
+        ),
+    ],
+    ids=["javascript", "scheme-from-a-list", "data-image"],
+)
+def test_template_link_that_cannot_be_sent(
+    example_path: Path, workspace: Path, markup: str, message: str
+) -> None:
+    templates = workspace / "templates" / "email"
+    templates.mkdir(parents=True)
+    shipped = (bundled("templates") / "email" / "press-release.html.j2").read_text("utf-8")
+    (templates / "press-release.html.j2").write_text(
+        shipped.replace("</body>", f"{markup}\n</body>"), encoding="utf-8"
+    )
+    code, _, err = run("render", str(example_path), "--out", "out")
+    assert code == 1
+    assert err == (
+        f"Error: {Path('templates/email/press-release.html.j2')}: {message}: only http, https "
+        "and mailto links (and http(s) images) can be sent\n"
+    )
+    assert not (workspace / "out").exists()

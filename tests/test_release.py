@@ -129,10 +129,24 @@ def test_embargo_and_preheader() -> None:
         ("---\nembargo: 2027-03-10 08:00\n---\n# T\n", 2, "needs a UTC offset"),
         ("---\nembargo: soon\n---\n# T\n", 2, "is not an ISO 8601 time"),
         ("---\nurl: www.example.org\n---\n# T\n", 2, "url must be a full http(s) address"),
+        ("---\ntitle: T\nurl: httpx://example.org\n---\n", 3, "url must be a full http(s)"),
+        ("---\nurl: https:example.org\n---\n# T\n", 2, "url must be a full http(s) address"),
+        ("---\nimage: 'https:x.png'\n---\n# T\n", 2, "image must be a full http(s)"),
         ("---\ntitle: T\n", 1, "never closed"),
         ("---\n- a\n- b\n---\n# T\n", 2, "front matter must be 'key: value' lines"),
     ],
-    ids=["bad-yaml", "unknown-key", "naive-embargo", "bad-embargo", "bad-url", "unclosed", "list"],
+    ids=[
+        "bad-yaml",
+        "unknown-key",
+        "naive-embargo",
+        "bad-embargo",
+        "bad-url",
+        "url-scheme-like-http",
+        "url-without-host",
+        "image-without-host",
+        "unclosed",
+        "list",
+    ],
 )
 def test_front_matter_errors(tmp_path: Path, text: str, line: int, message: str) -> None:
     path = tmp_path / "release.md"

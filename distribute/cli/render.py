@@ -36,6 +36,14 @@ def _sample_recipient(value: str) -> Recipient:
     return Recipient(email=address, first_name=first, last_name=last, list_name="sample")
 
 
+def _web_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    from distribute.links import web_address
+
+    if value is not None and not web_address(value):
+        raise click.BadParameter(f"{value!r} is not a full address like https://example.org/news")
+    return value
+
+
 def _size(data: bytes | str) -> str:
     size = len(data.encode("utf-8") if isinstance(data, str) else data)
     return f"{size / 1024:.1f} KB"
@@ -120,6 +128,7 @@ def print_report(rows: list[tuple[str, str]], posts: PostSet, out: Path) -> None
 @click.option(
     "--url",
     default=None,
+    callback=_web_address,
     help="The release's web page, linked from the post. Default: 'url' in the front matter.",
 )
 @click.pass_context

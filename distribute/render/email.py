@@ -13,6 +13,7 @@ import functools
 import hashlib
 import html as html_lib
 import logging
+import os
 import re
 import warnings
 from collections.abc import Iterable, Mapping
@@ -26,6 +27,7 @@ from markupsafe import Markup
 from distribute.config import Settings
 from distribute.errors import ReleaseError, TemplateError
 from distribute.headers import header_text_problem
+from distribute.links import refused_reference, web_address
 from distribute.release import Release
 from distribute.render.templates import (
     environment,
@@ -225,6 +227,11 @@ def draft_email(
     """Render ``release`` with template ``template`` as it would be sent at instant ``at``."""
     env = env or environment(settings)
     tag = slot_tag(release, template, subject)
+    if release.url is not None and not web_address(release.url):
+        raise TemplateError(
+            f"the release's url {release.url!r} is not a full http(s) address",
+            path=release.source,
+        )
     embargoed = release.embargoed_at(at)
     t = labels(release.language)
     context: dict[str, Any] = {
@@ -249,6 +256,15 @@ def draft_email(
     html_raw = render(env, f"email/{template}.html.j2", context)
     text = render(env, f"email/{template}.txt.j2", context)
     html = inline_css(html_raw)
+    html_template = _template_file(env, f"email/{template}.html.j2")
+    refused = refused_reference(html, _slot_re(tag))
+    if refused is not None:
+        shown = _slot_re(tag).sub(lambda m: f"{{{{ recipient.{m.group(1)} }}}}", refused.value)
+        raise TemplateError(
+            f"<{refused.tag} {refused.attribute}> points to {shown!r}: only http, https "
+            "and mailto links (and http(s) images) can be sent",
+            path=html_template,
+        )
     headline = render_string(env, subject, context, where="subject") if subject else release.title
     headline = single_line(headline)
     if not headline:
@@ -344,6 +360,15 @@ def _line_of(release: Release, *, key: str | None = None, text: str = "") -> int
         if text and text in line:
             return number
     return None
+
+
+def _template_file(env: jinja2.Environment, name: str) -> str:
+    """The file a template was loaded from, relative to here when that is shorter."""
+    filename = env.get_template(name).filename
+    if not filename:
+        return name
+    relative = os.path.relpath(filename)
+    return relative if len(relative) < len(filename) else filename
 
 
 def _check_slots(rendered: str, template: str, fields: set[str], tag: str) -> None:

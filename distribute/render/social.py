@@ -32,7 +32,8 @@ from twitter_text import extract_urls_with_indices, parse_tweet
 from twitter_text.has_invalid_characters import has_invalid_characters
 
 from distribute.config import Settings
-from distribute.errors import ConfigError, TemplateError
+from distribute.errors import ConfigError, ReleaseError, TemplateError
+from distribute.links import web_address
 from distribute.release import Release
 from distribute.render.templates import environment, render, render_string
 
@@ -497,6 +498,8 @@ def render_posts(
     """
     net = network_named(network)
     url = url or release.url
+    if url and not web_address(url):
+        raise ReleaseError(f"the release's url {url!r} is not a full http(s) address")
     if url != release.url:
         release = replace(release, url=url)
     warnings: list[str] = []
