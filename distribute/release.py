@@ -191,15 +191,39 @@ class Release:
 
 # --------------------------------------------------------------------------- reading
 
+# A press release is a few pages; anything near this size is a wrong file or a conversion
+# gone astray, and would give an email no mail client shows whole (Gmail clips at 102 KB).
+MAX_RELEASE_BYTES = 2 * 1024 * 1024
+
+
+def _too_large(size: int, source: Path | None) -> ReleaseError:
+    return ReleaseError(
+        f"the release is {size:,} bytes; a release may be at most "
+        f"{MAX_RELEASE_BYTES // 1024 // 1024} MB ({MAX_RELEASE_BYTES:,} bytes) of Markdown",
+        path=source,
+    )
+
 
 def load_release(path: Path) -> Release:
     """Read and parse a release file; every failure is a :class:`ReleaseError` naming it."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0  # read_text says what is wrong with it
+    if size > MAX_RELEASE_BYTES:
+        raise _too_large(size, path)
     text = read_text(path, ReleaseError, "release")
     return parse_release(text, source=path)
 
 
 def parse_release(text: str, *, source: Path | None = None) -> Release:
     """Parse release Markdown; ``source`` only serves error messages."""
+    # A character is one to four bytes: encode (to count bytes) only when that could tell.
+    size = len(text)
+    if size <= MAX_RELEASE_BYTES < 4 * size:
+        size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_RELEASE_BYTES:
+        raise _too_large(size, source)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     meta, body, body_line = _split_front_matter(text, source)
     blocks = _repair_page_breaks(_blocks(body, body_line))
@@ -376,27 +400,47 @@ def _starts_lower(source: str) -> bool:
 
 
 def _repair_page_breaks(blocks: list[_Raw]) -> list[_Raw]:
-    """Join paragraphs that a page break split mid-sentence (the next one starts lowercase)."""
+    """Join paragraphs that a page break split mid-sentence (the next one starts lowercase).
+
+    Linear in the length of the release: a paragraph's pieces are collected and joined
+    once, and each test reads one piece, so a paragraph split ten thousand times is not
+    copied ten thousand times.
+    """
     out: list[_Raw] = []
+    pieces: list[list[str]] = []  # out[i] is " ".join(pieces[i])
     for block in blocks:
-        previous = out[-1] if out else None
-        if (
-            previous is not None
-            and previous.kind == block.kind == "paragraph"
-            and not _ends_sentence(previous.source)
-            and _starts_lower(block.source)
-            and not _WHOLLY_BOLD.match(previous.source)
-        ):
-            left, right = previous.source.rstrip(), block.source.lstrip()
+        previous = pieces[-1] if out and out[-1].kind == block.kind == "paragraph" else None
+        if previous is not None and _runs_on(previous, block.source):
+            left, right = previous[-1].rstrip(), block.source.lstrip()
             # An italic run closed at the break and reopened after it is one run: drop both
             # markers so the quote renders as a single <em>.
             italic_left = left.endswith("*") and not left.endswith("**")
             if italic_left and right.startswith("*") and not right.startswith("**"):
                 left, right = left[:-1].rstrip(), right[1:].lstrip()
-            previous.source = f"{left} {right}"
+            previous[-1] = left
+            previous.append(right)
             continue
         out.append(_Raw(block.kind, block.source, block.line, block.level))
+        pieces.append([block.source])
+    for raw, parts in zip(out, pieces, strict=True):
+        if len(parts) > 1:
+            raw.source = " ".join(parts)
     return out
+
+
+_BOLD_END = re.compile(r"\*\*\s*:?$")
+
+
+def _runs_on(pieces: list[str], following: str) -> bool:
+    """Whether the paragraph made of ``pieces`` continues in the paragraph ``following``."""
+    # A piece after the first holds a lowercase letter (that is why it was joined), so the
+    # end of the joined paragraph is the end of its last piece, and it is wholly bold when
+    # its first piece opens the bold and its last closes it.
+    if _ends_sentence(pieces[-1]) or not _starts_lower(following):
+        return False
+    if len(pieces) == 1:
+        return not _WHOLLY_BOLD.match(pieces[0])
+    return not (pieces[0].startswith("**") and _BOLD_END.search(pieces[-1]))
 
 
 # --------------------------------------------------------------------------- inline

@@ -330,3 +330,34 @@ def test_template_link_that_cannot_be_sent(
         "and mailto links (and http(s) images) can be sent\n"
     )
     assert not (workspace / "out").exists()
+
+
+def test_release_over_2_mb_is_refused_in_one_line(workspace: Path) -> None:
+    (workspace / "big.md").write_text("# Big\n\n" + "x" * (2 * 1024 * 1024), encoding="utf-8")
+    code, out, err = run("render", "big.md", "--out", "out")
+    assert code == 1
+    assert out == ""
+    assert err == (
+        "Error: big.md: the release is 2,097,159 bytes; a release may be at most 2 MB "
+        "(2,097,152 bytes) of Markdown\n"
+    )
+    assert not (workspace / "out").exists()
+
+
+def test_recipient_field_lost_while_inlining_is_refused(
+    example_path: Path, workspace: Path
+) -> None:
+    templates = workspace / "templates" / "email"
+    templates.mkdir(parents=True)
+    shipped = (bundled("templates") / "email" / "press-release.html.j2").read_text("utf-8")
+    # premailer rewrites the stylesheet and drops its comments, and the field with them.
+    (templates / "press-release.html.j2").write_text(
+        shipped.replace("<style>", "<style>\n/* for {{ recipient.email }} */"), encoding="utf-8"
+    )
+    code, _, err = run("render", str(example_path), "--out", "out")
+    assert code == 1
+    assert err == (
+        f"Error: {Path('templates/email/press-release.html.j2')}: inlining the CSS lost the "
+        "recipient field(s) email; nothing was written\n"
+    )
+    assert not (workspace / "out").exists()

@@ -1,15 +1,20 @@
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from markupsafe import Markup
 
+from distribute import release as release_module
 from distribute.config import Settings
-from distribute.errors import ReleaseError
-from distribute.release import load_release, parse_release
+from distribute.errors import ReleaseError, TemplateError
+from distribute.release import Block, Release, Section, load_release, parse_release
 from distribute.render.email import draft_email
 
 
@@ -445,3 +450,123 @@ def test_script_digits_read_as_unicode_in_the_text_part(tag: str, digits: str) -
 def test_script_with_letters_stays_as_written_in_the_text_part(word: str) -> None:
     block = parse_release(f"# T\n\nThe 21<sup>{word}</sup> century.\n").body_blocks[0]
     assert block.text == f"The 21{word} century."
+
+
+def test_release_over_the_size_limit_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert release_module.MAX_RELEASE_BYTES == 2 * 1024 * 1024
+    monkeypatch.setattr(release_module, "MAX_RELEASE_BYTES", 2000)
+    path = tmp_path / "release.md"
+    body = "# A fictional headline\n\n"
+    path.write_text(body + "x" * (2000 - len(body)), encoding="utf-8")
+    assert load_release(path).title == "A fictional headline"
+    path.write_text(body + "x" * (2001 - len(body)), encoding="utf-8")
+    with pytest.raises(ReleaseError) as info:
+        load_release(path)
+    assert info.value.format() == (
+        f"{path}: the release is 2,001 bytes; a release may be at most 0 MB (2,000 bytes) "
+        "of Markdown"
+    )
+    # Bytes, not characters: 1,000 "é" are 2,000 bytes of UTF-8.
+    with pytest.raises(ReleaseError, match="the release is 2,0"):
+        parse_release(body + "é" * 1000)
+
+
+def _reference_repair(blocks: list[Any]) -> list[tuple[str, str]]:
+    """The page-break repair as first written: joining into one growing string."""
+    out: list[Any] = []
+    for block in blocks:
+        previous = out[-1] if out else None
+        if (
+            previous is not None
+            and previous.kind == block.kind == "paragraph"
+            and not release_module._ends_sentence(previous.source)
+            and release_module._starts_lower(block.source)
+            and not release_module._WHOLLY_BOLD.match(previous.source)
+        ):
+            left, right = previous.source.rstrip(), block.source.lstrip()
+            italic_left = left.endswith("*") and not left.endswith("**")
+            if italic_left and right.startswith("*") and not right.startswith("**"):
+                left, right = left[:-1].rstrip(), right[1:].lstrip()
+            previous.source = f"{left} {right}"
+            continue
+        out.append(replace(block))
+    return [(raw.kind, raw.source) for raw in out]
+
+
+_PIECE = st.text(alphabet="ab *_.:\n", min_size=1, max_size=8)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["paragraph", "heading"]), _PIECE), max_size=12))
+def test_linear_page_break_repair_joins_as_before(pieces: list[tuple[str, str]]) -> None:
+    def blocks() -> list[Any]:
+        return [
+            release_module._Raw(kind, source, line) for line, (kind, source) in enumerate(pieces)
+        ]
+
+    repaired = release_module._repair_page_breaks(blocks())
+    assert [(raw.kind, raw.source) for raw in repaired] == _reference_repair(blocks())
+
+
+def test_page_break_repair_reads_each_piece_a_bounded_number_of_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Joining a paragraph split n times reads O(n) text, not O(n²): the work is counted."""
+    read = [0]
+
+    def counting(function: Any) -> Any:
+        def wrapper(text: str) -> Any:
+            read[0] += len(text)
+            return function(text)
+
+        return wrapper
+
+    class CountingPattern:
+        def __init__(self, pattern: re.Pattern[str]) -> None:
+            self.pattern = pattern
+
+        def match(self, text: str) -> re.Match[str] | None:
+            read[0] += len(text)
+            return self.pattern.match(text)
+
+        def search(self, text: str) -> re.Match[str] | None:
+            read[0] += len(text)
+            return self.pattern.search(text)
+
+    for name in ("_ends_sentence", "_starts_lower"):
+        monkeypatch.setattr(release_module, name, counting(getattr(release_module, name)))
+    for name in ("_WHOLLY_BOLD", "_BOLD_END"):
+        if hasattr(release_module, name):
+            monkeypatch.setattr(
+                release_module, name, CountingPattern(getattr(release_module, name))
+            )
+
+    def work(splits: int) -> int:
+        read[0] = 0
+        blocks = [release_module._Raw("paragraph", "**Bold start and", 1)] + [
+            release_module._Raw("paragraph", f"more words {n} and", n + 2) for n in range(splits)
+        ]
+        repaired = release_module._repair_page_breaks(blocks)
+        assert len(repaired) == 1
+        return read[0]
+
+    size = sum(len(f"more words {n} and") for n in range(4000))
+    assert work(4000) < 4 * size
+    # Four times the pieces is four times the reading (sixteen if it were quadratic).
+    assert work(4000) < 5 * work(1000)
+
+
+def test_html_part_that_lost_its_body_is_refused(settings: Settings) -> None:
+    # Over 10 MB in one text node, libxml2 (under premailer) drops the rest of the page.
+    words = "word " * 2_100_000
+    lead = Block("paragraph", Markup(words), words)
+    release = Release(title="A fictional launch", sections=(Section(None, (lead,)),))
+    with pytest.raises(TemplateError) as info:
+        draft_email(release, settings, at=datetime(2027, 3, 1, tzinfo=UTC))
+    assert info.value.message == (
+        "inlining the CSS lost the email's text from 'word word word word word word word word "
+        "word word word word ' on; nothing was written"
+    )
+    assert str(info.value.path).endswith("press-release.html.j2")

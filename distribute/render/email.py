@@ -16,9 +16,11 @@ import logging
 import os
 import re
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from html.parser import HTMLParser
 from typing import Any
 
 import jinja2
@@ -257,6 +259,7 @@ def draft_email(
     text = render(env, f"email/{template}.txt.j2", context)
     html = inline_css(html_raw)
     html_template = _template_file(env, f"email/{template}.html.j2")
+    _check_inlined(html_raw, html, html_template, tag)
     refused = refused_reference(html, _slot_re(tag))
     if refused is not None:
         shown = _slot_re(tag).sub(lambda m: f"{{{{ recipient.{m.group(1)} }}}}", refused.value)
@@ -369,6 +372,64 @@ def _template_file(env: jinja2.Environment, name: str) -> str:
         return name
     relative = os.path.relpath(filename)
     return relative if len(relative) < len(filename) else filename
+
+
+class _BodyText(HTMLParser):
+    """The text a reader sees in a document's body (no style, script or title)."""
+
+    _HIDDEN = frozenset({"style", "script", "title", "head"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._HIDDEN:
+            self._hidden += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN and self._hidden:
+            self._hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data)
+
+    @classmethod
+    def of(cls, document: str) -> str:
+        parser = cls()
+        parser.feed(document)
+        parser.close()
+        return " ".join("".join(parser.parts).split())
+
+
+def _check_inlined(before: str, after: str, template: str, tag: str) -> None:
+    """Refuse an HTML part that lost text or a recipient field while its CSS was inlined.
+
+    libxml2, under premailer, silently drops everything after a text node over 10 MB
+    (XML_MAX_TEXT_LENGTH): the result is a valid page without the release's body and
+    without the unsubscribe link. Whatever the cause, such a part is never sent.
+    """
+    text_before, text_after = _BodyText.of(before), _BodyText.of(after)
+    if text_before != text_after:
+        pairs = enumerate(zip(text_before, text_after, strict=False))
+        same = next(
+            (at for at, (a, b) in pairs if a != b), min(map(len, (text_before, text_after)))
+        )
+        gone = text_before[same : same + 60]
+        raise TemplateError(
+            f"inlining the CSS lost the email's text from {gone!r} on; nothing was written",
+            path=template,
+        )
+    slots = _slot_re(tag)
+    lost = Counter(slots.findall(before)) - Counter(slots.findall(after))
+    if lost:
+        raise TemplateError(
+            f"inlining the CSS lost the recipient field(s) {', '.join(sorted(lost))}; "
+            "nothing was written",
+            path=template,
+        )
 
 
 def _check_slots(rendered: str, template: str, fields: set[str], tag: str) -> None:
