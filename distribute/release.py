@@ -83,10 +83,19 @@ _QUOTE_OPEN = re.compile(r"(^|\s|:)\*\s*[\"“«]")
 
 class _PlainLoader(yaml.SafeLoader):
     """YAML without implicit timestamps, so an embargo keeps the offset it was written with,
-    and without YAML 1.1 booleans, so ``title: yes`` or ``subtitle: no`` stay words."""
+    without YAML 1.1 booleans, so ``title: yes`` or ``subtitle: no`` stay words, and without
+    implicit numbers, so ``title: 0x1F`` stays as written (and a 5,000-digit "number" is not
+    handed to ``int()``, which refuses it)."""
 
 
-_PLAIN_TAGS = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool"}
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:timestamp",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+}
+# Front matter is "key: value" lines and a list of hashtags; deeper is a mistake or an attack.
+_MAX_NESTING = 10
 _PlainLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in _PLAIN_TAGS]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
@@ -242,7 +251,7 @@ def _split_front_matter(text: str, source: Path | None) -> tuple[dict[str, Any],
         raise ReleaseError("front matter opened with '---' is never closed", path=source, line=1)
     yaml_text = "\n".join(lines[1:index])
     try:
-        data = yaml.load(yaml_text, Loader=_PlainLoader)  # noqa: S506 (a SafeLoader subclass)
+        data = _load_yaml(yaml_text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else 1
@@ -254,6 +263,36 @@ def _split_front_matter(text: str, source: Path | None) -> tuple[dict[str, Any],
         raise ReleaseError("front matter must be 'key: value' lines", path=source, line=2)
     meta = _check_front_matter(data, lines[1:index], source)
     return meta, "\n".join(lines[index + 1 :]), index + 2
+
+
+def _load_yaml(yaml_text: str, source: Path | None) -> Any:
+    """The front matter's data, after its events are read for what only an attack needs.
+
+    An alias bomb ("billion laughs": anchors of lists of aliases) expands to gigabytes as
+    soon as a value is turned into text, and PyYAML's composer recurses once per level of
+    nesting, so 3,000 "[" overflow Python's stack. The parser itself is iterative: its events
+    show both before anything is built.
+    """
+    depth = 0
+    for event in yaml.parse(yaml_text, Loader=_PlainLoader):
+        line = event.start_mark.line + 2 if event.start_mark is not None else 2
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise ReleaseError(
+                "front matter cannot use YAML anchors or aliases (&name, *name)",
+                path=source,
+                line=line,
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > _MAX_NESTING:
+                raise ReleaseError(
+                    f"front matter is nested more than {_MAX_NESTING} levels deep",
+                    path=source,
+                    line=line,
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return yaml.load(yaml_text, Loader=_PlainLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _key_line(key: str, yaml_lines: list[str]) -> int:
@@ -275,6 +314,8 @@ def _check_front_matter(
 
         if key not in FRONT_MATTER_KEYS:
             raise fail(f"unknown front matter key {key!r} (known: {', '.join(FRONT_MATTER_KEYS)})")
+        if value is not None and key != "hashtags" and not isinstance(value, str | int | float):
+            raise fail(f"{key} must be text")
         if key == "title" and (value is None or not str(value).strip()):
             raise fail("title is empty")
         if value is None:

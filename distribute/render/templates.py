@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import textwrap
 import traceback
+from collections import Counter
 from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
@@ -88,12 +89,21 @@ def instant(value: datetime, zone: str | ZoneInfo = "Europe/Paris", language: st
 
 
 def _template_line(exc: BaseException, name: str | None) -> tuple[str | None, int | None]:
-    """Where in a template an error happened: Jinja rewrites tracebacks to template lines."""
-    filename, line = None, None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if frame.filename and (frame.filename.endswith(".j2") or frame.filename == "<template>"):
-            filename, line = frame.filename, frame.lineno
-    return filename or name, line
+    """Where in a template an error happened: Jinja rewrites tracebacks to template lines.
+
+    The deepest template frame, except for endless recursion, where it is wherever the
+    stack ran out: there the line that calls itself is the one that repeats most.
+    """
+    frames = [
+        (frame.filename, frame.lineno)
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if frame.filename and (frame.filename.endswith(".j2") or frame.filename == "<template>")
+    ]
+    if not frames:
+        return name, None
+    if isinstance(exc, RecursionError):
+        return Counter(frames).most_common(1)[0][0]
+    return frames[-1]
 
 
 def render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
@@ -107,6 +117,8 @@ def render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> st
         raise TemplateError(
             f"template syntax error: {exc.message}", path=exc.filename or name, line=exc.lineno
         ) from None
+    except RecursionError:
+        raise TemplateError(_TOO_DEEP, path=_source(env, name)) from None
     except UnicodeDecodeError:
         raise TemplateError(
             "is not UTF-8 text; save it as UTF-8", path=_source(env, name)
@@ -114,6 +126,13 @@ def render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> st
     except OSError as exc:
         raise TemplateError(f"cannot read the template: {exc.strerror}", path=name) from None
     return render_template(template, context)
+
+
+_TOO_DEEP = "template is nested too deeply for Jinja to compile"
+_CALLS_ITSELF = (
+    "template error: endless recursion (a macro that calls itself, or a template that "
+    "includes itself)"
+)
 
 
 def _source(env: jinja2.Environment, name: str) -> str:
@@ -137,6 +156,13 @@ def render_template(
     # Filters and expressions run Python: a template can divide by zero or format badly.
     except (TypeError, ValueError, AttributeError, ZeroDivisionError, LookupError) as exc:
         raise _failure(exc, f"template failed: {exc}", template, where) from None
+    except RecursionError as exc:
+        # A macro that calls itself, or a template that includes itself.
+        raise _failure(exc, _CALLS_ITSELF, template, where) from None
+    except (OverflowError, MemoryError) as exc:
+        # "{{ 'x' * 10 ** 12 }}": Python refuses the number or the memory at once.
+        message = "template failed: a value is too large to compute"
+        raise _failure(exc, message, template, where) from None
 
 
 def _failure(
@@ -161,6 +187,8 @@ def render_string(
         template = env.overlay(autoescape=False).from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}", path=where) from None
+    except RecursionError:
+        raise TemplateError(_TOO_DEEP, path=where) from None
     return render_template(template, context, where=where)
 
 

@@ -1,0 +1,139 @@
+"""Input built to break distribute gets one clear line naming the file (and line) and exit 1.
+
+Each case once ended in a traceback (MemoryError, RecursionError, OverflowError), or worse,
+in a process that ate the machine's memory; all go through the command line.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from distribute.cli import cli
+from distribute.config import bundled
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def alias_bomb() -> str:
+    """Nine levels of nine aliases: 387 million strings once turned into text."""
+    levels = ['&a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, 9):
+        levels.append(f"&a{level} [" + ", ".join([f"*a{level - 1}"] * 9) + "]")
+    return "title: [" + ", ".join(levels) + "]"
+
+
+@pytest.mark.parametrize(
+    ("front_matter", "line", "message"),
+    [
+        (alias_bomb(), 2, "front matter cannot use YAML anchors or aliases (&name, *name)"),
+        (
+            "title: &t A headline\nsubtitle: *t",
+            2,
+            "front matter cannot use YAML anchors or aliases (&name, *name)",
+        ),
+        ("title: " + "[" * 3000, 2, "front matter is nested more than 10 levels deep"),
+        ("title: " + "{a: " * 3000, 2, "front matter is nested more than 10 levels deep"),
+        (
+            "title: T\nhashtags:\n" + "".join(" " * n + "- \n" for n in range(200)),
+            13,
+            "front matter is nested more than 10 levels deep",
+        ),
+        ("title: {a: b}", 2, "title must be text"),
+    ],
+    ids=["alias-bomb", "alias", "brackets", "braces", "block-nesting", "mapping-title"],
+)
+def test_hostile_front_matter(workspace: Path, front_matter: str, line: int, message: str) -> None:
+    (workspace / "r.md").write_text(f"---\n{front_matter}\n---\n\nBody.\n", encoding="utf-8")
+    code, out, err = run("render", "r.md", "--out", "out")
+    assert (code, out) == (1, "")
+    assert err == f"Error: r.md:{line}: {message}\n"
+    assert not (workspace / "out").exists()
+
+
+def test_a_number_too_long_for_python_stays_text(workspace: Path) -> None:
+    # int() refuses more than 4,300 digits; front matter never turns text into numbers.
+    digits = "1" * 5000
+    (workspace / "r.md").write_text(
+        f"---\ntitle: A headline\nsubtitle: {digits}\nhashtags: [2027, 0x1F]\n---\n\nBody.\n",
+        encoding="utf-8",
+    )
+    code, _, err = run("render", "r.md", "--out", "out")
+    assert code == 0, err
+    text = (workspace / "out" / "email.txt").read_text(encoding="utf-8")
+    assert digits in text
+    assert "#2027 #0x1F" in (workspace / "out" / "posts" / "x.json").read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def campaign_ws(workspace: Path) -> Path:
+    shutil.copytree(ROOT / "recipients", workspace / "recipients")
+    shutil.copy(ROOT / "releases" / "hydrogen.md", workspace / "hydrogen.md")
+    (workspace / "distribute.toml").write_text(
+        '[paths]\nrecipients = "recipients"\n', encoding="utf-8"
+    )
+    return workspace
+
+
+def test_recursive_macro_in_a_subject(campaign_ws: Path) -> None:
+    (campaign_ws / "c.toml").write_text(
+        'name = "launch"\nrelease = "hydrogen.md"\n\n[[email]]\nname = "desk"\n'
+        'lists = ["science-press"]\nat = "2027-03-10 08:00"\n'
+        'subject = "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"\n',
+        encoding="utf-8",
+    )
+    code, _, err = run("send", "c.toml")
+    assert code == 1
+    assert err == (
+        "Error: c.toml:8: [[email]] 'desk': subject: template error: endless recursion "
+        "(a macro that calls itself, or a template that includes itself)\n"
+    )
+    assert not (campaign_ws / "outbox").exists()
+
+
+def _override(workspace: Path, name: str, text: str) -> Path:
+    folder = workspace / "templates" / "email"
+    folder.mkdir(parents=True, exist_ok=True)
+    for shipped in (bundled("templates") / "email").iterdir():
+        if not (folder / shipped.name).exists():
+            shutil.copy(shipped, folder / shipped.name)
+    (folder / name).write_text(text, encoding="utf-8")
+    return folder / name
+
+
+def test_template_that_includes_itself(workspace: Path, example_path: Path) -> None:
+    path = _override(
+        workspace, "press-release.txt.j2", 'Hello\n{% include "email/press-release.txt.j2" %}\n'
+    )
+    code, out, err = run("render", str(example_path), "--out", "out")
+    assert (code, out) == (1, "")
+    assert err == (
+        f"Error: {path}:2: template error: endless recursion (a macro that calls itself, "
+        "or a template that includes itself)\n"
+    )
+    assert not (workspace / "out").exists()
+
+
+def test_template_nested_too_deeply_to_compile(workspace: Path, example_path: Path) -> None:
+    path = _override(
+        workspace, "press-release.txt.j2", "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}"
+    )
+    code, _, err = run("render", str(example_path), "--out", "out")
+    assert code == 1
+    assert err == f"Error: {path}: template is nested too deeply for Jinja to compile\n"
+
+
+def test_template_asking_for_too_much_memory(workspace: Path, example_path: Path) -> None:
+    path = _override(workspace, "press-release.txt.j2", "A\n{{ 'x' * 10 ** 19 }}\n")
+    code, _, err = run("render", str(example_path), "--out", "out")
+    assert code == 1
+    assert err == f"Error: {path}:2: template failed: a value is too large to compute\n"
