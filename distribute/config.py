@@ -30,6 +30,10 @@ DEFAULT_FROM = "Press Office <press@example.org>"
 # A display name longer than this is a mistake, and would push header lines past 998 octets.
 MAX_NAME = 200
 DEFAULT_TIMEZONE = "Europe/Paris"
+# Seconds: the longest timeout or first retry delay that still means something (an hour),
+# and the most retries, so the doubling delay stays within days, not centuries.
+MAX_SECONDS = 3600
+MAX_RETRIES = 10
 
 
 @dataclass(frozen=True)
@@ -330,17 +334,25 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
     timeout = _typed(smtp_t, "timeout", (int, float), where)
     if timeout is not None and timeout <= 0:
         raise ConfigError("[smtp] timeout must be a positive number of seconds", path=where)
+    _at_most(timeout, MAX_SECONDS, "[smtp] timeout", where)
     retry_delay = _typed(smtp_t, "retry_delay", (int, float), where)
     if retry_delay is not None and retry_delay < 0:
         raise ConfigError("[smtp] retry_delay cannot be negative", path=where)
+    _at_most(retry_delay, MAX_SECONDS, "[smtp] retry_delay", where)
     rate = _typed(smtp_t, "rate", (int, float), where)
     if rate is not None and rate <= 0:
         raise ConfigError(
             "[smtp] rate must be a positive number of messages per second", path=where
         )
+    if rate is not None and rate < 1 / MAX_SECONDS:
+        raise ConfigError(
+            f"[smtp] rate must be at least one message an hour (1/{MAX_SECONDS}), not {rate:g}",
+            path=where,
+        )
     retries = _typed(smtp_t, "max_retries", int, where)
     if retries is not None and retries < 0:
         raise ConfigError("[smtp] max_retries cannot be negative", path=where)
+    _at_most(retries, MAX_RETRIES, "[smtp] max_retries", where)
     smtp = SmtpSettings(
         host=_typed(smtp_t, "host", str, where) or defaults.host,
         port=port,
@@ -363,6 +375,10 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
 
     paths_t = tables["paths"]
     templates = _typed(paths_t, "templates", str, where)
+    if templates and not (workspace / templates).is_dir():
+        # Without it, the bundled templates would be used in silence instead of the office's.
+        folder = str(workspace / templates)
+        raise ConfigError(f"[paths] templates: {folder!r} is not a folder", path=where)
     recipients = _typed(paths_t, "recipients", str, where)
     return Settings(
         workspace=workspace,
@@ -388,6 +404,7 @@ def _x_settings(table: dict[str, Any], where: Path) -> XSettings:
     timeout = _typed(table, "timeout", (int, float), where)
     if timeout is not None and timeout <= 0:
         raise ConfigError("[x] timeout must be a positive number of seconds", path=where)
+    _at_most(timeout, MAX_SECONDS, "[x] timeout", where)
     return XSettings(
         account=account,
         api_url=api_url,
@@ -409,6 +426,13 @@ def api_url_problem(url: str) -> str | None:
     if parts.scheme == "http" and parts.hostname not in LOOPBACK:
         return f"{url!r}: plain http is allowed only for loopback (127.0.0.1); use https"
     return None
+
+
+def _at_most(value: float | None, limit: float, name: str, where: Path) -> None:
+    """Refuse a number the clock or the sockets cannot take (``timeout = 1e300`` overflows
+    the socket's timeout; a retry delay doubling from it overflows a datetime)."""
+    if value is not None and value > limit:
+        raise ConfigError(f"{name} must be at most {limit:g}, not {value:g}", path=where)
 
 
 def _ca_file(value: str | None, workspace: Path, where: Path) -> Path | None:

@@ -137,3 +137,38 @@ def test_template_asking_for_too_much_memory(workspace: Path, example_path: Path
     code, _, err = run("render", str(example_path), "--out", "out")
     assert code == 1
     assert err == f"Error: {path}:2: template failed: a value is too large to compute\n"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ("[smtp]\ntimeout = 1e300\n", "[smtp] timeout must be at most 3600, not 1e+300"),
+        ("[smtp]\nretry_delay = 1e300\n", "[smtp] retry_delay must be at most 3600, not 1e+300"),
+        ("[smtp]\nmax_retries = 100000\n", "[smtp] max_retries must be at most 10, not 100000"),
+        (
+            "[smtp]\nrate = 1e-300\n",
+            "[smtp] rate must be at least one message an hour (1/3600), not 1e-300",
+        ),
+        ("[x]\ntimeout = 1e300\n", "[x] timeout must be at most 3600, not 1e+300"),
+    ],
+    ids=["smtp-timeout", "retry-delay", "max-retries", "rate", "x-timeout"],
+)
+def test_numbers_too_large_for_the_clock(campaign_ws: Path, settings: str, message: str) -> None:
+    config = campaign_ws / "distribute.toml"
+    config.write_text(config.read_text(encoding="utf-8") + settings, encoding="utf-8")
+    shutil.copy(ROOT / "releases" / "hydrogen.toml", campaign_ws / "hydrogen.toml")
+    code, out, err = run("send", "hydrogen.toml", "--live", "--step", "science-desk")
+    assert (code, out) == (1, "")
+    assert err == f"Error: {config}: {message}\n"
+
+
+def test_missing_templates_folder_is_an_error(workspace: Path, example_path: Path) -> None:
+    (workspace / "distribute.toml").write_text(
+        '[paths]\ntemplates = "press-templates"\n', encoding="utf-8"
+    )
+    code, out, err = run("render", str(example_path), "--out", "out")
+    assert (code, out) == (1, "")
+    assert err == (
+        f"Error: {workspace / 'distribute.toml'}: [paths] templates: "
+        f"'{workspace / 'press-templates'}' is not a folder\n"
+    )
