@@ -28,8 +28,9 @@ WEB_SCHEMES = ("http", "https")
 _IGNORED_INSIDE = re.compile(r"[\t\n\r]")
 _IGNORED_AROUND = "".join(chr(code) for code in range(0x21))
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
-# A phone number as the bundled template writes it into tel: (RFC 3966 visual separators).
-_PHONE = re.compile(r"^\+?[0-9().\-/]*[0-9][0-9().\-/]*$")
+# A phone number as the bundled template writes it into tel: digits, "+" and RFC 3966's
+# visual separators; spaces of any kind (a no-break space from a PDF) are left out first.
+_PHONE = re.compile(r"^[0-9+().\-/]*[0-9][0-9+().\-/]*$")
 # A recipient field, filled in per journalist after rendering (render/email.py marks each
 # draft's slots with a tag of its own, "%%tag.name%%", and passes its own pattern).
 _SLOT = re.compile(r"%%(?:[A-Za-z0-9]+\.)?([A-Za-z_][A-Za-z0-9_]*)%%")
@@ -68,7 +69,7 @@ def phone_link(href: str) -> bool:
     plain = decoded(href)
     if plain is None or scheme(plain) != "tel":
         return False
-    return bool(_PHONE.match(plain.split(":", 1)[1]))
+    return bool(_PHONE.match(re.sub(r"\s", "", plain.split(":", 1)[1])))
 
 
 def web_address(value: str) -> bool:

@@ -361,3 +361,18 @@ def test_recipient_field_lost_while_inlining_is_refused(
         "recipient field(s) email; nothing was written\n"
     )
     assert not (workspace / "out").exists()
+
+
+def test_contact_phones_become_tel_links(workspace: Path) -> None:
+    (workspace / "r.md").write_text(
+        "# A fictional launch\n\nBody.\n\n**Press contact**\n\n"
+        "Jane Roe – (+33) 1 23 45 67 89 – jane.roe@example.org\n\n"
+        "Jo Poe – +33\u00a06\u00a012\u00a034\u00a056\u00a078\n",
+        encoding="utf-8",
+    )
+    code, _, err = run("render", "r.md", "--out", "out")
+    assert code == 0, err
+    links = _links_in((workspace / "out" / "email.html").read_text(encoding="utf-8"))
+    assert "tel:+33)123456789" in links
+    assert "tel:+33612345678" in links
+    assert "mailto:jane.roe@example.org" in links

@@ -150,6 +150,8 @@ def test_ordinary_web_addresses_are_kept(path: str, scheme: str) -> None:
         "https://example.org/a%20b",
         "tel:+33123456789",
         "tel:+33(0)1-23-45-67-89",
+        "tel:(+33)1.23.45.67.89",
+        "tel:+33\u00a06\u00a012\u00a034\u00a056\u00a078",
         "%%unsubscribe_url%%",
         "https://example.org/?email=%%email%%",
         "mailto:%%email%%",
