@@ -11,6 +11,7 @@ break split in two (``*... It is also a*`` then ``*commitment ...*``) are joined
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -487,9 +488,20 @@ def _runs_on(pieces: list[str], following: str) -> bool:
 # --------------------------------------------------------------------------- inline
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_inline(source: str) -> list[Token]:
+    """Inline tokens of ``source``, read (never changed) by every caller.
+
+    A block is read as a heading, a handle, a kicker, for its links and for its text: one
+    parse serves them all, which matters for a long paragraph full of brackets, where
+    markdown-it's link parsing is slow.
+    """
+    return _md.parseInline(source)
+
+
 def _inline(source: str) -> tuple[Markup, str, tuple[Link, ...]]:
     """Inline Markdown to (safe HTML, plain text, links)."""
-    tokens = _md.parseInline(source.strip())
+    tokens = _parse_inline(source.strip())
     return _inline_children(tokens[0].children or [] if tokens else [])
 
 
@@ -674,7 +686,7 @@ def _check_links(raw: _Raw, source: Path | None) -> None:
     """A link or image the email cannot carry is an error naming its line, not a surprise
     in journalists' mail: only http, https and mailto links, and http(s) images."""
     inline = raw.kind in {"heading", "paragraph"}
-    for token in _md.parseInline(raw.source) if inline else _md.parse(raw.source):
+    for token in _parse_inline(raw.source.strip()) if inline else _md.parse(raw.source):
         for child in token.children or []:
             if child.type == "link_open":
                 href = str(child.attrs.get("href", ""))
