@@ -685,7 +685,8 @@ def _web_image(token: Token) -> bool:
 def _check_links(raw: _Raw, source: Path | None) -> None:
     """A link or image the email cannot carry is an error naming its line, not a surprise
     in journalists' mail: only http, https and mailto links, and http(s) images."""
-    inline = raw.kind in {"heading", "paragraph"}
+    # Read as _block renders it: lists, quotes and tables as blocks, the rest inline.
+    inline = raw.kind in {"heading", "paragraph", "other"}
     for token in _parse_inline(raw.source.strip()) if inline else _md.parse(raw.source):
         for child in token.children or []:
             if child.type == "link_open":

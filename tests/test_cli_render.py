@@ -233,6 +233,11 @@ def test_raw_link_in_a_list_item_is_text(workspace: Path) -> None:
         ("See [the page](/en/news).", "/en/news", None),
         ("See [the page](www.example.org).", "www.example.org", None),
         ("[@Valmont](javascript://twitter.com/%0Aalert(1))", None, "javascript://twitter.com/"),
+        (
+            "<div>\nSee [the file](file:///C:/press/release.pdf).\n</div>",
+            "file:///C:/press/release.pdf",
+            None,
+        ),
     ],
     ids=[
         "entity-colon",
@@ -242,6 +247,7 @@ def test_raw_link_in_a_list_item_is_text(workspace: Path) -> None:
         "relative",
         "no-scheme",
         "handle",
+        "in-raw-html-block",
     ],
 )
 def test_link_that_cannot_be_sent_names_its_line(
