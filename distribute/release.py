@@ -132,7 +132,8 @@ class Block:
         """Web addresses a text reader needs in full (mailto links already show the address)."""
         seen: list[str] = []
         for link in self.links:
-            if link.href.startswith(("http://", "https://")) and link.href not in seen:
+            web = link_policy.scheme(link.href) in link_policy.WEB_SCHEMES
+            if web and link.href not in seen:
                 seen.append(link.href)
         return tuple(seen)
 

@@ -570,3 +570,8 @@ def test_html_part_that_lost_its_body_is_refused(settings: Settings) -> None:
         "word word word word ' on; nothing was written"
     )
     assert str(info.value.path).endswith("press-release.html.j2")
+
+
+def test_web_link_in_capitals_is_kept_in_the_text_part() -> None:
+    block = parse_release("# T\n\nSee [the page](HTTPS://WWW.EXAMPLE.ORG/A).\n").body_blocks[0]
+    assert block.urls == ("HTTPS://WWW.EXAMPLE.ORG/A",)

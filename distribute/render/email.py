@@ -230,7 +230,7 @@ def draft_email(
     env = env or environment(settings)
     tag = slot_tag(release, template, subject)
     if release.url is not None and not web_address(release.url):
-        raise TemplateError(
+        raise ReleaseError(
             f"the release's url {release.url!r} is not a full http(s) address",
             path=release.source,
         )
