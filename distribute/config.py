@@ -334,11 +334,11 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
     timeout = _typed(smtp_t, "timeout", (int, float), where)
     if timeout is not None and timeout <= 0:
         raise ConfigError("[smtp] timeout must be a positive number of seconds", path=where)
-    _at_most(timeout, MAX_SECONDS, "[smtp] timeout", where)
+    _at_most(timeout, MAX_SECONDS, "smtp", "timeout", where)
     retry_delay = _typed(smtp_t, "retry_delay", (int, float), where)
     if retry_delay is not None and retry_delay < 0:
         raise ConfigError("[smtp] retry_delay cannot be negative", path=where)
-    _at_most(retry_delay, MAX_SECONDS, "[smtp] retry_delay", where)
+    _at_most(retry_delay, MAX_SECONDS, "smtp", "retry_delay", where)
     rate = _typed(smtp_t, "rate", (int, float), where)
     if rate is not None and rate <= 0:
         raise ConfigError(
@@ -348,11 +348,12 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
         raise ConfigError(
             f"[smtp] rate must be at least one message an hour (1/{MAX_SECONDS}), not {rate:g}",
             path=where,
+            line=_line_of(where, "smtp", "rate"),
         )
     retries = _typed(smtp_t, "max_retries", int, where)
     if retries is not None and retries < 0:
         raise ConfigError("[smtp] max_retries cannot be negative", path=where)
-    _at_most(retries, MAX_RETRIES, "[smtp] max_retries", where)
+    _at_most(retries, MAX_RETRIES, "smtp", "max_retries", where)
     smtp = SmtpSettings(
         host=_typed(smtp_t, "host", str, where) or defaults.host,
         port=port,
@@ -378,7 +379,11 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
     if templates and not (workspace / templates).is_dir():
         # Without it, the bundled templates would be used in silence instead of the office's.
         folder = str(workspace / templates)
-        raise ConfigError(f"[paths] templates: {folder!r} is not a folder", path=where)
+        raise ConfigError(
+            f"[paths] templates: {folder!r} is not a folder",
+            path=where,
+            line=_line_of(where, "paths", "templates"),
+        )
     recipients = _typed(paths_t, "recipients", str, where)
     return Settings(
         workspace=workspace,
@@ -404,7 +409,7 @@ def _x_settings(table: dict[str, Any], where: Path) -> XSettings:
     timeout = _typed(table, "timeout", (int, float), where)
     if timeout is not None and timeout <= 0:
         raise ConfigError("[x] timeout must be a positive number of seconds", path=where)
-    _at_most(timeout, MAX_SECONDS, "[x] timeout", where)
+    _at_most(timeout, MAX_SECONDS, "x", "timeout", where)
     return XSettings(
         account=account,
         api_url=api_url,
@@ -428,11 +433,15 @@ def api_url_problem(url: str) -> str | None:
     return None
 
 
-def _at_most(value: float | None, limit: float, name: str, where: Path) -> None:
+def _at_most(value: float | None, limit: float, section: str, key: str, where: Path) -> None:
     """Refuse a number the clock or the sockets cannot take (``timeout = 1e300`` overflows
     the socket's timeout; a retry delay doubling from it overflows a datetime)."""
     if value is not None and value > limit:
-        raise ConfigError(f"{name} must be at most {limit:g}, not {value:g}", path=where)
+        raise ConfigError(
+            f"[{section}] {key} must be at most {limit:g}, not {value:g}",
+            path=where,
+            line=_line_of(where, section, key),
+        )
 
 
 def _ca_file(value: str | None, workspace: Path, where: Path) -> Path | None:

@@ -159,7 +159,8 @@ def test_numbers_too_large_for_the_clock(campaign_ws: Path, settings: str, messa
     shutil.copy(ROOT / "releases" / "hydrogen.toml", campaign_ws / "hydrogen.toml")
     code, out, err = run("send", "hydrogen.toml", "--live", "--step", "science-desk")
     assert (code, out) == (1, "")
-    assert err == f"Error: {config}: {message}\n"
+    line = len(config.read_text(encoding="utf-8").splitlines())
+    assert err == f"Error: {config}:{line}: {message}\n"
 
 
 def test_missing_templates_folder_is_an_error(workspace: Path, example_path: Path) -> None:
@@ -169,6 +170,6 @@ def test_missing_templates_folder_is_an_error(workspace: Path, example_path: Pat
     code, out, err = run("render", str(example_path), "--out", "out")
     assert (code, out) == (1, "")
     assert err == (
-        f"Error: {workspace / 'distribute.toml'}: [paths] templates: "
+        f"Error: {workspace / 'distribute.toml'}:2: [paths] templates: "
         f"'{workspace / 'press-templates'}' is not a folder\n"
     )
