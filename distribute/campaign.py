@@ -5,6 +5,7 @@
     name = "hydrogen-platform"          # defaults to the file's stem
     release = "hydrogen.md"             # relative to the campaign file
     timezone = "Europe/Paris"           # how the times below are read (and shown)
+    late_grace = "1h"                   # a step found later than this is not sent
 
     [[email]]
     name = "science-desk"
@@ -13,6 +14,7 @@
     tags = ["science"]                  # optional: at least one of these tags
     template = "press-release"          # optional: templates/email/{template}.{html,txt}.j2
     subject = "{{ release.title }}"     # optional Jinja; the headline when absent
+    embargoed = false                   # true: sent before the embargo, under its banner
     at = "2027-03-10 08:00"
 
     [[post]]
@@ -38,7 +40,7 @@ import re
 import tomllib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -80,14 +82,18 @@ if TYPE_CHECKING:
 
 DEFAULT_EMAIL_TEMPLATE = "press-release"
 
-TOP_KEYS = ("name", "release", "timezone", "email", "post")
-EMAIL_KEYS = ("name", "lists", "where", "tags", "template", "subject", "at")
+TOP_KEYS = ("name", "release", "timezone", "late_grace", "email", "post")
+EMAIL_KEYS = ("name", "lists", "where", "tags", "template", "subject", "embargoed", "at")
 POST_KEYS = ("name", "channel", "template", "text", "thread", "numbered", "at")
 
 # Step names end up in ledger keys, Message-IDs and on the command line (``--step NAME``).
 _STEP_NAME = re.compile(r"[^\W_][\w.-]*")
 _LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
 _TIME_HINT = '"2027-03-10 08:00" (in the campaign\'s time zone) or "2027-03-10T08:00+01:00"'
+_DURATION = re.compile(r"(\d+)\s*([smhd]?)")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_HINT = '3600, "90s", "15m" or "1h"'
+DEFAULT_LATE_GRACE = timedelta(hours=1)
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 
 
@@ -101,6 +107,7 @@ class EmailStep:
     subject: str | None
     at: datetime
     channel: str = "email"
+    embargoed: bool = False
     line: int | None = field(default=None, compare=False)
 
 
@@ -129,6 +136,7 @@ class Campaign:
     steps: tuple[Step, ...]
     # A short hash of the release's text: which version of it a message carried.
     release_version: str = ""
+    late_grace: timedelta = DEFAULT_LATE_GRACE
 
     @property
     def zone(self) -> ZoneInfo:
@@ -299,18 +307,45 @@ def parse_at(value: object, zone: ZoneInfo) -> datetime:
         raise ValueError(f"must be a time like {_TIME_HINT}, not {type(value).__name__}")
     if moment.tzinfo is not None and moment.utcoffset() is not None:
         return moment.astimezone(UTC)
-    # When the clocks go back, the hour that repeats names two instants. The first one
-    # (fold=0) is taken: it is the earlier, so a step is never sent later than the office
-    # expected, and it is what datetime itself picks for such a time, so the instant stored
-    # and the time shown back to the office agree.
     local = moment.replace(tzinfo=zone, fold=0)
     if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != moment:
         start, end = _gap(local, zone)
         raise ValueError(
             f"{value!s} does not exist in {zone.key}: the clocks go from "
-            f"{start:%H:%M} straight to {end:%H:%M} that day"
+            f"{start:%H:%M} straight to {end:%H:%M} that day; write the instant you mean "
+            f"with its offset, like {_with_offset(moment, local.utcoffset())!r}"
+        )
+    later = local.replace(fold=1)
+    if later.utcoffset() != local.utcoffset():
+        # When the clocks go back, the hour that repeats names two instants an hour apart:
+        # guessing one would send a step an hour early or late, so the file must say which.
+        raise ValueError(
+            f"{value!s} happens twice in {zone.key} (the clocks go back that night): write "
+            f"it with its offset, {_with_offset(moment, local.utcoffset())!r} for the first "
+            f"or {_with_offset(moment, later.utcoffset())!r} for the second"
         )
     return local.astimezone(UTC)
+
+
+def _with_offset(moment: datetime, offset: timedelta | None) -> str:
+    """``moment`` (naive) written with ``offset``, as the press office would type it."""
+    text = moment.replace(tzinfo=timezone(offset or timedelta(0))).isoformat(sep=" ")
+    return text.replace(":00+", "+", 1) if moment.second == 0 else text
+
+
+def parse_duration(value: object) -> timedelta:
+    """A duration as seconds (an integer) or a string such as ``"90s"``, ``"15m"``, ``"1h"``."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be seconds or a duration like {_DURATION_HINT}, not {value}")
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, str) and (match := _DURATION.fullmatch(value.strip())):
+        seconds = int(match.group(1)) * _UNITS[match.group(2) or "s"]
+    else:
+        raise ValueError(f"must be seconds or a duration like {_DURATION_HINT}, not {value!r}")
+    if seconds < 0:
+        raise ValueError(f"must not be negative, not {value!r}")
+    return timedelta(seconds=seconds)
 
 
 def _gap(local: datetime, zone: ZoneInfo) -> tuple[time, time]:
@@ -392,6 +427,11 @@ class _Loader:
                 "timezone",
             ) from None
 
+        try:
+            late_grace = parse_duration(data.get("late_grace", 3600))
+        except ValueError as exc:
+            raise self.fail(f"late_grace {exc}", top, "late_grace") from None
+
         if "release" not in data:
             raise self.fail("missing 'release': the release file, relative to this campaign")
         release_name = data["release"]
@@ -444,6 +484,7 @@ class _Loader:
             timezone=timezone,
             steps=tuple(steps),
             release_version=release_version(release_text),
+            late_grace=late_grace,
         )
 
     def step_name(self, table: dict[str, Any], section: tuple[str, int]) -> str:
@@ -537,6 +578,9 @@ class _Loader:
         subject = self.string(table, section, where, "subject")
         if subject is not None:
             self.syntax(subject, section, where, "subject")
+        embargoed = table.get("embargoed", False)
+        if not isinstance(embargoed, bool):
+            raise self.fail(f"{where}: embargoed must be true or false", section, "embargoed")
         return EmailStep(
             name=name,
             lists=lists,
@@ -545,6 +589,7 @@ class _Loader:
             template=template,
             subject=subject,
             at=at,
+            embargoed=embargoed,
             line=self.lines.of(section),
         )
 
@@ -727,6 +772,24 @@ def check_campaign(
                 step.name,
             )
         if isinstance(step, EmailStep):
+            embargo = release.embargo
+            if embargo is not None and step.at < embargo and not step.embargoed:
+                raise CampaignError(
+                    f"{where}: at {campaign.show(step.at)} is before the release embargo "
+                    f"({campaign.show(embargo)}); add embargoed = true to this step to send "
+                    "it under embargo (with the banner and the subject prefix), or move it",
+                    path=campaign.path,
+                    line=line("at"),
+                )
+            if step.embargoed and (embargo is None or step.at >= embargo):
+                lifted = (
+                    "the release has no embargo"
+                    if embargo is None
+                    else f"the embargo lifts at {campaign.show(embargo)}"
+                )
+                result.warnings.append(
+                    f"{where}: embargoed = true, but {lifted}: it goes out without the banner"
+                )
             audience = audiences[step.name]
             tags = step.tags or None
             try:

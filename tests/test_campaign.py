@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from distribute.campaign import (
     Campaign,
@@ -87,13 +89,15 @@ def test_example_campaign_loads_and_checks(ws: Path, cfg: Settings) -> None:
     assert campaign.release_path == ws / "hydrogen.md"
     assert campaign.timezone == "Europe/Paris"
     assert [(type(s).__name__, s.name, s.at) for s in campaign.steps] == [
-        ("EmailStep", "science-desk", datetime(2027, 3, 10, 7, 0, tzinfo=UTC)),
+        ("EmailStep", "science-desk", datetime(2027, 3, 9, 17, 0, tzinfo=UTC)),
         ("EmailStep", "presse-regionale", datetime(2027, 3, 10, 7, 0, tzinfo=UTC)),
         ("PostStep", "announce-x", datetime(2027, 3, 10, 7, 5, tzinfo=UTC)),
     ]
     release = campaign.release
     assert release.embargo is not None
-    assert all(step.at >= release.embargo for step in campaign.steps)
+    # Only the step that says so goes out before the embargo.
+    assert [s.name for s in campaign.steps if s.at < release.embargo] == ["science-desk"]
+    assert isinstance(campaign.steps[0], EmailStep) and campaign.steps[0].embargoed
 
     check = check_campaign(campaign, cfg, now=BEFORE)
 
@@ -114,8 +118,9 @@ def test_example_campaign_loads_and_checks(ws: Path, cfg: Settings) -> None:
     french = check.audiences["presse-regionale"].recipients
     assert {r.list_name for r in french} == {"presse-regionale"}
     assert set(check.drafts) == {"science-desk", "presse-regionale"}
-    # 08:00 is the embargo itself: the mail goes out as the release becomes public.
-    assert not check.drafts["science-desk"].embargoed
+    # The evening before, under the banner; 08:00 is the embargo itself: public.
+    assert check.drafts["science-desk"].embargoed
+    assert not check.drafts["presse-regionale"].embargoed
     posts = check.posts["announce-x"]
     assert len(posts.parts) == 1
     assert release.url is not None and release.url in posts.parts[0].text
@@ -182,6 +187,11 @@ AN = "[[post]] 'announce'"
 # (campaign text, expected "file:line: message" with {f} for the file and {ws} its folder)
 BAD_FILES = [
     pytest.param(
+        edit('at = "2027-03-10 08:00"', 'embargoed = "yes"\nat = "2027-03-10 08:00"'),
+        f"{{f}}:9: {SD}: embargoed must be true or false",
+        id="embargoed-not-boolean",
+    ),
+    pytest.param(
         edit('release = "hydrogen.md"', 'release = "hydrogn.md"'),
         "{f}:2: release: file 'hydrogn.md' not found (looked in {ws})",
         id="release-file-missing",
@@ -235,8 +245,16 @@ BAD_FILES = [
     pytest.param(
         edit('at = "2027-03-10 08:00"', 'at = "2027-03-28 02:30"'),
         f"{{f}}:9: {SD}: at: 2027-03-28 02:30 does not exist in Europe/Paris: "
-        "the clocks go from 02:00 straight to 03:00 that day",
+        "the clocks go from 02:00 straight to 03:00 that day; write the instant you mean with "
+        "its offset, like '2027-03-28 02:30+01:00'",
         id="dst-gap",
+    ),
+    pytest.param(
+        edit('at = "2027-03-10 08:00"', 'at = "2027-10-31 02:30"'),
+        f"{{f}}:9: {SD}: at: 2027-10-31 02:30 happens twice in Europe/Paris (the clocks go "
+        "back that night): write it with its offset, '2027-10-31 02:30+02:00' for the first or "
+        "'2027-10-31 02:30+01:00' for the second",
+        id="dst-overlap",
     ),
     pytest.param(
         edit('name = "announce"', 'name = "science-desk"'),
@@ -246,13 +264,13 @@ BAD_FILES = [
     ),
     pytest.param(
         edit('timezone = "Europe/Paris"\n', 'timezone = "Europe/Paris"\nsender = "me"\n'),
-        "{f}:4: unknown key 'sender' (known: name, release, timezone, email, post)",
+        "{f}:4: unknown key 'sender' (known: name, release, timezone, late_grace, email, post)",
         id="unknown-key",
     ),
     pytest.param(
         edit('where = { language = "en" }', 'subjet = "Hydrogen"'),
         f"{{f}}:8: {SD}: unknown key 'subjet' "
-        "(known: name, lists, where, tags, template, subject, at)",
+        "(known: name, lists, where, tags, template, subject, embargoed, at)",
         id="unknown-step-key",
     ),
     pytest.param(
@@ -372,6 +390,22 @@ BAD_CHECKS = [
         f"{{f}}:14: {AN}: at 10 March 2027 07:59 CET is before the release embargo "
         "(10 March 2027 08:00 CET); a post is public at once",
         id="post-before-embargo-utc",
+    ),
+    pytest.param(
+        edit('at = "2027-03-10 08:00"', 'at = "2027-03-09 18:00"'),
+        CampaignError,
+        f"{{f}}:9: {SD}: at 9 March 2027 18:00 CET is before the release embargo "
+        "(10 March 2027 08:00 CET); add embargoed = true to this step to send it under "
+        "embargo (with the banner and the subject prefix), or move it",
+        id="unflagged-email-before-embargo",
+    ),
+    pytest.param(
+        edit('at = "2027-03-10 08:00"', 'at = "2027-03-10T06:59:59Z"'),
+        CampaignError,
+        f"{{f}}:9: {SD}: at 10 March 2027 07:59 CET is before the release embargo "
+        "(10 March 2027 08:00 CET); add embargoed = true to this step to send it under "
+        "embargo (with the banner and the subject prefix), or move it",
+        id="unflagged-email-a-second-before-embargo",
     ),
     pytest.param(
         edit('{ language = "en" }', '{ desk = "science" }'),
@@ -528,9 +562,21 @@ DST = [
     pytest.param("Europe/Paris", "2027-03-10T08:00", datetime(2027, 3, 10, 7, 0), id="T"),
     pytest.param("Europe/Paris", "2027-06-10 08:00", datetime(2027, 6, 10, 6, 0), id="summer"),
     pytest.param("Europe/Paris", "2027-03-28 02:30", None, id="paris-spring-gap"),
-    # The repeated hour resolves to its first occurrence, still on summer time (+02:00).
+    pytest.param("Europe/Paris", "2027-03-28 08:00", datetime(2027, 3, 28, 6, 0), id="spring-day"),
+    # The repeated hour names two instants: the file must say which (see DST_ERRORS).
+    pytest.param("Europe/Paris", "2027-10-31 02:30", None, id="paris-overlap"),
+    pytest.param("Europe/Paris", "2027-10-31 08:00", datetime(2027, 10, 31, 7, 0), id="fall-day"),
     pytest.param(
-        "Europe/Paris", "2027-10-31 02:30", datetime(2027, 10, 31, 0, 30), id="paris-overlap"
+        "Europe/Paris",
+        "2027-10-31T02:30+02:00",
+        datetime(2027, 10, 31, 0, 30),
+        id="overlap-first-by-offset",
+    ),
+    pytest.param(
+        "Europe/Paris",
+        "2027-10-31T02:30+01:00",
+        datetime(2027, 10, 31, 1, 30),
+        id="overlap-second-by-offset",
     ),
     pytest.param(
         "Europe/Paris", "2027-10-31 03:00", datetime(2027, 10, 31, 2, 0), id="after-overlap"
@@ -551,12 +597,7 @@ DST = [
         "Europe/Paris", "2027-03-10T07:00Z", datetime(2027, 3, 10, 7, 0), id="utc-designator"
     ),
     pytest.param("America/New_York", "2027-03-14 02:30", None, id="new-york-spring-gap"),
-    pytest.param(
-        "America/New_York",
-        "2027-11-07 01:30",
-        datetime(2027, 11, 7, 5, 30),
-        id="new-york-overlap",
-    ),
+    pytest.param("America/New_York", "2027-11-07 01:30", None, id="new-york-overlap"),
     pytest.param(
         "America/New_York", "2027-03-10 08:00", datetime(2027, 3, 10, 13, 0), id="new-york"
     ),
@@ -573,7 +614,7 @@ def test_times_across_dst(
         f'[[email]]\nname = "step"\nlists = ["tech-press"]\nat = "{at}"\n',
     )
     if expected is None:
-        pattern = rf"^{re.escape(str(path))}:7: .* does not exist in {zone}: "
+        pattern = rf"^{re.escape(str(path))}:7: .* (does not exist|happens twice) in {zone}"
         with pytest.raises(CampaignError, match=pattern):
             load_campaign(path, cfg)
         return
@@ -581,6 +622,101 @@ def test_times_across_dst(
     (step,) = campaign.steps
     assert step.at == expected.replace(tzinfo=UTC)
     assert step.at.tzinfo is UTC
+
+
+DST_ERRORS = [
+    pytest.param(
+        "2027-03-28 02:30",
+        "2027-03-28 02:30 does not exist in Europe/Paris: the clocks go from 02:00 straight to "
+        "03:00 that day; write the instant you mean with its offset, like "
+        "'2027-03-28 02:30+01:00'",
+        id="gap",
+    ),
+    pytest.param(
+        "2027-10-31 02:30",
+        "2027-10-31 02:30 happens twice in Europe/Paris (the clocks go back that night): write "
+        "it with its offset, '2027-10-31 02:30+02:00' for the first or "
+        "'2027-10-31 02:30+01:00' for the second",
+        id="overlap",
+    ),
+]
+
+
+@pytest.mark.parametrize(("at", "message"), DST_ERRORS)
+def test_dst_errors_ask_for_an_offset(at: str, message: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("Europe/Paris")
+    with pytest.raises(ValueError) as caught:
+        parse_at(at, zone)
+    assert str(caught.value) == message
+    # Both suggested spellings are accepted and name different instants.
+    offsets = re.findall(r"'([^']+)'", message)
+    assert len({parse_at(text, zone) for text in offsets}) == len(offsets)
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(2026, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.none()
+    ).map(lambda moment: moment.replace(second=0, microsecond=0)),
+    st.sampled_from(["Europe/Paris", "America/New_York", "Australia/Sydney", "UTC"]),
+)
+def test_every_accepted_local_time_is_the_instant_shown_back(moment: datetime, name: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(name)
+    try:
+        instant = parse_at(moment.isoformat(sep=" "), zone)
+    except ValueError as exc:
+        # Refused only for a time the zone skips or repeats.
+        first, second = moment.replace(tzinfo=zone, fold=0), moment.replace(tzinfo=zone, fold=1)
+        assert first.utcoffset() != second.utcoffset(), exc
+        return
+    assert instant.astimezone(zone).replace(tzinfo=None) == moment
+    assert instant.tzinfo is UTC
+
+
+GRACES = [
+    pytest.param(None, timedelta(hours=1), id="default"),
+    pytest.param("90", timedelta(seconds=90), id="integer"),
+    pytest.param('"90s"', timedelta(seconds=90), id="seconds"),
+    pytest.param('"15m"', timedelta(minutes=15), id="minutes"),
+    pytest.param('"1h"', timedelta(hours=1), id="hours"),
+    pytest.param('"2 h"', timedelta(hours=2), id="space"),
+    pytest.param('"0"', timedelta(0), id="zero"),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), GRACES)
+def test_late_grace(ws: Path, cfg: Settings, value: str | None, expected: timedelta) -> None:
+    text = BASE if value is None else f"late_grace = {value}\n{BASE}"
+    assert load_campaign(write(ws, text), cfg).late_grace == expected
+
+
+@pytest.mark.parametrize("value", ['"soon"', "-5", '"15 minutes"', "true", "1.5"])
+def test_bad_late_grace_names_its_line(ws: Path, cfg: Settings, value: str) -> None:
+    path = write(ws, f"late_grace = {value}\n{BASE}")
+    with pytest.raises(CampaignError) as caught:
+        load_campaign(path, cfg)
+    assert str(caught.value).startswith(f"{path}:1: late_grace must ")
+
+
+def test_embargoed_email_step_is_sent_under_the_banner(ws: Path, cfg: Settings) -> None:
+    text = edit('at = "2027-03-10 08:00"', 'embargoed = true\nat = "2027-03-09 18:00"')
+    check = check_campaign(load_campaign(write(ws, text), cfg), cfg, now=BEFORE)
+    draft = check.drafts["science-desk"]
+    assert draft.embargoed
+    assert draft.subject.startswith("EMBARGOED until 10 March 2027 08:00 CET: ")
+
+
+def test_embargoed_flag_after_the_embargo_is_a_warning(ws: Path, cfg: Settings) -> None:
+    path = write(ws, edit('at = "2027-03-10 08:00"', 'embargoed = true\nat = "2027-03-10 08:00"'))
+    check = check_campaign(load_campaign(path, cfg), cfg, now=BEFORE)
+    assert not check.drafts["science-desk"].embargoed
+    assert (
+        f"{SD}: embargoed = true, but the embargo lifts at 10 March 2027 08:00 CET: it goes "
+        "out without the banner"
+    ) in check.warnings
 
 
 def test_gap_message_names_the_jump() -> None:
