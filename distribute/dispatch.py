@@ -168,8 +168,12 @@ class Dispatcher:
         clock: Clock | None = None,
         sleep: Sleep = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        halt: threading.Event | None = None,
     ):
         self.settings = settings
+        # Set from another thread (a worker told to stop, a step cancelled): the messages
+        # under way finish and are recorded, the rest stay pending.
+        self.halt = halt or threading.Event()
         self.ledger = ledger
         self.live = live
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -331,7 +335,7 @@ class Dispatcher:
 
         def take() -> bool:
             with lock:
-                if budget[0] <= 0 or stop.is_set():
+                if budget[0] <= 0 or stop.is_set() or self.halt.is_set():
                     return False
                 budget[0] -= 1
                 return True
@@ -363,7 +367,7 @@ class Dispatcher:
                 if claim is None:
                     return
                 limiter.wait()
-                if stop.is_set():
+                if stop.is_set() or self.halt.is_set():
                     # Stopped while waiting for a sending slot: this message never started.
                     self.ledger.unclaim(claim)
                     return
@@ -427,7 +431,7 @@ class Dispatcher:
     def _next_claim(
         self, ref: StepRef, runner: str, stop: threading.Event, retry_uncertain: bool
     ) -> Claim | None:
-        while not stop.is_set():
+        while not stop.is_set() and not self.halt.is_set():
             claim = self.ledger.claim(ref, runner, retry_uncertain=retry_uncertain)
             if claim is None or isinstance(claim, Claim):
                 return claim

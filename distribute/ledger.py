@@ -84,8 +84,16 @@ steps = sa.Table(
     sa.Column("planned_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("runner", sa.String(200)),
     sa.Column("heartbeat", sa.DateTime(timezone=True)),
+    # The schedule (``distribute schedule``): NULL for a step only ever run by ``send``.
+    sa.Column("state", sa.String(16)),  # one of STEP_STATES
+    sa.Column("late_grace", sa.Integer),  # seconds a step may start late and still run
+    sa.Column("worker", sa.String(200)),  # the worker process running it (state running)
+    sa.Column("started_at", sa.DateTime(timezone=True)),  # first start by a worker
+    sa.Column("note", sa.Text),  # why it was missed or failed, how late it started
     sa.UniqueConstraint("campaign_id", "name", "mode"),
 )
+
+STEP_STATES = ("scheduled", "running", "done", "missed", "cancelled", "failed")
 
 deliveries = sa.Table(
     "deliveries",
@@ -137,6 +145,28 @@ class Claim:
     attempts: int
     # The state the row was claimed from: an uncertain row given back stays uncertain.
     was: str = "pending"
+
+
+@dataclass(frozen=True)
+class Timed:
+    """A step on the schedule, as the worker reads it."""
+
+    id: int
+    campaign: str
+    path: str
+    timezone: str
+    name: str
+    channel: str
+    mode: str
+    at: datetime
+    state: str
+    late_grace: timedelta
+    worker: str | None
+    started_at: datetime | None
+
+    @property
+    def ref(self) -> StepRef:
+        return StepRef(self.id, self.campaign, self.name, self.channel, self.mode)
 
 
 @dataclass(frozen=True)
@@ -594,6 +624,205 @@ class Ledger:
                 .values(state=claim.was, attempts=deliveries.c.attempts - 1)
             )
 
+    # ------------------------------------------------------------------ the schedule
+
+    def states(self, campaign: str) -> dict[tuple[str, str], str | None]:
+        """Each step's schedule state, keyed by (name, mode)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(steps.c.name, steps.c.mode, steps.c.state)
+                .join(campaigns, campaigns.c.id == steps.c.campaign_id)
+                .where(campaigns.c.name == campaign)
+            ).all()
+        return {(row.name, row.mode): row.state for row in rows}
+
+    def schedule(self, step: StepRef, at: datetime, late_grace: timedelta) -> str | None:
+        """Put ``step`` on the schedule at ``at``; returns the state it is left in.
+
+        A step that is running or done is left alone (``running``, ``done``): scheduling a
+        campaign again never sends a finished step again.
+        """
+        with self._tx() as tx:
+            changed = tx.execute(
+                steps.update()
+                .where(
+                    steps.c.id == step.id,
+                    sa.or_(steps.c.state.is_(None), steps.c.state.in_(_RESCHEDULABLE)),
+                )
+                .values(
+                    state="scheduled",
+                    at=utc(at),
+                    late_grace=int(late_grace.total_seconds()),
+                    worker=None,
+                    started_at=None,
+                    note=None,
+                )
+            ).rowcount
+            if changed:
+                return "scheduled"
+            state = tx.execute(sa.select(steps.c.state).where(steps.c.id == step.id)).scalar()
+        return str(state) if state else None
+
+    def cancel(
+        self, campaign: str, names: Sequence[str] | None = None, *, keep: Iterable[int] = ()
+    ) -> list[tuple[str, str, str]]:
+        """Scheduled, missed and running steps become ``cancelled``: (name, mode, was).
+
+        A running step is stopped by its worker, which watches its state, after the
+        messages under way. ``keep`` spares those step ids (rescheduling replaces the rest).
+        """
+        with self._tx() as tx:
+            query = (
+                sa.select(steps.c.id, steps.c.name, steps.c.mode, steps.c.state)
+                .join(campaigns, campaigns.c.id == steps.c.campaign_id)
+                .where(
+                    campaigns.c.name == campaign,
+                    steps.c.state.in_(("scheduled", "missed", "running")),
+                    steps.c.id.not_in(list(keep)),
+                )
+                .order_by(steps.c.at, steps.c.id)
+            )
+            if names is not None:
+                query = query.where(steps.c.name.in_(list(names)))
+            found = []
+            for row in tx.execute(query).all():
+                # Guarded by the state read above: a step that finished meanwhile stays done.
+                if tx.execute(
+                    steps.update()
+                    .where(steps.c.id == row.id, steps.c.state == row.state)
+                    .values(state="cancelled")
+                ).rowcount:
+                    found.append((str(row.name), str(row.mode), str(row.state)))
+        return found
+
+    def timed(self, states: Sequence[str] = ("scheduled", "running")) -> list[Timed]:
+        """Every step of every campaign in ``states``, soonest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    steps,
+                    campaigns.c.name.label("campaign"),
+                    campaigns.c.path,
+                    campaigns.c.timezone,
+                )
+                .join(campaigns, campaigns.c.id == steps.c.campaign_id)
+                .where(steps.c.state.in_(list(states)))
+                .order_by(steps.c.at, steps.c.id)
+            ).all()
+        return [_timed(row) for row in rows]
+
+    def timed_step(self, step_id: int) -> Timed | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(
+                    steps,
+                    campaigns.c.name.label("campaign"),
+                    campaigns.c.path,
+                    campaigns.c.timezone,
+                )
+                .join(campaigns, campaigns.c.id == steps.c.campaign_id)
+                .where(steps.c.id == step_id)
+            ).first()
+        return _timed(row) if row is not None and row.state else None
+
+    def take(self, step_id: int, worker: str, *, due: datetime) -> bool:
+        """Move a scheduled step due by ``due`` to ``running`` for ``worker``, atomically.
+
+        The UPDATE is guarded by ``state = 'scheduled'``: of several workers that try at
+        once, exactly one changes the row, on SQLite and PostgreSQL alike.
+        """
+        now = self.clock()
+        with self._tx() as tx:
+            taken = tx.execute(
+                steps.update()
+                .where(steps.c.id == step_id, steps.c.state == "scheduled", steps.c.at <= due)
+                .values(
+                    state="running",
+                    worker=worker,
+                    heartbeat=now,
+                    started_at=sa.func.coalesce(steps.c.started_at, now),
+                )
+            ).rowcount
+        return bool(taken)
+
+    def miss(self, step_id: int, note: str) -> bool:
+        """A scheduled step that never started and is too late: ``missed``, not sent."""
+        with self._tx() as tx:
+            changed = tx.execute(
+                steps.update()
+                .where(
+                    steps.c.id == step_id,
+                    steps.c.state == "scheduled",
+                    steps.c.started_at.is_(None),
+                )
+                .values(state="missed", note=note)
+            ).rowcount
+        return bool(changed)
+
+    def settle(self, step_id: int, worker: str, state: str, note: str | None = None) -> bool:
+        """End ``worker``'s run of a step: done, failed, or back to scheduled (to resume).
+
+        Guarded by the worker and ``running``: a step cancelled meanwhile stays cancelled.
+        """
+        if state not in STEP_STATES:
+            raise ValueError(state)
+        with self._tx() as tx:
+            changed = tx.execute(
+                steps.update()
+                .where(steps.c.id == step_id, steps.c.state == "running", steps.c.worker == worker)
+                .values(state=state, worker=None, note=note)
+            ).rowcount
+        return bool(changed)
+
+    def note(self, step_id: int, note: str) -> None:
+        with self._tx() as tx:
+            tx.execute(steps.update().where(steps.c.id == step_id).values(note=note))
+
+    def beat(self, step_ids: Iterable[int], worker: str) -> None:
+        """Say that ``worker`` still runs these steps (another host tells by the time)."""
+        ids = list(step_ids)
+        if not ids:
+            return
+        with self._tx() as tx:
+            tx.execute(
+                steps.update()
+                .where(steps.c.id.in_(ids), steps.c.worker == worker)
+                .values(heartbeat=self.clock())
+            )
+
+    def reclaim(self) -> list[Timed]:
+        """Running steps whose worker died go back to ``scheduled``, to be resumed."""
+        back = []
+        now = self.clock()
+        for step in self.timed(("running",)):
+            with self.engine.connect() as conn:
+                beat = conn.execute(
+                    sa.select(steps.c.heartbeat).where(steps.c.id == step.id)
+                ).scalar()
+            stale = beat is None or now - utc(beat) >= STALE_AFTER
+            if step.worker and _alive(step.worker) and not stale:
+                continue
+            with self._tx() as tx:
+                if tx.execute(
+                    steps.update()
+                    .where(
+                        steps.c.id == step.id,
+                        steps.c.state == "running",
+                        steps.c.worker == step.worker,
+                    )
+                    .values(state="scheduled", worker=None)
+                ).rowcount:
+                    back.append(step)
+        return back
+
+    def active(self) -> int:
+        """How many steps are scheduled or running, in every campaign."""
+        with self.engine.connect() as conn:
+            count = conn.execute(
+                sa.select(sa.func.count()).where(steps.c.state.in_(("scheduled", "running")))
+            ).scalar()
+        return int(count or 0)
+
     # ------------------------------------------------------------------ reporting
 
     def counts(self, step: StepRef) -> dict[str, int]:
@@ -644,6 +873,9 @@ class Ledger:
                                 "mode": s.mode,
                                 "ref": StepRef(s.id, camp.name, s.name, s.channel, s.mode),
                                 "running": self._running(s.runner, s.heartbeat),
+                                "state": s.state,
+                                "note": s.note,
+                                "started_at": utc(s.started_at) if s.started_at else None,
                             }
                             for s in step_rows
                         ],
@@ -723,6 +955,26 @@ def create_schema(engine: Engine) -> None:
                 names = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
             if column.name not in names:
                 raise
+
+
+_RESCHEDULABLE = ("scheduled", "missed", "cancelled", "failed")
+
+
+def _timed(row: Any) -> Timed:
+    return Timed(
+        id=row.id,
+        campaign=row.campaign,
+        path=row.path,
+        timezone=row.timezone,
+        name=row.name,
+        channel=row.channel,
+        mode=row.mode,
+        at=utc(row.at),
+        state=row.state,
+        late_grace=timedelta(seconds=3600 if row.late_grace is None else row.late_grace),
+        worker=row.worker,
+        started_at=utc(row.started_at) if row.started_at else None,
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,472 @@
+"""Campaigns on a schedule: the ledger's ``steps`` table is the schedule, a worker runs it.
+
+``schedule_campaign`` checks a campaign and writes each step's instant (UTC), mode and
+state into the ledger. A :class:`Worker` (``distribute run``) reads that table every few
+seconds and arms one APScheduler date job per scheduled step; APScheduler is only its
+timer. The job is :func:`fire_step`, a module-level function given ids only, and the
+step is taken by an atomic ``scheduled -> running`` update, so of several workers on one
+database exactly one runs it. Nothing about the schedule lives in APScheduler: its
+memory job store is rebuilt from the table, and a restarted worker resumes from the table.
+
+A step's life::
+
+    scheduled ──► running ──► done | failed
+        │  ▲         │
+        │  └─────────┘  (the worker stopped: resumed by the next one)
+        ├──► missed      (found later than the campaign's late_grace: not sent)
+        └──► cancelled   (distribute cancel; a running step stops after its messages
+                          under way)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from distribute.campaign import Campaign, CampaignCheck, PostStep, Step
+from distribute.config import Settings
+from distribute.errors import CampaignError, DistributeError
+from distribute.ledger import Ledger, Timed, runner_id
+from distribute.render.templates import instant
+
+log = logging.getLogger("distribute.scheduler")
+
+Clock = Callable[[], datetime]
+
+# How often a worker reads the steps table: a step scheduled or cancelled by another
+# process is seen within this time (plus one database read).
+POLL_SECONDS = 2.0
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One step of the timeline ``schedule_campaign`` wrote."""
+
+    name: str
+    channel: str
+    mode: str
+    at: datetime
+    audience: int  # journalists for an email step, parts for a post
+    state: str  # scheduled, or running/done when the step was left alone
+    sent: int  # already sent (or written, for a dry run) before this schedule
+
+
+def schedule_campaign(
+    ledger: Ledger,
+    campaign: Campaign,
+    check: CampaignCheck,
+    *,
+    now: datetime,
+    modes: dict[str, str],
+) -> list[Entry]:
+    """Write ``campaign``'s steps on the schedule, each in ``modes[name]`` ("dry"/"live").
+
+    ``check`` is :func:`~distribute.campaign.check_campaign`'s result for ``now``. Steps
+    already running or done are left alone (never sent again); every other step must be
+    in the future. Scheduling again replaces the campaign's pending steps: a step no
+    longer in the file, or scheduled in the other mode, is cancelled. Everything is
+    checked before anything is written.
+    """
+    states = ledger.states(campaign.name)
+    for step in campaign.steps:
+        state = states.get((step.name, modes[step.name]))
+        if step.at <= now and state not in ("running", "done"):
+            kind = "post" if isinstance(step, PostStep) else "email"
+            raise CampaignError(
+                f"[[{kind}]] {step.name!r}: at {campaign.show(step.at)} is already past "
+                f"(now {campaign.show(now)}); give it a later time, or send it now with "
+                f"distribute send {campaign.path} --step {step.name}"
+                + (" --live" if modes[step.name] == "live" else ""),
+                path=campaign.path,
+                line=step.line,
+            )
+    entries = []
+    kept = []
+    for step in campaign.steps:
+        mode = modes[step.name]
+        ref = ledger.step(
+            campaign.name,
+            str(campaign.path),
+            campaign.timezone,
+            step.name,
+            step.channel,
+            mode,
+            step.at,
+        )
+        kept.append(ref.id)
+        state = ledger.schedule(ref, step.at, campaign.late_grace) or "done"
+        counts = ledger.counts(ref)
+        entries.append(
+            Entry(
+                name=step.name,
+                channel=step.channel,
+                mode=mode,
+                at=step.at,
+                audience=_audience(check, step),
+                state=state,
+                sent=counts.get("sent", 0),
+            )
+        )
+    ledger.cancel(campaign.name, keep=kept)
+    return entries
+
+
+def _audience(check: CampaignCheck, step: Step) -> int:
+    if isinstance(step, PostStep):
+        return len(check.posts[step.name].parts)
+    return len(check.audiences[step.name].recipients)
+
+
+def send_hint(step: Timed) -> str:
+    """The command that sends a step deliberately, as ``status`` and the log show it."""
+    path = Path(step.path)
+    with contextlib.suppress(ValueError):  # shorter when the campaign is under this folder
+        path = path.relative_to(Path.cwd())
+    live = " --live" if step.mode == "live" else ""
+    return f"distribute send {path} --step {step.name}{live}"
+
+
+def span(delta: timedelta) -> str:
+    """A duration as people say it: ``12 s``, ``3 min 5 s``, ``2 h 10 min``."""
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a worker tells its watcher (``distribute demo``'s progress display)."""
+
+    kind: str  # started, progress, finished, stopped, missed, failed
+    step: Timed
+    done: int = 0
+    total: int = 0
+    text: str = ""
+
+
+_WORKERS: dict[str, Worker] = {}
+
+
+def fire_step(worker_id: str, step_id: int) -> None:
+    """APScheduler's job: ids only, so a job refers to nothing it could hold stale."""
+    worker = _WORKERS.get(worker_id)
+    if worker is not None:
+        worker.fire(step_id)
+
+
+class Worker:
+    """Runs the scheduled steps of every campaign in one state database.
+
+    ``clock`` decides what is due and how late; ``channel_factory`` and ``sleep`` go to
+    the dispatcher. :meth:`run_due` fires what is due by the clock (tests drive time with
+    it); :meth:`serve` is the long-running worker with APScheduler as its timer.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        poll: float = POLL_SECONDS,
+        channel_factory: Callable[[], Any] | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ):
+        self.settings = settings
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.ledger = Ledger(settings.database_url, clock=self.clock)
+        self.id = runner_id()
+        self.poll = poll
+        self.started = self.clock()
+        self.stopping = threading.Event()
+        self.halts: dict[int, threading.Event] = {}
+        self.armed: dict[int, datetime] = {}
+        self._factory = channel_factory
+        self._on_event = on_event
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def emit(self, event: Event) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def stop(self) -> None:
+        """Finish the messages under way, leave the rest pending, take nothing new."""
+        self.stopping.set()
+        with self._lock:
+            for halt in self.halts.values():
+                halt.set()
+
+    # ------------------------------------------------------------------ one step
+
+    def fire(self, step_id: int) -> str | None:
+        """Run one step if it is still scheduled and due; returns the state it ends in.
+
+        None when there was nothing to do: another worker took it, it was cancelled, or
+        this worker is stopping.
+        """
+        if self.stopping.is_set():
+            return None
+        now = self.clock()
+        step = self.ledger.timed_step(step_id)
+        if step is None or step.state != "scheduled" or step.at > now:
+            self.armed.pop(step_id, None)  # re-armed at the next read if still scheduled
+            return None
+        zone = step.timezone
+        late = now - step.at
+        where = f"{step.campaign}/{step.name} ({step.mode})"
+        # Late by more than the grace because no worker ran at its time: never sent
+        # unasked. A step this worker was up for, or one already started, is not "missed".
+        if step.started_at is None and late > step.late_grace and step.at < self.started:
+            why = (
+                f"due at {instant(step.at, zone)}, found {span(late)} late (late_grace "
+                f"{span(step.late_grace)}): not sent. To send it: {send_hint(step)}"
+            )
+            if self.ledger.miss(step_id, why):
+                log.warning("missed %s: %s", where, why)
+                self.emit(Event("missed", step, text=why))
+                return "missed"
+            return None
+        if not self.ledger.take(step_id, self.id, due=now):
+            self.armed.pop(step_id, None)
+            return None
+        halt = threading.Event()
+        with self._lock:
+            self.halts[step_id] = halt
+            if self.stopping.is_set():
+                halt.set()
+        note: str | None = None
+        if step.started_at is not None:
+            log.info("resumed %s (due at %s)", where, instant(step.at, zone))
+        elif late >= timedelta(seconds=1):
+            note = f"started {span(late)} late (due at {instant(step.at, zone)})"
+            self.ledger.note(step_id, note)
+            log.info("started %s, %s", where, note)
+        else:
+            log.info("started %s", where)
+        self.emit(Event("started", step, text=note or ""))
+        try:
+            report = self._dispatch(step, now, halt)
+        except DistributeError as exc:
+            return self._fail(step, where, exc.format())
+        except Exception as exc:
+            log.exception("step %s broke", where)
+            return self._fail(step, where, f"{type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self.halts.pop(step_id, None)
+            self.armed.pop(step_id, None)
+        counts = report.counts
+        sent = "sent" if step.mode == "live" else "written"
+        summary = (
+            f"{sent} {counts.get('sent', 0)}, failed {counts.get('failed', 0)}, uncertain "
+            f"{counts.get('uncertain', 0)}, skipped {counts.get('skipped', 0)}"
+        )
+        pending = counts.get("pending", 0)
+        if halt.is_set() and pending:
+            if self.ledger.settle(step_id, self.id, "scheduled", note):
+                text = f"{summary}; {pending} left pending for the next worker"
+                log.info("stopped %s: %s", where, text)
+            else:
+                text = f"{summary}; {pending} left pending"
+                log.info("cancelled %s: %s", where, text)
+            self.emit(Event("stopped", step, text=text))
+            return "scheduled"
+        self.ledger.settle(step_id, self.id, "done", note)
+        log.info("finished %s: %s", where, summary)
+        self.emit(Event("finished", step, text=summary))
+        return "done"
+
+    def _fail(self, step: Timed, where: str, reason: str) -> str:
+        text = f"{reason}. To send it once fixed: {send_hint(step)}"
+        self.ledger.settle(step.id, self.id, "failed", text)
+        log.error("failed %s: %s", where, text)
+        self.emit(Event("failed", step, text=text))
+        return "failed"
+
+    def _dispatch(self, step: Timed, now: datetime, halt: threading.Event) -> Any:
+        """Read the campaign, its lists and suppression again, check it, send the step."""
+        from distribute.campaign import check_campaign, hold_embargo, load_campaign
+        from distribute.dispatch import Dispatcher
+
+        campaign = load_campaign(Path(step.path), self.settings)
+        if campaign.name != step.campaign:
+            raise CampaignError(
+                f"the file now names campaign {campaign.name!r}, not {step.campaign!r}",
+                path=step.path,
+            )
+        # The schedule's time wins over the file's: it is what was checked and shown.
+        found = dataclasses.replace(campaign.step(step.name), at=step.at)
+        if found.channel != step.channel:
+            raise CampaignError(
+                f"step {step.name!r} is now a {found.channel} step, scheduled as {step.channel}"
+                "; schedule the campaign again",
+                path=step.path,
+            )
+        # Only this step is checked again: another step's list broken meanwhile is that
+        # step's failure, not this one's.
+        alone = dataclasses.replace(campaign, steps=(found,))
+        check = check_campaign(alone, self.settings, now=now)
+        live = step.mode == "live"
+        if live and isinstance(found, PostStep):
+            hold_embargo(alone, [found], self.clock())
+
+        def progress(done: int, total: int) -> None:
+            self.emit(Event("progress", step, done=done, total=total))
+
+        dispatcher = Dispatcher(
+            self.settings,
+            self.ledger,
+            live=live,
+            channel_factory=self._factory,
+            clock=self.clock,
+            halt=halt,
+        )
+        return dispatcher.run(alone, check, found, progress=progress)
+
+    # ------------------------------------------------------------------ the table
+
+    def reclaim(self) -> None:
+        """Steps left running by a worker that died go back on the schedule, to resume."""
+        for step in self.ledger.reclaim():
+            log.info(
+                "resuming %s/%s (%s): its worker %s stopped mid-step",
+                step.campaign,
+                step.name,
+                step.mode,
+                step.worker,
+            )
+
+    def run_due(self) -> list[str | None]:
+        """Fire every scheduled step that is due by the clock, soonest first."""
+        self.reclaim()
+        now = self.clock()
+        return [self.fire(s.id) for s in self.ledger.timed(("scheduled",)) if s.at <= now]
+
+    def idle(self) -> bool:
+        """Nothing scheduled or running anywhere, and nothing under way here."""
+        with self._lock:
+            busy = bool(self.halts)
+        return not busy and self.ledger.active() == 0
+
+    def sync(self, scheduler: Any) -> None:
+        """Read the steps table and make the timer match it."""
+        self.reclaim()
+        with self._lock:
+            mine = dict(self.halts)
+        self.ledger.beat(mine, self.id)
+        steps = self.ledger.timed()
+        running_here = {s.id for s in steps if s.state == "running" and s.worker == self.id}
+        for step_id, halt in mine.items():
+            if step_id not in running_here:
+                halt.set()  # cancelled by another process: stop after the messages under way
+        scheduled = {s.id: s for s in steps if s.state == "scheduled"}
+        for step in scheduled.values():
+            if self.armed.get(step.id) == step.at:
+                continue
+            scheduler.add_job(
+                fire_step,
+                trigger="date",
+                run_date=step.at,
+                args=(self.id, step.id),
+                id=f"step-{step.id}",
+                name=f"{step.campaign}/{step.name} ({step.mode})",
+                replace_existing=True,
+            )
+            self.armed[step.id] = step.at
+        for step_id in list(self.armed):
+            if step_id not in scheduled:
+                self.armed.pop(step_id, None)
+                if scheduler.get_job(f"step-{step_id}") is not None:
+                    scheduler.remove_job(f"step-{step_id}")
+
+    def _on_job_event(self, event: Any) -> None:
+        from apscheduler.events import EVENT_JOB_MISSED
+
+        step_id = int(str(event.job_id).removeprefix("step-"))
+        self.armed.pop(step_id, None)  # armed again at the next read of the table
+        if event.code == EVENT_JOB_MISSED:
+            log.warning("the timer missed step %s; it is armed again", step_id)
+        else:
+            log.error("step %s broke the worker: %s", step_id, event.exception)
+
+    def serve(self, *, until_idle: bool = False, handle_signals: bool = True) -> None:
+        """Run until stopped (SIGTERM, SIGINT, SIGHUP) or, with ``until_idle``, until idle."""
+        from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            # One step at a time per worker: several workers then share a campaign's steps.
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={
+                # APScheduler's default grace (1 s) would drop a step due while the worker
+                # was busy or down, silently. Lateness is the ledger's business, decided in
+                # fire() against the campaign's late_grace, so the timer never drops a job.
+                "misfire_grace_time": None,
+                # A date job has one run time; coalescing makes sure a job that fell behind
+                # runs once, never once per missed run.
+                "coalesce": True,
+                "max_instances": 1,
+            },
+        )
+        scheduler.add_listener(self._on_job_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+        previous = self._trap_signals() if handle_signals else {}
+        _WORKERS[self.id] = self
+        scheduler.start()
+        log.info("worker %s started on %s", self.id, _where(self.ledger.url))
+        try:
+            while not self.stopping.is_set():
+                self.sync(scheduler)
+                if until_idle and self.idle():
+                    break
+                self.stopping.wait(self.poll)
+        finally:
+            stopped = self.stopping.is_set()
+            self.stop()  # nothing queued in the timer's thread starts after this
+            scheduler.shutdown(wait=True)
+            _WORKERS.pop(self.id, None)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            log.info("worker %s %s", self.id, "stopped" if stopped else "idle: nothing scheduled")
+
+    def _trap_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handler(signum: int, _frame: Any) -> None:
+            name = signal.Signals(signum).name
+            log.info("%s: finishing the messages under way, then stopping", name)
+            self.stop()
+
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, handler)
+        return previous
+
+
+def _where(url: str) -> str:
+    from distribute.ledger import _safe
+
+    return _safe(url)
