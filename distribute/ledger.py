@@ -864,6 +864,7 @@ class Ledger:
                 out.append(
                     {
                         "name": camp.name,
+                        "path": camp.path,
                         "timezone": camp.timezone,
                         "steps": [
                             {

@@ -128,13 +128,17 @@ def _audience(check: CampaignCheck, step: Step) -> int:
     return len(check.audiences[step.name].recipients)
 
 
-def send_hint(step: Timed) -> str:
+def send_hint(path: str, step: str, mode: str) -> str:
     """The command that sends a step deliberately, as ``status`` and the log show it."""
-    path = Path(step.path)
+    where = Path(path)
     with contextlib.suppress(ValueError):  # shorter when the campaign is under this folder
-        path = path.relative_to(Path.cwd())
-    live = " --live" if step.mode == "live" else ""
-    return f"distribute send {path} --step {step.name}{live}"
+        where = where.relative_to(Path.cwd())
+    live = " --live" if mode == "live" else ""
+    return f"distribute send {where} --step {step}{live}"
+
+
+def _hint(step: Timed) -> str:
+    return send_hint(step.path, step.name, step.mode)
 
 
 def span(delta: timedelta) -> str:
@@ -240,7 +244,7 @@ class Worker:
         if step.started_at is None and late > step.late_grace and step.at < self.started:
             why = (
                 f"due at {instant(step.at, zone)}, found {span(late)} late (late_grace "
-                f"{span(step.late_grace)}): not sent. To send it: {send_hint(step)}"
+                f"{span(step.late_grace)}): not sent. To send it: {_hint(step)}"
             )
             if self.ledger.miss(step_id, why):
                 log.warning("missed %s: %s", where, why)
@@ -261,7 +265,7 @@ class Worker:
         elif late >= timedelta(seconds=1):
             note = f"started {span(late)} late (due at {instant(step.at, zone)})"
             self.ledger.note(step_id, note)
-            log.info("started %s, %s", where, note)
+            log.info("started %s, %s late (due at %s)", where, span(late), instant(step.at, zone))
         else:
             log.info("started %s", where)
         self.emit(Event("started", step, text=note or ""))
@@ -298,7 +302,7 @@ class Worker:
         return "done"
 
     def _fail(self, step: Timed, where: str, reason: str) -> str:
-        text = f"{reason}. To send it once fixed: {send_hint(step)}"
+        text = f"{reason}. To send it once fixed: {_hint(step)}"
         self.ledger.settle(step.id, self.id, "failed", text)
         log.error("failed %s: %s", where, text)
         self.emit(Event("failed", step, text=text))

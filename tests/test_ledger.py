@@ -370,7 +370,7 @@ def test_status_shape(ledger: Ledger) -> None:
     ledger.plan(step, planned("a@example.com", "b@example.com"))
     ledger.finish(claim(ledger, step), "failed", code=550, text="550 no such user")
     [entry] = ledger.status("launch")
-    assert entry.keys() == {"name", "timezone", "steps"}
+    assert entry.keys() == {"name", "path", "timezone", "steps"}
     assert (entry["name"], entry["timezone"]) == ("launch", "Europe/Paris")
     [shown] = entry["steps"]
     assert shown.keys() == {
@@ -384,8 +384,12 @@ def test_status_shape(ledger: Ledger) -> None:
         "releases",
         "problems",
         "skipped",
+        "state",
+        "note",
+        "started_at",
     }
     assert shown["running"] is False  # nobody holds the step
+    assert shown["state"] is None  # planned by send, not on the schedule
     assert (shown["name"], shown["channel"], shown["mode"]) == ("desk", "email", "live")
     assert shown["ref"] == step
     assert list(shown["counts"]) == list(STATES)

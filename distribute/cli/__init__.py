@@ -18,10 +18,13 @@ from distribute.words import plural
 
 # name -> "module:attribute"; the module is imported the first time the command is needed.
 COMMANDS = {
+    "cancel": "distribute.cli.schedule:cancel",
     "demo": "distribute.cli.demo:demo",
     "preview": "distribute.cli.preview:preview",
     "recipients": "distribute.cli.recipients:recipients",
     "render": "distribute.cli.render:render",
+    "run": "distribute.cli.schedule:run",
+    "schedule": "distribute.cli.schedule:schedule",
     "send": "distribute.cli.campaigns:send",
     "status": "distribute.cli.campaigns:status",
     "x": "distribute.cli.x:x",

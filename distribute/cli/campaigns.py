@@ -324,21 +324,57 @@ def send(
         ctx.exit(1)
 
 
+def _when(moment: datetime, zone: ZoneInfo) -> str:
+    local = moment.astimezone(zone)
+    return local.strftime("%Y-%m-%d %H:%M:%S %Z" if local.second else "%Y-%m-%d %H:%M %Z")
+
+
+def _until(moment: datetime, now: datetime) -> str:
+    from distribute.scheduler import span
+
+    return f"in {span(moment - now)}" if moment > now else "due now"
+
+
+def step_state(step: dict[str, Any]) -> str:
+    """A step's state: its place on the schedule, or for a step run by `send`, how far it got."""
+    if step["state"]:
+        return str(step["state"])
+    if step["running"]:
+        return "running"
+    counts = step["counts"]
+    return "pending" if counts["pending"] or counts["sending"] else "done"
+
+
+def shown_counts(step: dict[str, Any]) -> dict[str, int]:
+    """The counts under their names: a dry run wrote its messages, it never sent one."""
+    counts = dict(step["counts"])
+    if step["mode"] == "dry":
+        counts = {("written" if key == "sent" else key): value for key, value in counts.items()}
+    return counts
+
+
 @click.command()
 @click.argument("campaign", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option(
+    "--dry",
+    is_flag=True,
+    help="Show the dry runs (messages written to the outbox) instead of what was sent.",
+)
 @click.pass_context
-def status(ctx: click.Context, campaign: str | None, as_json: bool) -> None:
-    """Show, per step, how many deliveries are pending, sent, failed, uncertain or skipped.
+def status(ctx: click.Context, campaign: str | None, as_json: bool, dry: bool) -> None:
+    """Show, per step, its state, its next run and what was sent, failed or is pending.
 
-    CAMPAIGN is a campaign name or campaign file; all campaigns when absent.
+    CAMPAIGN is a campaign name or campaign file; all campaigns when absent. The table
+    shows what went out for real; --dry shows the dry runs instead.
     """
     import json
 
     from rich.table import Table
     from sqlalchemy.exc import SQLAlchemyError
 
-    from distribute.ledger import STATES, Ledger
+    from distribute.ledger import Ledger
+    from distribute.scheduler import send_hint
 
     settings = settings_of(ctx)
     name = campaign
@@ -378,10 +414,15 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool) -> None:
                             "channel": s["channel"],
                             "at": s["at"].isoformat(),
                             "mode": s["mode"],
-                            "counts": s["counts"],
+                            "state": step_state(s),
+                            "next_run": (
+                                s["at"].isoformat() if s["state"] == "scheduled" else None
+                            ),
+                            "counts": shown_counts(s),
                             "releases": s["releases"],
                         }
                         for s in c["steps"]
+                        if s["mode"] == ("dry" if dry else "live")
                     ],
                 }
                 for c in entries
@@ -392,32 +433,70 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool) -> None:
     con = console()
     if not entries:
         con.print("No campaign has been planned yet.")
+    mode = "dry" if dry else "live"
+    first = "written" if dry else "sent"
+    now = datetime.now(UTC)
     for entry in entries:
-        table = Table(title=f"{entry['name']} ({entry['timezone']})")
+        zone = ZoneInfo(entry["timezone"])
+        shown = [s for s in entry["steps"] if s["mode"] == mode]
+        others = len(entry["steps"]) - len(shown)
+        if not shown:
+            con.print(
+                f"{entry['name']}: nothing {'rehearsed' if dry else 'sent or scheduled live'} "
+                f"yet"
+                + (
+                    f"; {plural(others, 'live step' if dry else 'dry-run step')} "
+                    f"{agree(others, 'is', 'are')} recorded "
+                    f"(distribute status{'' if dry else ' --dry'})."
+                    if others
+                    else "."
+                )
+            )
+            continue
+        title = f"{entry['name']} ({entry['timezone']})"
+        table = Table(title=title if not dry else f"{title}: dry runs, nothing sent")
+        # Columns that are empty for every step are left out, so the table fits 120 columns:
+        # the release version appears once something was sent, the rare states when needed.
+        versioned = any(s["releases"] for s in shown)
+        states = ["sent", "failed", "skipped", "pending"]
+        for rare in ("uncertain", "sending"):
+            if any(s["counts"][rare] for s in shown):
+                states.append(rare)
         table.add_column("step")
         table.add_column("channel")
         table.add_column("at", no_wrap=True)
-        table.add_column("mode")
-        # Which version of the release (a hash of its text) the sent messages carried.
-        table.add_column("release", no_wrap=True)
-        for state in STATES:
-            table.add_column(state, justify="right")
-        for s in entry["steps"]:
+        table.add_column("state", no_wrap=True)
+        if versioned:
+            # Which version of the release (a hash of its text) the messages carried.
+            table.add_column("release", no_wrap=True)
+        for state in states:
+            table.add_column(first if state == "sent" else state, justify="right")
+        for s in shown:
             versions = s["releases"]
+            release = ", ".join(
+                version if len(versions) == 1 else f"{version} ({count})"
+                for version, count in versions.items()
+            )
             table.add_row(
                 s["name"],
                 s["channel"],
-                s["at"].astimezone(ZoneInfo(entry["timezone"])).strftime("%Y-%m-%d %H:%M %Z"),
-                s["mode"],
-                ", ".join(
-                    version if len(versions) == 1 else f"{version} ({count})"
-                    for version, count in versions.items()
-                ),
-                *(str(s["counts"][state]) for state in STATES),
+                _when(s["at"], zone),
+                step_state(s) + (f" ({_until(s['at'], now)})" if s["state"] == "scheduled" else ""),
+                *([release] if versioned else []),
+                *(str(s["counts"][state]) for state in states),
             )
         con.print(table)
-        for s in entry["steps"]:
-            if s["counts"]["sending"] and not s["running"]:
+        for s in shown:
+            if s["state"] in ("missed", "failed") and s["note"]:
+                con.print(f"  {s['name']}: {s['state']}: {s['note']}")
+            elif s["state"] == "cancelled" and s["counts"]["pending"]:
+                con.print(
+                    f"  {s['name']}: cancelled with {plural(s['counts']['pending'], 'message')} "
+                    f"pending; to send them: {send_hint(entry['path'], s['name'], s['mode'])}"
+                )
+            elif s["note"] and s["state"] in ("running", "done"):
+                con.print(f"  {s['name']}: {s['note']}")
+            if s["counts"]["sending"] and not s["running"] and s["state"] != "running":
                 count = s["counts"]["sending"]
                 con.print(
                     f"  {s['name']}: {plural(count, 'message')} {agree(count, 'was', 'were')} "
@@ -429,3 +508,5 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool) -> None:
                 con.print(_problem_line(s["name"], bad))
             for skipped in s["skipped"]:
                 con.print(f"  {s['name']}: skipped {skipped['address']}: {skipped['reason']}")
+        if others and not dry:
+            con.print(f"  ({plural(others, 'dry-run step')} not shown: distribute status --dry)")
