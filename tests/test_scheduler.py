@@ -1,0 +1,458 @@
+"""Campaigns on a schedule, with the clock in the test's hands (one test runs in real time)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from smtp_double import Faults, SmtpServer
+
+from distribute.cli import cli
+from distribute.config import load_settings
+from distribute.ledger import Ledger
+from distribute.scheduler import Event, Worker
+
+ROOT = Path(__file__).resolve().parents[1]
+# The example release's embargo lifts at 2027-03-10 08:00 Paris time (07:00 UTC).
+T = datetime(2027, 3, 10, 8, 0, tzinfo=UTC)  # 09:00 in Paris, after the embargo
+
+
+EMBARGOED = "embargoed = true\n"  # for steps at today's times, before the example's embargo
+
+
+class FakeClock:
+    def __init__(self, start: datetime):
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def write_config(workspace: Path, port: int) -> None:
+    (workspace / "distribute.toml").write_text(
+        '[sender]\nfrom = "Valmont Press Office <press@example.org>"\n'
+        '[unsubscribe]\nurl = "https://www.example.org/unsubscribe?email={email}"\n'
+        '[paths]\nrecipients = "recipients"\n'
+        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\nconnections = 2\n'
+        "retry_delay = 0.05\n",
+        encoding="utf-8",
+    )
+
+
+def write_list(workspace: Path, name: str, count: int) -> list[str]:
+    (workspace / "recipients").mkdir(exist_ok=True)
+    addresses = [f"{name}{n:03d}@example.com" for n in range(count)]
+    rows = ["email,first_name,last_name,outlet,language"]
+    rows += [f"{address},Jo,Doe,Daily,en" for address in addresses]
+    (workspace / "recipients" / f"{name}.csv").write_text("\n".join(rows) + "\n", "utf-8")
+    return addresses
+
+
+def write_campaign(workspace: Path, steps: str, *, extra: str = "") -> Path:
+    if not (workspace / "hydrogen.md").exists():
+        shutil.copy(ROOT / "releases" / "hydrogen.md", workspace / "hydrogen.md")
+    path = workspace / "launch.toml"
+    path.write_text(
+        f'name = "launch"\nrelease = "hydrogen.md"\ntimezone = "Europe/Paris"\n{extra}\n{steps}',
+        encoding="utf-8",
+    )
+    return path
+
+
+def email(name: str, at: str, *, lists: str | None = None, flags: str = "") -> str:
+    return f'[[email]]\nname = "{name}"\nlists = ["{lists or name}"]\n{flags}at = "{at}"\n\n'
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+def status_json(*extra: str) -> dict[str, dict[str, Any]]:
+    result = run("status", "--json", *extra)
+    assert result.exit_code == 0, result.output
+    return {
+        step["name"]: step
+        for campaign in json.loads(result.stdout)["campaigns"]
+        for step in campaign["steps"]
+    }
+
+
+@pytest.fixture
+def server() -> Iterator[SmtpServer]:
+    with SmtpServer() as smtp:
+        yield smtp
+
+
+@pytest.fixture
+def ws(workspace: Path, server: SmtpServer) -> Path:
+    write_config(workspace, server.port)
+    return workspace
+
+
+def worker_at(moment: datetime, **kwargs: Any) -> Worker:
+    return Worker(load_settings(workspace=Path.cwd()), clock=FakeClock(moment), **kwargs)
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def test_schedule_prints_the_timeline_in_the_campaign_zone(ws: Path) -> None:
+    write_list(ws, "desk", 3)
+    write_list(ws, "wire", 2)
+    campaign = write_campaign(
+        ws, email("desk", "2027-03-10 09:00") + email("wire", "2027-03-10T10:30:00+01:00")
+    )
+    result = run("schedule", str(campaign), "--live")
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if "│" in line]
+    assert [re.sub(r"\s*│\s*", "|", row).strip("|") for row in rows] == [
+        "desk|email|live|2027-03-10 09:00:00 CET|3 journalists|scheduled",
+        "wire|email|live|2027-03-10 10:30:00 CET|2 journalists|scheduled",
+    ]
+    steps = status_json()
+    assert steps["desk"]["state"] == "scheduled"
+    assert steps["desk"]["next_run"] == "2027-03-10T08:00:00+00:00"
+    assert steps["wire"]["next_run"] == "2027-03-10T09:30:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("at", "utc"),
+    [
+        pytest.param("2027-03-28 08:00", datetime(2027, 3, 28, 6, 0, tzinfo=UTC), id="spring"),
+        pytest.param("2027-10-31 08:00", datetime(2027, 10, 31, 7, 0, tzinfo=UTC), id="autumn"),
+        pytest.param("2027-03-27 08:00", datetime(2027, 3, 27, 7, 0, tzinfo=UTC), id="day-before"),
+    ],
+)
+def test_dst_days_fire_at_the_right_instant(
+    ws: Path, server: SmtpServer, at: str, utc: datetime
+) -> None:
+    write_list(ws, "desk", 2)
+    assert run("schedule", str(write_campaign(ws, email("desk", at))), "--live").exit_code == 0
+    assert status_json()["desk"]["next_run"] == utc.isoformat()
+    early = worker_at(utc - timedelta(seconds=1))
+    assert early.run_due() == []
+    assert not server.received
+    assert worker_at(utc).run_due() == ["done"]
+    assert len(server.received) == 2
+
+
+DST_REFUSED = [
+    pytest.param("2027-03-28 02:30", "does not exist in Europe/Paris", id="spring-gap"),
+    pytest.param("2027-10-31 02:30", "happens twice in Europe/Paris", id="autumn-overlap"),
+]
+
+
+@pytest.mark.parametrize(("at", "why"), DST_REFUSED)
+def test_schedule_refuses_a_local_time_dst_makes_unclear(ws: Path, at: str, why: str) -> None:
+    write_list(ws, "desk", 2)
+    campaign = write_campaign(ws, email("desk", at))
+    result = run("schedule", str(campaign), "--live")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {campaign}:8: [[email]] 'desk': at: {at} {why}")
+    assert "with its offset" in result.stderr
+    assert not (ws / "distribute.db").exists()
+
+
+REFUSED = [
+    pytest.param(
+        '[[post]]\nname = "announce"\nchannel = "x"\nat = "2027-03-10 07:59"\n',
+        "{f}:13: [[post]] 'announce': at 10 March 2027 07:59 CET is before the release embargo "
+        "(10 March 2027 08:00 CET); a post is public at once",
+        id="post-before-embargo",
+    ),
+    pytest.param(
+        email("late", "2027-03-09 18:00", lists="desk"),
+        "{f}:13: [[email]] 'late': at 9 March 2027 18:00 CET is before the release embargo "
+        "(10 March 2027 08:00 CET); add embargoed = true to this step to send it under "
+        "embargo (with the banner and the subject prefix), or move it",
+        id="unflagged-email-before-embargo",
+    ),
+    pytest.param(
+        email("late", "2020-03-10 09:00", lists="desk", flags="embargoed = true\n"),
+        "{f}:10: [[email]] 'late': at 10 March 2020 09:00 CET is already past (now {now}); "
+        "give it a later time, or send it now with distribute send {f} --step late --live",
+        id="time-past",
+    ),
+]
+
+
+@pytest.mark.parametrize(("step", "expected"), REFUSED)
+def test_schedule_refuses_and_plans_nothing(ws: Path, step: str, expected: str) -> None:
+    write_list(ws, "desk", 2)
+    campaign = write_campaign(ws, email("desk", "2027-03-10 09:00") + step)
+    result = run("schedule", str(campaign), "--live")
+    assert result.exit_code == 1, result.output
+    message = result.stderr.strip().removeprefix("Error: ")
+    pattern = re.escape(expected.replace("{f}", str(campaign))).replace(
+        re.escape("{now}"), r"\d+ \w+ \d{4} \d\d:\d\d CET"
+    )
+    assert re.fullmatch(pattern, message), message
+    ledger = Ledger(load_settings(workspace=ws).database_url)
+    try:
+        assert ledger.states("launch") == {}
+    finally:
+        ledger.close()
+
+
+def test_embargoed_email_step_goes_out_under_the_banner(ws: Path, server: SmtpServer) -> None:
+    write_list(ws, "desk", 2)
+    steps = email("desk", "2027-03-09 18:00", flags="embargoed = true\n")
+    assert run("schedule", str(write_campaign(ws, steps)), "--live").exit_code == 0
+    assert worker_at(datetime(2027, 3, 9, 17, 0, tzinfo=UTC)).run_due() == ["done"]
+    subjects = {item.message["Subject"] for item in server.received}
+    assert len(server.received) == 2
+    assert all(s.startswith("EMBARGOED until 10 March 2027 08:00 CET: ") for s in subjects)
+
+
+def test_schedule_again_keeps_one_entry_per_step_and_replaces_pending(ws: Path) -> None:
+    write_list(ws, "desk", 2)
+    write_list(ws, "wire", 2)
+    campaign = write_campaign(
+        ws, email("desk", "2027-03-10 09:00") + email("wire", "2027-03-10 10:00")
+    )
+    assert run("schedule", str(campaign)).exit_code == 0  # a dry-run schedule first
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    write_campaign(ws, email("desk", "2027-03-10 09:30"))  # edited: a new time, one step
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    live = status_json()
+    assert {name: (s["state"], s["next_run"]) for name, s in live.items()} == {
+        "desk": ("scheduled", "2027-03-10T08:30:00+00:00"),
+        "wire": ("cancelled", None),
+    }
+    dry = status_json("--dry")
+    assert {name: s["state"] for name, s in dry.items()} == {
+        "desk": "cancelled",
+        "wire": "cancelled",
+    }
+
+
+def test_a_sent_step_is_never_sent_again(ws: Path, server: SmtpServer) -> None:
+    write_list(ws, "desk", 3)
+    write_list(ws, "wire", 2)
+    campaign = write_campaign(
+        ws, email("desk", "2027-03-10 09:00") + email("wire", "2027-03-10 10:00")
+    )
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    assert worker_at(T).run_due() == ["done"]
+    assert len(server.received) == 3
+    again = run("schedule", str(campaign), "--live")
+    assert again.exit_code == 0, again.output
+    assert re.search(r"desk\s*│.*│\s*done \(sent 3\)", again.stdout)
+    assert worker_at(T + timedelta(hours=1)).run_due() == ["done"]
+    assert Counter(r for item in server.received for r in item.recipients) == Counter(
+        {f"desk{n:03d}@example.com": 1 for n in range(3)}
+        | {f"wire{n:03d}@example.com": 1 for n in range(2)}
+    )
+
+
+# --------------------------------------------------------------------------- late and missed
+
+
+def test_restarted_within_the_grace_sends_once_and_reports_lateness(
+    ws: Path, server: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_list(ws, "desk", 4)
+    campaign = write_campaign(ws, email("desk", "2027-03-10 09:00"), extra='late_grace = "45m"')
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    with caplog.at_level("INFO", logger="distribute.scheduler"):
+        assert worker_at(T + timedelta(minutes=44)).run_due() == ["done"]
+    assert "started launch/desk (live), 44 min late (due at 10 March 2027 09:00 CET)" in (
+        caplog.messages
+    )
+    assert server.handler.per_recipient() == Counter(
+        {f"desk{n:03d}@example.com": 1 for n in range(4)}
+    )
+    assert worker_at(T + timedelta(minutes=50)).run_due() == []  # done: nothing again
+    shown = run("status")
+    assert "desk: started 44 min late (due at 10 March 2027 09:00 CET)" in shown.stdout
+
+
+def test_restarted_after_the_grace_marks_missed_and_sends_nothing(
+    ws: Path, server: SmtpServer
+) -> None:
+    write_list(ws, "desk", 4)
+    campaign = write_campaign(ws, email("desk", "2027-03-10 09:00"), extra="late_grace = 900")
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    assert worker_at(T + timedelta(minutes=16)).run_due() == ["missed"]
+    assert not server.received
+    assert status_json()["desk"]["state"] == "missed"
+    shown = run("status")
+    assert (
+        "desk: missed: due at 10 March 2027 09:00 CET, found 16 min late (late_grace 15 min): "
+        "not sent. To send it: distribute send launch.toml --step desk --live"
+    ) in shown.stdout
+    assert worker_at(T + timedelta(minutes=17)).run_due() == []  # stays missed
+    # The command status gives sends it, once.
+    sent = run("send", "launch.toml", "--step", "desk", "--live")
+    assert sent.exit_code == 0, sent.output
+    assert len(server.received) == 4
+
+
+def test_a_worker_up_at_the_time_never_calls_its_own_step_missed(
+    ws: Path, server: SmtpServer
+) -> None:
+    write_list(ws, "desk", 2)
+    campaign = write_campaign(ws, email("desk", "2027-03-10 09:00"), extra='late_grace = "1m"')
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    clock = FakeClock(T - timedelta(minutes=5))
+    worker = Worker(load_settings(workspace=ws), clock=clock)
+    clock.now = T + timedelta(minutes=3)  # busy with another step past this one's grace
+    assert worker.run_due() == ["done"]
+    assert len(server.received) == 2
+
+
+# --------------------------------------------------------------------------- at fire time
+
+
+def test_suppression_added_after_schedule_is_honoured(ws: Path, server: SmtpServer) -> None:
+    write_list(ws, "desk", 4)
+    campaign = write_campaign(ws, email("desk", "2027-03-10 09:00"))
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    assert run("recipients", "suppress", "DESK002@Example.com").exit_code == 0
+    assert worker_at(T).run_due() == ["done"]
+    assert sorted(r for item in server.received for r in item.recipients) == [
+        "desk000@example.com",
+        "desk001@example.com",
+        "desk003@example.com",
+    ]
+    assert status_json()["desk"]["counts"]["skipped"] == 1
+
+
+def test_a_release_broken_after_scheduling_fails_its_step_loudly(
+    ws: Path, server: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_list(ws, "desk", 2)
+    campaign = write_campaign(ws, email("desk", "2027-03-10 09:00"))
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    release = ws / "hydrogen.md"
+    release.write_text(release.read_text("utf-8").replace("language: en", "language: [en"))
+    with caplog.at_level("ERROR", logger="distribute.scheduler"):
+        assert worker_at(T).run_due() == ["failed"]
+    assert not server.received
+    [line] = caplog.messages
+    assert line.startswith(f"failed launch/desk (live): {release}:")
+    shown = run("status")
+    assert "desk: failed: " in shown.stdout
+    assert "To send it once fixed: distribute send launch.toml --step desk --live" in shown.stdout
+    assert status_json()["desk"]["state"] == "failed"
+
+
+def test_cancel_before_the_time_sends_nothing(ws: Path, server: SmtpServer) -> None:
+    write_list(ws, "desk", 2)
+    write_list(ws, "wire", 2)
+    campaign = write_campaign(
+        ws, email("desk", "2027-03-10 09:00") + email("wire", "2027-03-10 09:00")
+    )
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    one = run("cancel", "launch", "--step", "wire")
+    assert one.exit_code == 0, one.output
+    assert one.stdout == "wire (live): cancelled (was scheduled).\n"
+    assert worker_at(T).run_due() == ["done"]
+    assert {r for item in server.received for r in item.recipients} == {
+        "desk000@example.com",
+        "desk001@example.com",
+    }
+    assert (
+        run("cancel", str(campaign)).stdout
+        == "Nothing to cancel: no step of launch is scheduled.\n"
+    )
+    bad = run("cancel", "launch", "--step", "nope")
+    assert bad.exit_code == 2
+    assert "'launch' has no step 'nope' (steps: desk, wire)" in bad.stderr
+    unknown = run("cancel", "other")
+    assert unknown.exit_code == 1
+    assert unknown.stderr == "Error: no campaign named 'other' has been scheduled\n"
+
+
+def test_cancel_stops_a_running_step_after_the_messages_under_way(workspace: Path) -> None:
+    with SmtpServer(Faults(latency=0.05)) as server:
+        write_config(workspace, server.port)
+        write_list(workspace, "desk", 40)
+        campaign = write_campaign(workspace, email("desk", "2027-03-10 09:00"))
+        assert run("schedule", str(campaign), "--live").exit_code == 0
+        worker = worker_at(T)
+        step_id = worker.ledger.timed()[0].id
+        outcome: list[str | None] = []
+        runner = threading.Thread(target=lambda: outcome.append(worker.fire(step_id)))
+        runner.start()
+        while len(server.received) < 3:
+            time.sleep(0.01)
+        assert run("cancel", "launch").stdout.startswith("desk (live): cancelled while running")
+        worker.sync(NoTimer())  # the worker's next read of the table
+        runner.join(10)
+        received = len(server.received)
+    assert outcome == ["scheduled"]  # halted; the cancelled state stays
+    counts = status_json()["desk"]["counts"]
+    assert status_json()["desk"]["state"] == "cancelled"
+    assert counts["sent"] == received < 40
+    assert counts["pending"] == 40 - received
+    assert counts["sending"] == 0
+    assert worker_at(T + timedelta(minutes=1)).run_due() == []
+
+
+class NoTimer:
+    """Stands in for APScheduler where a test drives the worker by hand."""
+
+    def add_job(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def get_job(self, job_id: str) -> None:
+        return None
+
+
+def test_a_step_left_running_by_a_dead_worker_is_resumed(ws: Path, server: SmtpServer) -> None:
+    write_list(ws, "desk", 3)
+    campaign = write_campaign(ws, email("desk", "2027-03-10 09:00"))
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    ledger = Ledger(load_settings(workspace=ws).database_url)
+    [step] = ledger.timed()
+    # A worker on this host whose process is gone (pid 0 is never a worker's).
+    assert ledger.take(step.id, f"{__import__('socket').gethostname()}:0:dead", due=T)
+    ledger.close()
+    assert worker_at(T + timedelta(hours=3)).run_due() == ["done"]  # resumed, not missed
+    assert len(server.received) == 3
+
+
+# --------------------------------------------------------------------------- real time
+
+
+def test_apscheduler_fires_each_step_at_its_time(ws: Path, server: SmtpServer) -> None:
+    write_list(ws, "desk", 3)
+    write_list(ws, "wire", 3)
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    first, second = start, start + timedelta(seconds=2)
+    campaign = write_campaign(
+        ws,
+        email("desk", first.isoformat(), flags=EMBARGOED)
+        + email("wire", second.isoformat(), flags=EMBARGOED),
+    )
+    assert run("schedule", str(campaign), "--live").exit_code == 0, "schedule"
+    events: list[Event] = []
+    worker = Worker(load_settings(workspace=ws), poll=0.2, on_event=events.append)
+    try:
+        worker.serve(until_idle=True, handle_signals=False)
+    finally:
+        worker.close()
+    started = {e.step.name: e for e in events if e.kind == "started"}
+    assert set(started) == {"desk", "wire"}
+    assert [e.kind for e in events if e.step.name == "desk"][-1] == "finished"
+    ledger = Ledger(load_settings(workspace=ws).database_url)
+    try:
+        for step in ledger.timed(("done",)):
+            late = step.started_at - step.at if step.started_at else None
+            assert late is not None and timedelta(0) <= late < timedelta(seconds=1), step
+    finally:
+        ledger.close()
+    assert server.handler.per_recipient() == Counter(
+        {f"{name}{n:03d}@example.com": 1 for name in ("desk", "wire") for n in range(3)}
+    )
