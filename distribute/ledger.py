@@ -815,6 +815,18 @@ class Ledger:
                     back.append(step)
         return back
 
+    def sent_by_hand(self, step: StepRef) -> None:
+        """A missed, failed or cancelled step that ``send`` finished is done, not waiting."""
+        counts = self.counts(step)
+        if counts["pending"] or counts["sending"]:
+            return
+        with self._tx() as tx:
+            tx.execute(
+                steps.update()
+                .where(steps.c.id == step.id, steps.c.state.in_(("missed", "failed", "cancelled")))
+                .values(state="done", note="sent with distribute send")
+            )
+
     def active(self) -> int:
         """How many steps are scheduled or running, in every campaign."""
         with self.engine.connect() as conn:

@@ -296,6 +296,8 @@ def test_restarted_after_the_grace_marks_missed_and_sends_nothing(
     sent = run("send", "launch.toml", "--step", "desk", "--live")
     assert sent.exit_code == 0, sent.output
     assert len(server.received) == 4
+    assert status_json()["desk"]["state"] == "done"
+    assert "desk: sent with distribute send" in run("status").stdout
 
 
 def test_a_worker_up_at_the_time_never_calls_its_own_step_missed(

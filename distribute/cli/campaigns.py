@@ -177,6 +177,19 @@ def run_steps(
                         _report_table([*reports, exc.report], loaded.timezone)
                         raise
                 reports.append(report)
+                states = ledger.states(loaded.name)
+                if states.get((step.name, report.mode)) in ("missed", "failed", "cancelled"):
+                    ledger.sent_by_hand(
+                        ledger.step(
+                            loaded.name,
+                            str(loaded.path),
+                            loaded.timezone,
+                            step.name,
+                            step.channel,
+                            report.mode,
+                            step.at,
+                        )
+                    )
                 for note in report.notes:
                     con.print(Text.assemble(("Note: ", "yellow"), note))
                 if report.recovered:
