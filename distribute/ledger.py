@@ -640,8 +640,21 @@ class Ledger:
         """Put ``step`` on the schedule at ``at``; returns the state it is left in.
 
         A step that is running or done is left alone (``running``, ``done``): scheduling a
-        campaign again never sends a finished step again.
+        campaign again never sends a finished step again. A live step that ``send`` already
+        finished (rows, none left to send) is recorded as ``done``.
         """
+        counts = self.counts(step)
+        finished = sum(counts.values()) and not (counts["pending"] or counts["sending"])
+        if step.mode == "live" and finished:
+            with self._tx() as tx:
+                tx.execute(
+                    steps.update()
+                    .where(
+                        steps.c.id == step.id,
+                        sa.or_(steps.c.state.is_(None), steps.c.state.in_(_RESCHEDULABLE)),
+                    )
+                    .values(state="done")
+                )
         with self._tx() as tx:
             changed = tx.execute(
                 steps.update()

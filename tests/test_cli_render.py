@@ -116,20 +116,6 @@ def test_bad_to_is_a_usage_error(example_path: Path, workspace: Path) -> None:
     assert "'nobody' is not an address" in err
 
 
-def test_demo_renders_example(workspace: Path) -> None:
-    code, out, err = run("demo", "--out", "demo")
-    assert code == 0, err
-    assert "Subject: EMBARGOED until 10 March 2027 08:00 CET: Valmont Institute" in out
-    assert (workspace / "demo" / "email.eml").is_file()
-    # The example campaign ran as a dry run inside the demo folder, on built-in defaults.
-    outbox = workspace / "demo" / "outbox" / "hydrogen-platform"
-    assert len(list((outbox / "science-desk" / "new").iterdir())) == 19
-    assert len(list((outbox / "presse-regionale" / "new").iterdir())) == 13
-    assert (outbox / "announce-x" / "x.json").is_file()
-    assert out.rstrip().splitlines()[-1].startswith("This was a dry run: nothing was sent.")
-    assert not (workspace / "distribute.db").exists()
-
-
 def test_bad_config_is_one_line(workspace: Path, example_path: Path) -> None:
     (workspace / "distribute.toml").write_text("[sender]\nfrom = 'nobody'\n", encoding="utf-8")
     code, _, err = run("render", str(example_path))

@@ -1,0 +1,65 @@
+"""``distribute demo``: the example campaign scheduled and sent to its own SMTP server."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import mailbox
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from distribute.campaign import check_campaign, load_campaign
+from distribute.cli import cli
+from distribute.config import load_settings
+
+
+def test_demo_runs_the_whole_campaign(workspace: Path) -> None:
+    result = CliRunner().invoke(cli, ["demo", "--out", "demo"])
+    assert result.exit_code == 0, result.output
+    folder = workspace / "demo"
+    out = result.stdout
+
+    # Every step ran, in order, at its time, and the status says so.
+    events = [line.split(" ", 1)[1] for line in out.splitlines() if line[:2].isdigit()]
+    starts = [e for e in events if e.startswith(("started", "finished"))]
+    assert starts == [
+        "started science-desk (email, live)",
+        "finished science-desk (email, live) sent 19, failed 0, uncertain 0, skipped 1",
+        "started presse-regionale (email, live)",
+        "finished presse-regionale (email, live) sent 13, failed 0, uncertain 0, skipped 1",
+        "started announce-x (x, dry run)",
+        "finished announce-x (x, dry run) written 1, failed 0, uncertain 0, skipped 0",
+    ]
+    assert "received mail (32 messages, one per journalist per email step)" in out
+
+    # What the loopback server stored: one message per journalist per email step, the
+    # evening-before step under the embargo banner, the general one without it.
+    settings = load_settings(workspace=folder)
+    campaign = load_campaign(folder / "releases" / "hydrogen.toml", settings)
+    check = check_campaign(campaign, settings, now=datetime.now(UTC))
+    expected = Counter(
+        (step, recipient.email.lower())
+        for step, audience in check.audiences.items()
+        for recipient in audience.recipients
+    )
+    received: Counter[tuple[str, str]] = Counter()
+    for _key, stored in mailbox.Maildir(folder / "received", create=False).iteritems():
+        message = email.message_from_bytes(stored.as_bytes(), policy=email.policy.default)
+        step = "science-desk" if message["Subject"].startswith("EMBARGOED") else "presse-regionale"
+        assert message["Delivered-To"].lower() == message["To"].addresses[0].addr_spec.lower()
+        received[(step, message["Delivered-To"].lower())] += 1
+    assert received == expected
+    assert set(received.values()) == {1}
+
+    # The post stayed a dry run, after the embargo; the rendered email is there to open.
+    assert (folder / "outbox" / "hydrogen-platform" / "announce-x" / "x.json").is_file()
+    assert campaign.release.embargo is not None
+    post = campaign.step("announce-x")
+    assert post.at >= campaign.release.embargo > campaign.step("science-desk").at
+    assert (folder / "email.html").is_file()
+    assert (folder / "email.eml").is_file()
+    # The demo used its own folder, nothing of the workspace it was started from.
+    assert sorted(p.name for p in workspace.iterdir()) == ["demo"]
