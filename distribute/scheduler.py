@@ -97,7 +97,7 @@ def schedule_campaign(
         mode = modes[step.name]
         ref = ledger.step(
             campaign.name,
-            str(campaign.path),
+            str(campaign.path.resolve()),  # a worker may run in another folder
             campaign.timezone,
             step.name,
             step.channel,
@@ -316,7 +316,8 @@ class Worker:
         from distribute.campaign import check_campaign, hold_embargo, load_campaign
         from distribute.dispatch import Dispatcher
 
-        campaign = load_campaign(Path(step.path), self.settings)
+        # A path recorded relative (``send hydrogen.toml``) is relative to the workspace.
+        campaign = load_campaign(self.settings.workspace / step.path, self.settings)
         if campaign.name != step.campaign:
             raise CampaignError(
                 f"the file now names campaign {campaign.name!r}, not {step.campaign!r}",

@@ -458,3 +458,26 @@ def test_apscheduler_fires_each_step_at_its_time(ws: Path, server: SmtpServer) -
     assert server.handler.per_recipient() == Counter(
         {f"{name}{n:03d}@example.com": 1 for name in ("desk", "wire") for n in range(3)}
     )
+
+
+def test_a_ledger_from_before_the_schedule_gains_its_columns(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from distribute.ledger import _LATER_STEP_COLUMNS, metadata
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    metadata.create_all(engine)
+    with engine.begin() as conn:  # as an earlier version made it
+        for name in _LATER_STEP_COLUMNS:
+            conn.execute(sa.text(f"ALTER TABLE steps DROP COLUMN {name}"))
+    engine.dispose()
+    ledger = Ledger(url)
+    try:
+        present = {c["name"] for c in sa.inspect(ledger.engine).get_columns("steps")}
+        assert set(_LATER_STEP_COLUMNS) <= present
+        ref = ledger.step("launch", "/w/launch.toml", "UTC", "desk", "email", "live", T)
+        assert ledger.schedule(ref, T, timedelta(hours=1)) == "scheduled"
+    finally:
+        ledger.close()
+    Ledger(url).close()  # opening again finds nothing to add
