@@ -20,7 +20,7 @@ from smtp_double import Faults, SmtpServer
 from distribute.cli import cli
 from distribute.config import load_settings
 from distribute.ledger import Ledger
-from distribute.scheduler import Event, Worker
+from distribute.scheduler import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
 # The example release's embargo lifts at 2027-03-10 08:00 Paris time (07:00 UTC).
@@ -425,39 +425,52 @@ def test_a_step_left_running_by_a_dead_worker_is_resumed(ws: Path, server: SmtpS
     assert len(server.received) == 3
 
 
-# --------------------------------------------------------------------------- real time
+# --------------------------------------------------------------------------- status
 
 
-def test_apscheduler_fires_each_step_at_its_time(ws: Path, server: SmtpServer) -> None:
+def table_rows(text: str) -> list[list[str]]:
+    return [
+        [cell.strip() for cell in line.strip("│").split("│")]
+        for line in text.splitlines()
+        if line.startswith("│")
+    ]
+
+
+def test_status_is_the_live_truth_and_dry_runs_are_written_not_sent(
+    ws: Path, server: SmtpServer
+) -> None:
     write_list(ws, "desk", 3)
-    write_list(ws, "wire", 3)
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
-    first, second = start, start + timedelta(seconds=2)
-    campaign = write_campaign(
-        ws,
-        email("desk", first.isoformat(), flags=EMBARGOED)
-        + email("wire", second.isoformat(), flags=EMBARGOED),
+    campaign = write_campaign(ws, email("desk", "2027-03-10 09:00"))
+    assert run("send", str(campaign)).exit_code == 0  # a dry run
+    after_dry = run("status")
+    assert after_dry.stdout == (
+        "launch: nothing sent or scheduled live yet; 1 dry-run step(s) are recorded "
+        "(distribute status --dry).\n"
     )
-    assert run("schedule", str(campaign), "--live").exit_code == 0, "schedule"
-    events: list[Event] = []
-    worker = Worker(load_settings(workspace=ws), poll=0.2, on_event=events.append)
-    try:
-        worker.serve(until_idle=True, handle_signals=False)
-    finally:
-        worker.close()
-    started = {e.step.name: e for e in events if e.kind == "started"}
-    assert set(started) == {"desk", "wire"}
-    assert [e.kind for e in events if e.step.name == "desk"][-1] == "finished"
-    ledger = Ledger(load_settings(workspace=ws).database_url)
-    try:
-        for step in ledger.timed(("done",)):
-            late = step.started_at - step.at if step.started_at else None
-            assert late is not None and timedelta(0) <= late < timedelta(seconds=1), step
-    finally:
-        ledger.close()
-    assert server.handler.per_recipient() == Counter(
-        {f"{name}{n:03d}@example.com": 1 for name in ("desk", "wire") for n in range(3)}
-    )
+    dry = run("status", "--dry").stdout
+    assert "launch (Europe/Paris): dry runs, nothing sent" in dry
+    assert "written" in dry and "sent │" not in dry
+    assert table_rows(dry) == [
+        ["desk", "email", "2027-03-10 09:00 CET", "done", "3", "0", "0", "0"]
+    ]
+
+    assert run("send", str(campaign), "--live").exit_code == 0
+    live = run("status").stdout
+    assert "written" not in live
+    assert table_rows(live) == [
+        ["desk", "email", "2027-03-10 09:00 CET", "done", "3", "0", "0", "0"]
+    ]
+    assert "(1 dry-run step(s) not shown: distribute status --dry)" in live
+    assert len(server.received) == 3  # the dry run sent nothing; the live run sent 3
+
+
+def test_status_shows_the_next_run_of_scheduled_steps(ws: Path) -> None:
+    write_list(ws, "desk", 3)
+    campaign = write_campaign(ws, email("desk", "2027-03-10 09:00"))
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    [row] = table_rows(run("status").stdout)
+    assert row[:4] == ["desk", "email", "2027-03-10 09:00 CET", "scheduled"]
+    assert re.fullmatch(r"in \d+ d( \d+ h)?", row[4]), row
 
 
 def test_a_ledger_from_before_the_schedule_gains_its_columns(tmp_path: Path) -> None:

@@ -145,6 +145,31 @@ def test_workers_share_the_steps_and_send_each_message_once(
     assert {s["state"] for s in status_json().values()} == {"done"}
 
 
+def test_steps_fire_at_their_time_each_message_once(workspace: Path, workers: Workers) -> None:
+    with SmtpServer() as server:
+        configure(workspace, server.port)
+        expected = Counter(write_list(workspace, "desk", 4) + write_list(workspace, "wire", 4))
+        first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=6)
+        second = first + timedelta(seconds=2)
+        steps = email("desk", first.isoformat(), flags=EMBARGOED)
+        steps += email("wire", second.isoformat(), flags=EMBARGOED)
+        assert run("schedule", str(write_campaign(workspace, steps)), "--live").exit_code == 0
+        workers.start("--until-idle")
+        assert workers.wait() == [0], workers.log(0)
+        per_recipient = server.handler.per_recipient()
+    assert per_recipient == expected
+    ledger = Ledger(f"sqlite:///{workspace / 'distribute.db'}")
+    try:
+        done = {step.name: step for step in ledger.timed(("done",))}
+    finally:
+        ledger.close()
+    assert set(done) == {"desk", "wire"}
+    for step in done.values():
+        # The timer fires at the step's time, never before it and within a second.
+        assert step.started_at is not None
+        assert timedelta(0) <= step.started_at - step.at < timedelta(seconds=1), step
+
+
 # --------------------------------------------------------------------------- signals
 
 
