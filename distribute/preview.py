@@ -272,16 +272,6 @@ def preview_campaign(
                 preview.notices += message_notices(view, where)
             if audience.problems:
                 preview.notices.append(_list_notice(audience, where))
-            if release.embargo is not None and step.at < release.embargo:
-                preview.notices.append(
-                    Notice(
-                        f"it goes out at {at}, before the embargo lifts at "
-                        f"{campaign.show(release.embargo)}: journalists get it under embargo",
-                        "if that is not intended, move its 'at' to the embargo time or later, "
-                        "or change the embargo in the release's front matter",
-                        where,
-                    )
-                )
         else:
             posts = check.posts[step.name]
             preview.timeline.append(TimelineEntry(step.name, step.channel, at, embargo=embargo))
