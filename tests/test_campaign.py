@@ -18,6 +18,7 @@ from distribute.campaign import (
     check_campaign,
     load_campaign,
     parse_at,
+    parse_duration,
 )
 from distribute.config import Settings, load_settings
 from distribute.errors import CampaignError, RecipientError, TemplateError
@@ -691,6 +692,17 @@ GRACES = [
 def test_late_grace(ws: Path, cfg: Settings, value: str | None, expected: timedelta) -> None:
     text = BASE if value is None else f"late_grace = {value}\n{BASE}"
     assert load_campaign(write(ws, text), cfg).late_grace == expected
+
+
+@given(st.integers(min_value=0, max_value=10**6), st.sampled_from(["", "s", "m", "h", "d"]))
+def test_every_duration_spelling_means_what_it_says(count: int, unit: str) -> None:
+    seconds = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    assert parse_duration(f"{count}{unit}") == timedelta(seconds=count * seconds)
+    assert parse_duration(f" {count} {unit} ".replace("  ", " ")) == parse_duration(
+        f"{count}{unit}"
+    )
+    if not unit:
+        assert parse_duration(count) == timedelta(seconds=count)
 
 
 @pytest.mark.parametrize("value", ['"soon"', "-5", '"15 minutes"', "true", "1.5"])
