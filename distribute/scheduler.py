@@ -137,6 +137,18 @@ def send_hint(path: str, step: str, mode: str) -> str:
     return f"distribute send {where} --step {step}{live}"
 
 
+def missing_x_credentials() -> str | None:
+    """Why posting to X would fail in this process's environment, or None."""
+    from distribute.channels.x import Credentials
+    from distribute.errors import ConfigError
+
+    try:
+        Credentials.from_env()
+    except ConfigError as exc:
+        return exc.message
+    return None
+
+
 def _hint(step: Timed) -> str:
     return send_hint(step.path, step.name, step.mode)
 
@@ -418,6 +430,15 @@ class Worker:
         else:
             log.error("step %s broke the worker: %s", step_id, event.exception)
 
+    def check_credentials(self) -> None:
+        """Say at start, not at the post's time (the office may be asleep), what is missing."""
+        posts = [
+            s for s in self.ledger.timed(("scheduled",)) if s.mode == "live" and s.channel == "x"
+        ]
+        if posts and (missing := missing_x_credentials()):
+            names = ", ".join(f"{s.campaign}/{s.name}" for s in posts)
+            log.warning("%s; the live post step(s) %s will fail without them", missing, names)
+
     def serve(self, *, until_idle: bool = False, handle_signals: bool = True) -> None:
         """Run until stopped (SIGTERM, SIGINT, SIGHUP) or, with ``until_idle``, until idle."""
         from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED
@@ -444,6 +465,7 @@ class Worker:
         _WORKERS[self.id] = self
         scheduler.start()
         log.info("worker %s started on %s", self.id, _where(self.ledger.url))
+        self.check_credentials()
         try:
             while not self.stopping.is_set():
                 self.sync(scheduler)

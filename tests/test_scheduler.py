@@ -494,3 +494,30 @@ def test_a_ledger_from_before_the_schedule_gains_its_columns(tmp_path: Path) -> 
     finally:
         ledger.close()
     Ledger(url).close()  # opening again finds nothing to add
+
+
+def test_schedule_and_worker_warn_when_live_posts_lack_x_credentials(
+    ws: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    write_list(ws, "desk", 2)
+    post = '[[post]]\nname = "announce"\nchannel = "x"\nat = "2027-03-10 09:05"\n'
+    campaign = write_campaign(ws, email("desk", "2027-03-10 09:00") + post)
+    live = run("schedule", str(campaign), "--live")
+    assert live.exit_code == 0, live.output
+    assert (
+        "Warning: posting to X needs X_API_KEY, X_API_SECRET, X_ACCESS_TOKEN and "
+        "X_ACCESS_TOKEN_SECRET in the environment (the keys and tokens of the X app; see the "
+        "README's X section): the worker that runs announce needs them in its environment "
+        "(they are not set here)"
+    ) in live.stdout
+    assert "X_API_KEY" not in run("schedule", str(campaign)).stdout  # a dry run posts nothing
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    worker = worker_at(T)
+    with caplog.at_level("WARNING", logger="distribute.scheduler"):
+        worker.check_credentials()
+    worker.close()
+    assert caplog.messages[-1].endswith(
+        "; the live post step(s) launch/announce will fail without them"
+    )

@@ -90,7 +90,7 @@ def schedule(ctx: click.Context, campaign: Path, live: bool) -> None:
     """
     from distribute.campaign import check_campaign, load_campaign
     from distribute.ledger import Ledger
-    from distribute.scheduler import schedule_campaign
+    from distribute.scheduler import missing_x_credentials, schedule_campaign
 
     settings = settings_of(ctx)
     con = console()
@@ -108,6 +108,16 @@ def schedule(ctx: click.Context, campaign: Path, live: bool) -> None:
     finally:
         ledger.close()
     print_timeline(f"{loaded.name} ({loaded.timezone})", loaded.timezone, entries)
+    posts = [e.name for e in entries if e.state == "scheduled" and e.channel == "x" and live]
+    if posts and (missing := missing_x_credentials()):
+        # The worker posts, so only its environment counts; this shell may not hold them.
+        con.print(
+            Text.assemble(
+                ("Warning: ", "yellow"),
+                f"{missing}: the worker that runs {', '.join(posts)} needs them in its "
+                "environment (they are not set here)",
+            )
+        )
     waiting = sum(entry.state == "scheduled" for entry in entries)
     con.print(
         f"{waiting} step(s) scheduled. A worker sends each at its time: keep "
