@@ -812,9 +812,15 @@ class Ledger:
                 beat = conn.execute(
                     sa.select(steps.c.heartbeat).where(steps.c.id == step.id)
                 ).scalar()
-            stale = beat is None or now - utc(beat) >= STALE_AFTER
-            if step.worker and _alive(step.worker) and not stale:
-                continue
+            if step.worker and step.worker.partition(":")[0] == socket.gethostname():
+                # On this host the process table is the truth: a worker that is still there
+                # is working, however long since its step's last heartbeat.
+                if _alive(step.worker):
+                    continue
+            else:
+                last = beat or step.started_at
+                if last is not None and now - utc(last) < STALE_AFTER:
+                    continue
             with self._tx() as tx:
                 if tx.execute(
                     steps.update()

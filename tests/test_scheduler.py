@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -418,8 +422,14 @@ def test_a_step_left_running_by_a_dead_worker_is_resumed(ws: Path, server: SmtpS
     assert run("schedule", str(campaign), "--live").exit_code == 0
     ledger = Ledger(load_settings(workspace=ws).database_url)
     [step] = ledger.timed()
-    # A worker on this host whose process is gone (pid 0 is never a worker's).
-    assert ledger.take(step.id, f"{__import__('socket').gethostname()}:0:dead", due=T)
+    # A worker on this host whose process is gone.
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert ledger.take(step.id, f"{socket.gethostname()}:{gone.stdout.strip()}:dead", due=T)
     ledger.close()
     assert worker_at(T + timedelta(hours=3)).run_due() == ["done"]  # resumed, not missed
     assert len(server.received) == 3
@@ -521,3 +531,22 @@ def test_schedule_and_worker_warn_when_live_posts_lack_x_credentials(
     assert caplog.messages[-1].endswith(
         "; the live post step(s) launch/announce will fail without them"
     )
+
+
+def test_a_step_held_by_a_live_worker_is_not_taken_from_it(ws: Path) -> None:
+    write_list(ws, "desk", 1)
+    campaign = write_campaign(ws, email("desk", "2027-03-10 09:00"))
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    url = load_settings(workspace=ws).database_url
+    ledger = Ledger(url)
+    [step] = ledger.timed()
+    assert ledger.take(step.id, f"{socket.gethostname()}:{os.getpid()}:busy", due=T)
+    ledger.close()
+    # Hours later by the clock, with no heartbeat: the process is there, so it is working.
+    later = Ledger(url, clock=FakeClock(T + timedelta(hours=5)))
+    try:
+        assert later.reclaim() == []
+        assert later.timed_step(step.id) is not None
+        assert later.timed_step(step.id).state == "running"  # type: ignore[union-attr]
+    finally:
+        later.close()
