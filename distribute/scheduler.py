@@ -437,7 +437,8 @@ class Worker:
         ]
         if posts and (missing := missing_x_credentials()):
             names = ", ".join(f"{s.campaign}/{s.name}" for s in posts)
-            log.warning("%s; the live post step(s) %s will fail without them", missing, names)
+            steps = "step " if len(posts) == 1 else "steps "
+            log.warning("%s; the live post %s%s will fail without them", missing, steps, names)
 
     def serve(self, *, until_idle: bool = False, handle_signals: bool = True) -> None:
         """Run until stopped (SIGTERM, SIGINT, SIGHUP) or, with ``until_idle``, until idle."""

@@ -454,7 +454,7 @@ def test_status_is_the_live_truth_and_dry_runs_are_written_not_sent(
     assert run("send", str(campaign)).exit_code == 0  # a dry run
     after_dry = run("status")
     assert after_dry.stdout == (
-        "launch: nothing sent or scheduled live yet; 1 dry-run step(s) are recorded "
+        "launch: nothing sent or scheduled live yet; 1 dry-run step is recorded "
         "(distribute status --dry).\n"
     )
     dry = run("status", "--dry").stdout
@@ -470,7 +470,7 @@ def test_status_is_the_live_truth_and_dry_runs_are_written_not_sent(
     assert table_rows(live) == [
         ["desk", "email", "2027-03-10 09:00 CET", "done", "3", "0", "0", "0"]
     ]
-    assert "(1 dry-run step(s) not shown: distribute status --dry)" in live
+    assert "(1 dry-run step not shown: distribute status --dry)" in live
     assert len(server.received) == 3  # the dry run sent nothing; the live run sent 3
 
 
@@ -529,7 +529,7 @@ def test_schedule_and_worker_warn_when_live_posts_lack_x_credentials(
         worker.check_credentials()
     worker.close()
     assert caplog.messages[-1].endswith(
-        "; the live post step(s) launch/announce will fail without them"
+        "; the live post step launch/announce will fail without them"
     )
 
 

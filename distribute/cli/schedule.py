@@ -91,6 +91,7 @@ def schedule(ctx: click.Context, campaign: Path, live: bool) -> None:
     from distribute.campaign import check_campaign, load_campaign
     from distribute.ledger import Ledger
     from distribute.scheduler import missing_x_credentials, schedule_campaign
+    from distribute.words import plural
 
     settings = settings_of(ctx)
     con = console()
@@ -120,7 +121,7 @@ def schedule(ctx: click.Context, campaign: Path, live: bool) -> None:
         )
     waiting = sum(entry.state == "scheduled" for entry in entries)
     con.print(
-        f"{waiting} step(s) scheduled. A worker sends each at its time: keep "
+        f"{plural(waiting, 'step')} scheduled. A worker sends each at its time: keep "
         "`distribute run` running here (see the README for a service)."
     )
     if not live:
