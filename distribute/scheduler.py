@@ -62,6 +62,14 @@ class Entry:
     sent: int  # already sent (or written, for a dry run) before this schedule
 
 
+@dataclass(frozen=True)
+class Timeline:
+    """What ``schedule_campaign`` wrote, and the pending steps it replaced."""
+
+    entries: list[Entry]
+    cancelled: list[tuple[str, str, str]]  # (step, mode, state it was in)
+
+
 def schedule_campaign(
     ledger: Ledger,
     campaign: Campaign,
@@ -69,7 +77,7 @@ def schedule_campaign(
     *,
     now: datetime,
     modes: dict[str, str],
-) -> list[Entry]:
+) -> Timeline:
     """Write ``campaign``'s steps on the schedule, each in ``modes[name]`` ("dry"/"live").
 
     ``check`` is :func:`~distribute.campaign.check_campaign`'s result for ``now``. Steps
@@ -118,8 +126,7 @@ def schedule_campaign(
                 sent=counts.get("sent", 0),
             )
         )
-    ledger.cancel(campaign.name, keep=kept)
-    return entries
+    return Timeline(entries, ledger.cancel(campaign.name, keep=kept))
 
 
 def _audience(check: CampaignCheck, step: Step) -> int:

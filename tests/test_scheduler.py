@@ -225,9 +225,15 @@ def test_schedule_again_keeps_one_entry_per_step_and_replaces_pending(ws: Path) 
         ws, email("desk", "2027-03-10 09:00") + email("wire", "2027-03-10 10:00")
     )
     assert run("schedule", str(campaign)).exit_code == 0  # a dry-run schedule first
-    assert run("schedule", str(campaign), "--live").exit_code == 0
+    live = run("schedule", str(campaign), "--live")
+    assert live.exit_code == 0
+    assert "Replaced: desk (dry, was scheduled) is no longer scheduled" in live.stdout
+    assert "Replaced: wire (dry, was scheduled) is no longer scheduled" in live.stdout
     write_campaign(ws, email("desk", "2027-03-10 09:30"))  # edited: a new time, one step
-    assert run("schedule", str(campaign), "--live").exit_code == 0
+    edited = run("schedule", str(campaign), "--live")
+    assert edited.exit_code == 0
+    assert "Replaced: wire (live, was scheduled) is no longer scheduled" in edited.stdout
+    assert "Replaced: desk" not in edited.stdout
     live = status_json()
     assert {name: (s["state"], s["next_run"]) for name, s in live.items()} == {
         "desk": ("scheduled", "2027-03-10T08:30:00+00:00"),

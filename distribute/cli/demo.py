@@ -60,7 +60,7 @@ def demo(ctx: click.Context, out: Path | None) -> None:
         try:
             entries = schedule_campaign(
                 ledger, campaign, check, now=datetime.now(UTC), modes=modes(campaign)
-            )
+            ).entries
         finally:
             ledger.close()
         rows, posts = render_release(

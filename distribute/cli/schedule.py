@@ -103,12 +103,21 @@ def schedule(ctx: click.Context, campaign: Path, live: bool) -> None:
     mode = "live" if live else "dry"
     ledger = Ledger(settings.database_url)
     try:
-        entries = schedule_campaign(
+        timeline = schedule_campaign(
             ledger, loaded, check, now=now, modes={step.name: mode for step in loaded.steps}
         )
     finally:
         ledger.close()
+    entries = timeline.entries
     print_timeline(f"{loaded.name} ({loaded.timezone})", loaded.timezone, entries)
+    for step, was_mode, was in timeline.cancelled:
+        # Replacing a live schedule with a dry one (or dropping a step) must not go unseen.
+        con.print(
+            Text.assemble(
+                ("Replaced: ", "yellow"),
+                f"{step} ({was_mode}, was {was}) is no longer scheduled",
+            )
+        )
     posts = [e.name for e in entries if e.state == "scheduled" and e.channel == "x" and live]
     if posts and (missing := missing_x_credentials()):
         # The worker posts, so only its environment counts; this shell may not hold them.
