@@ -188,6 +188,11 @@ def test_a_step_scheduled_while_the_worker_runs_is_sent_by_it(
         assert worker.wait(30) == 0, workers.log(0)
         assert len(server.received) == 5
     assert "SIGTERM: finishing the messages under way, then stopping" in workers.log(0)
+    # The same events, and every delivery, are in the workspace's log.
+    log = (workspace / "distribute.log").read_text(encoding="utf-8")
+    assert "INFO started launch/desk (live)" in log
+    assert "INFO finished launch/desk (live): sent 5, failed 0, uncertain 0, skipped 0" in log
+    assert log.count(" launch/desk desk") == 5
 
 
 @pytest.mark.parametrize(
@@ -224,11 +229,11 @@ def test_a_stop_signal_finishes_messages_under_way_and_a_new_worker_resumes(
 
 
 def test_a_worker_killed_mid_step_is_resumed_without_duplicates(
-    workspace: Path, workers: Workers
+    workspace: Path, workers: Workers, state_url: str | None
 ) -> None:
     total = 150
     with SmtpServer(Faults(latency=0.03)) as server:
-        configure(workspace, server.port)
+        configure(workspace, server.port, state_url)
         addresses = write_list(workspace, "desk", total)
         campaign = write_campaign(workspace, email("desk", soon(1), flags=EMBARGOED))
         assert run("schedule", str(campaign), "--live").exit_code == 0
