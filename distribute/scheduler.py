@@ -33,7 +33,7 @@ from typing import Any
 
 from distribute.campaign import Campaign, CampaignCheck, PostStep, Step
 from distribute.config import Settings
-from distribute.errors import CampaignError, DistributeError
+from distribute.errors import CampaignError, DistributeError, LedgerError
 from distribute.ledger import Ledger, Timed, runner_id
 from distribute.render.templates import instant
 
@@ -228,6 +228,7 @@ class Worker:
         self._factory = channel_factory
         self._on_event = on_event
         self._lock = threading.Lock()
+        self._trouble: str | None = None  # the last database error, said once
 
     def close(self) -> None:
         self.ledger.close()
@@ -427,6 +428,29 @@ class Worker:
                 if scheduler.get_job(f"step-{step_id}") is not None:
                     scheduler.remove_job(f"step-{step_id}")
 
+    def tick(self, scheduler: Any) -> bool:
+        """One read of the table; False when the database could not be read this time.
+
+        A database that is briefly away (a PostgreSQL restart, a locked file) must not end
+        the worker: it says so once and tries again at the next read.
+        """
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            self.sync(scheduler)
+        except (SQLAlchemyError, LedgerError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            if reason != self._trouble:
+                log.error(
+                    "cannot read the schedule (%s); trying again every %g s", reason, self.poll
+                )
+            self._trouble = reason
+            return False
+        if self._trouble:
+            log.info("the schedule can be read again")
+            self._trouble = None
+        return True
+
     def _on_job_event(self, event: Any) -> None:
         from apscheduler.events import EVENT_JOB_MISSED
 
@@ -476,8 +500,7 @@ class Worker:
         self.check_credentials()
         try:
             while not self.stopping.is_set():
-                self.sync(scheduler)
-                if until_idle and self.idle():
+                if self.tick(scheduler) and until_idle and self.idle():
                     break
                 self.stopping.wait(self.poll)
         finally:

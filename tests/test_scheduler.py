@@ -556,3 +556,30 @@ def test_a_step_held_by_a_live_worker_is_not_taken_from_it(ws: Path) -> None:
         assert later.timed_step(step.id).state == "running"  # type: ignore[union-attr]
     finally:
         later.close()
+
+
+def test_a_database_away_for_a_while_does_not_end_the_worker(
+    ws: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlalchemy.exc
+
+    worker = worker_at(T)
+    real = worker.ledger.timed
+    down = [True]
+
+    def flaky(*args: Any) -> Any:
+        if down[0]:
+            raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("server closed"))
+        return real(*args)
+
+    monkeypatch.setattr(worker.ledger, "timed", flaky)
+    with caplog.at_level("INFO", logger="distribute.scheduler"):
+        assert worker.tick(NoTimer()) is False
+        assert worker.tick(NoTimer()) is False  # said once, not at every read
+        down[0] = False
+        assert worker.tick(NoTimer()) is True
+    worker.close()
+    assert caplog.messages == [
+        "cannot read the schedule (server closed); trying again every 2 s",
+        "the schedule can be read again",
+    ]
