@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 from smtp_double import Faults, SmtpServer
 
+from distribute.campaign import load_campaign
 from distribute.cli import cli
 from distribute.config import load_settings
 from distribute.ledger import Ledger
@@ -466,15 +467,16 @@ def test_status_is_the_live_truth_and_dry_runs_are_written_not_sent(
     dry = run("status", "--dry").stdout
     assert "launch (Europe/Paris): dry runs, nothing sent" in dry
     assert "written" in dry and "sent │" not in dry
+    version = load_campaign(campaign, load_settings(workspace=ws)).release_version
     assert table_rows(dry) == [
-        ["desk", "email", "2027-03-10 09:00 CET", "done", "3", "0", "0", "0"]
+        ["desk", "email", "2027-03-10 09:00 CET", "done", version, "3", "0", "0", "0"]
     ]
 
     assert run("send", str(campaign), "--live").exit_code == 0
     live = run("status").stdout
     assert "written" not in live
     assert table_rows(live) == [
-        ["desk", "email", "2027-03-10 09:00 CET", "done", "3", "0", "0", "0"]
+        ["desk", "email", "2027-03-10 09:00 CET", "done", version, "3", "0", "0", "0"]
     ]
     assert "(1 dry-run step not shown: distribute status --dry)" in live
     assert len(server.received) == 3  # the dry run sent nothing; the live run sent 3
@@ -485,26 +487,30 @@ def test_status_shows_the_next_run_of_scheduled_steps(ws: Path) -> None:
     campaign = write_campaign(ws, email("desk", "2027-03-10 09:00"))
     assert run("schedule", str(campaign), "--live").exit_code == 0
     [row] = table_rows(run("status").stdout)
-    assert row[:4] == ["desk", "email", "2027-03-10 09:00 CET", "scheduled"]
-    assert re.fullmatch(r"in \d+ d( \d+ h)?", row[4]), row
+    assert row[:3] == ["desk", "email", "2027-03-10 09:00 CET"]
+    assert re.fullmatch(r"scheduled \(in \d+ d( \d+ h)?\)", row[3]), row
+
+
+# The schedule's columns of the steps table, which ledgers made before it lack.
+SCHEDULE_COLUMNS = ("state", "late_grace", "worker", "started_at", "note")
 
 
 def test_a_ledger_from_before_the_schedule_gains_its_columns(tmp_path: Path) -> None:
     import sqlalchemy as sa
 
-    from distribute.ledger import _LATER_STEP_COLUMNS, metadata
+    from distribute.ledger import metadata
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = sa.create_engine(url)
     metadata.create_all(engine)
     with engine.begin() as conn:  # as an earlier version made it
-        for name in _LATER_STEP_COLUMNS:
+        for name in SCHEDULE_COLUMNS:
             conn.execute(sa.text(f"ALTER TABLE steps DROP COLUMN {name}"))
     engine.dispose()
     ledger = Ledger(url)
     try:
         present = {c["name"] for c in sa.inspect(ledger.engine).get_columns("steps")}
-        assert set(_LATER_STEP_COLUMNS) <= present
+        assert set(SCHEDULE_COLUMNS) <= present
         ref = ledger.step("launch", "/w/launch.toml", "UTC", "desk", "email", "live", T)
         assert ledger.schedule(ref, T, timedelta(hours=1)) == "scheduled"
     finally:
