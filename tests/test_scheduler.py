@@ -469,14 +469,14 @@ def test_status_is_the_live_truth_and_dry_runs_are_written_not_sent(
     assert "written" in dry and "sent │" not in dry
     version = load_campaign(campaign, load_settings(workspace=ws)).release_version
     assert table_rows(dry) == [
-        ["desk", "email", "2027-03-10 09:00 CET", "done", version, "3", "0", "0", "0"]
+        ["desk", "2027-03-10 09:00 CET", "done", version, "3", "0", "0", "0"]
     ]
 
     assert run("send", str(campaign), "--live").exit_code == 0
     live = run("status").stdout
     assert "written" not in live
     assert table_rows(live) == [
-        ["desk", "email", "2027-03-10 09:00 CET", "done", version, "3", "0", "0", "0"]
+        ["desk", "2027-03-10 09:00 CET", "done", version, "3", "0", "0", "0"]
     ]
     assert "(1 dry-run step not shown: distribute status --dry)" in live
     assert len(server.received) == 3  # the dry run sent nothing; the live run sent 3
@@ -487,8 +487,8 @@ def test_status_shows_the_next_run_of_scheduled_steps(ws: Path) -> None:
     campaign = write_campaign(ws, email("desk", "2027-03-10 09:00"))
     assert run("schedule", str(campaign), "--live").exit_code == 0
     [row] = table_rows(run("status").stdout)
-    assert row[:3] == ["desk", "email", "2027-03-10 09:00 CET"]
-    assert re.fullmatch(r"scheduled \(in \d+ d( \d+ h)?\)", row[3]), row
+    assert row[:2] == ["desk", "2027-03-10 09:00 CET"]
+    assert re.fullmatch(r"scheduled \(in \d+ d( \d+ h)?\)", row[2]), row
 
 
 # The schedule's columns of the steps table, which ledgers made before it lack.

@@ -475,8 +475,9 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool, dry: bool) -
         for rare in ("uncertain", "sending"):
             if any(s["counts"][rare] for s in shown):
                 states.append(rare)
-        table.add_column("step")
-        table.add_column("channel")
+        # No channel column: the schedule's timeline and --json give it, and without it the
+        # table fits 120 columns with a step scheduled and a release version.
+        table.add_column("step", no_wrap=True)
         table.add_column("at", no_wrap=True)
         table.add_column("state", no_wrap=True)
         if versioned:
@@ -492,7 +493,6 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool, dry: bool) -
             )
             table.add_row(
                 s["name"],
-                s["channel"],
                 _when(s["at"], zone),
                 step_state(s) + (f" ({_until(s['at'], now)})" if s["state"] == "scheduled" else ""),
                 *([release] if versioned else []),
