@@ -535,8 +535,8 @@ def test_an_edited_release_sends_the_steps_not_yet_sent(
     shown = json.loads(run("status", "--json").stdout)["campaigns"][0]["steps"]
     assert {s["name"]: s["releases"] for s in shown} == {"desk": {first: 2}, "late": {second: 2}}
     table = run("status").stdout
-    assert f"│ desk │ email   │ 2027-03-10 08:00 CET │ live │ {first} │" in table
-    assert f"│ late │ email   │ 2027-03-10 09:00 CET │ live │ {second} │" in table
+    assert f"│ desk │ 2027-03-10 08:00 CET │ done  │ {first} │" in table
+    assert f"│ late │ 2027-03-10 09:00 CET │ done  │ {second} │" in table
 
 
 def test_message_ids_differ_between_releases(workspace: Path) -> None:
