@@ -784,3 +784,80 @@ def test_whatever_x_answers_no_part_is_posted_twice_and_replies_chain(
                     assert row["last_text"].startswith("gave up after")
         if set(answers) <= {"ok"}:
             assert posted == PARTS
+
+
+# --------------------------------------------------------------------------- X's answers
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=10,
+)
+# What X's error body may look like, malformed included: its keys with any values.
+ERROR_BODIES = st.one_of(
+    JSON.map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries(
+        {},
+        optional={"detail": JSON, "title": JSON, "errors": JSON, "error": JSON},
+    ).map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=40),
+    st.just(b"[" * 5000),  # nested past Python's recursion limit
+)
+HEADER_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=24)
+
+
+def test_whatever_refusal_x_sends_it_is_classified_and_never_crashes(double: XDouble) -> None:
+    """A refusal posted nothing, whatever its body or reset header: it is retried, rate
+    limited or failed (401/403: a credentials error), never a crash, never uncertain."""
+    from distribute.channels.x import XAuthError
+    from distribute.config import XSettings
+
+    channel = XChannel(XSettings(api_url=double.url, timeout=5.0), Credentials.from_env())
+
+    @settings_(max_examples=60, deadline=None)
+    @given(
+        status=st.sampled_from([400, 401, 403, 404, 409, 413, 422, 429, 500, 502, 503, 504]),
+        body=ERROR_BODIES,
+        reset=st.none() | HEADER_TEXT | st.integers(-(10**20), 10**20).map(str),
+    )
+    def check(status: int, body: bytes, reset: str | None) -> None:
+        headers = {} if reset is None else {"x-rate-limit-reset": reset}
+        double.on("POST /2/tweets", Reply(status, raw=body, headers=headers))
+        try:
+            outcome = channel.post({"text": "hello"})
+        except XAuthError as exc:
+            assert status in {401, 403}
+            assert "X_API_KEY" in exc.message
+            return
+        expected = {429: "rate_limited"}.get(status, "retry" if status >= 500 else "failed")
+        assert outcome.state == expected
+        assert outcome.code == status
+        assert outcome.text and len(outcome.text) <= 500
+        assert outcome.reset is None or 0 <= outcome.reset < 10**12
+
+    check()
+    assert not double.posts
+
+
+def test_a_rate_limit_reset_that_is_not_a_number_backs_off(ws: Workspace) -> None:
+    ws.write(PARTS[:1])
+    busy = Reply(429, {"detail": "Too Many Requests"}, {"x-rate-limit-reset": "soon"})
+    ws.double.on("POST /2/tweets", busy)
+    report = ws.run()
+    assert ws.clock.slept == [60.0]
+    assert report.counts["sent"] == 1 and len(ws.double.posts) == 1
+
+
+def test_an_answer_over_the_size_limit_is_not_read_and_the_post_is_uncertain(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distribute.channels import x
+
+    monkeypatch.setattr(x, "MAX_ANSWER_BYTES", 1024)
+    ws.write(PARTS[:1])
+    ws.double.on("POST /2/tweets", Reply(201, raw=b'{"data": {"id": "1", "text": "' + b"a" * 4096))
+    report = ws.run()
+    [row] = ws.rows()
+    assert row["state"] == "uncertain"
+    assert "X's answer is over 1 KB" in row["last_text"]
+    assert any("is uncertain" in note for note in report.notes)

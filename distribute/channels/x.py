@@ -18,6 +18,8 @@ means for the post, and the caller decides: see :class:`PostOutcome`.
 from __future__ import annotations
 
 import json
+import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +39,8 @@ MEDIA_UPLOAD = "/2/media/upload"
 MEDIA_METADATA = "/2/media/metadata"
 ME = "/2/users/me"
 ALT_TEXT_LIMIT = 1000
+# X's answers are a few hundred bytes; a bigger one is not X's, and is not read into memory.
+MAX_ANSWER_BYTES = 1024 * 1024
 
 _CREDENTIALS_HINT = (
     f"check {', '.join(X_CREDENTIALS[:-1])} and {X_CREDENTIALS[-1]}, and that the X app has "
@@ -99,7 +103,15 @@ class ApiSession(requests.Session):
         kwargs.setdefault("timeout", self.timeout)
         # A redirect would carry the signed request elsewhere, and a POST must not repeat.
         kwargs["allow_redirects"] = False
-        return super().request(method, url, *args, **kwargs)
+        kwargs["stream"] = True
+        response = super().request(method, url, *args, **kwargs)
+        try:
+            response._content = read_bounded(response, MAX_ANSWER_BYTES, self.timeout, "X")
+        finally:
+            response.close()
+        if not 200 <= response.status_code < 300:
+            plain_refusal(response)
+        return response
 
 
 class XClient(tweepy.Client):  # type: ignore[misc]
@@ -259,19 +271,73 @@ class XChannel(PostChannel):
 # --------------------------------------------------------------------------- helpers
 
 
-def words(exc: tweepy.HTTPException) -> str:
-    """X's own explanation: the problem ``detail``, else its error messages, else the status."""
-    messages = [str(message) for message in exc.api_messages if message]
-    try:
-        payload = exc.response.json()
-    except ValueError:
-        payload = None
+class AnswerError(requests.RequestException):
+    """An answer too big or too slow to read: the request was sent, its fate is unknown."""
+
+
+def read_bounded(response: requests.Response, limit: int, timeout: float, who: str) -> bytes:
+    """The body of a streamed ``response``, refused past ``limit`` bytes or once reading it
+    has taken ``timeout`` seconds more than the client's own per-read timeout allows.
+
+    requests' timeout bounds each read, not the whole body: a server sending a byte now and
+    then, or an endless body, would otherwise hold the run (and memory) forever.
+    """
+    deadline = time.monotonic() + 4 * timeout
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(8 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise AnswerError(f"{who}'s answer is over {limit // 1024} KB")
+        if time.monotonic() > deadline:
+            raise AnswerError(f"{who}'s answer did not end within {4 * timeout:.0f} s")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def plain_refusal(response: requests.Response) -> None:
+    """Rewrite a refusal's body as ``{"detail": X's words}``, the one shape tweepy parses
+    without failing, and drop a reset header that is not a plain Unix time.
+
+    tweepy builds its exception from the body as if it were always X's JSON object (a list,
+    a string or an error without a text message raises AttributeError or TypeError inside
+    it) and ``int()``s ``x-rate-limit-reset`` as is: a refusal, which posted nothing, would
+    surface as a crash with the post possibly sent.
+    """
+    response._content = json.dumps({"detail": answer_words(response)}).encode()
+    response.encoding = "utf-8"
+    reset = response.headers.get("x-rate-limit-reset")
+    if reset is not None and not re.fullmatch(r"[0-9]{1,12}", reset.strip()):
+        del response.headers["x-rate-limit-reset"]
+
+
+def answer_words(response: requests.Response) -> str:
+    """X's own explanation, whatever the body's shape: the problem ``detail``, its error
+    messages, else the status."""
+    payload = _json(response)
+    messages: list[str] = []
+
+    def add(value: object) -> None:
+        if isinstance(value, dict):
+            value = value.get("message") or value.get("detail")
+        if isinstance(value, str | int | float) and str(value).strip():
+            text = " ".join(str(value).split())
+            if text not in messages:
+                messages.append(text)
+
     if isinstance(payload, dict):
-        detail = payload.get("detail")
-        if isinstance(detail, str) and detail and detail not in messages:
-            messages.insert(0, detail)
-    text = "; ".join(messages) or f"{exc.response.status_code} {exc.response.reason}"
+        add(payload.get("detail"))
+        errors = payload.get("errors")
+        for error in errors if isinstance(errors, list) else [errors]:
+            add(error)
+        add(payload.get("error"))
+    text = "; ".join(messages) or f"{response.status_code} {response.reason}"
     return text[:500]
+
+
+def words(exc: tweepy.HTTPException) -> str:
+    """X's own explanation of a refusal (see :func:`answer_words`)."""
+    return answer_words(exc.response)
 
 
 def _duplicate(exc: tweepy.HTTPException) -> bool:
@@ -305,20 +371,25 @@ def _reason(exc: requests.RequestException) -> str:
     return str(cause).rsplit(": ", 1)[-1].strip("()'\" ") or type(exc).__name__
 
 
-def _field(response: requests.Response, name: str) -> str | None:
+def _json(response: requests.Response) -> Any:
+    """The body as JSON, or None; a body nested thousands deep raises RecursionError."""
     try:
-        data = response.json().get("data")
-    except (ValueError, AttributeError):
+        return response.json()
+    except (ValueError, RecursionError):
         return None
+
+
+def _field(response: requests.Response, name: str) -> str | None:
+    payload = _json(response)
+    data = payload.get("data") if isinstance(payload, dict) else None
     value = data.get(name) if isinstance(data, dict) else None
-    return str(value) if value not in (None, "") else None
+    if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
+        return None
+    return str(value)
 
 
 def _excerpt(response: requests.Response) -> str:
-    try:
-        return json.dumps(response.json())[:200]
-    except ValueError:
-        return response.text[:200] or "an empty body"
+    return response.text[:200] or "an empty body"
 
 
 def _int(value: str | None) -> int | None:
