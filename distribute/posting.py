@@ -64,6 +64,8 @@ MAX_RATE_ATTEMPTS = 8
 # A reset this close is waited for in the run; a later one ends the run (a daily limit
 # resets hours later: the scheduler, or the next send, takes it from there).
 WAIT_AT_MOST = timedelta(minutes=2)
+# X's longest rate-limit window is a day: a reset later than that is not believed.
+RESET_AT_MOST = timedelta(days=1)
 
 StepRefFor = Callable[[Campaign, PostStep, str], StepRef]
 
@@ -472,12 +474,12 @@ class PostRun:
             return None
         if outcome.state == "rate_limited":
             limit, what = MAX_RATE_ATTEMPTS, "rate limited by X"
-            if outcome.reset is not None:
-                retry_at = datetime.fromtimestamp(outcome.reset, UTC)
+            reset_at = _reset_time(outcome.reset, now)
+            if reset_at is not None:
+                retry_at = reset_at
             else:
                 delay = min(RATE_BACKOFF * 2 ** (claim.attempts - 1), RATE_BACKOFF_MAX)
                 retry_at = now + timedelta(seconds=delay)
-            retry_at = max(retry_at, now)
         else:
             limit, what = MAX_ATTEMPTS, "X could not take it"
             retry_at = now + timedelta(seconds=RETRY_DELAY * 2 ** (claim.attempts - 1))
@@ -497,6 +499,21 @@ class PostRun:
             retry_at=retry_at,
         )
         return retry_at
+
+
+def _reset_time(reset: int | None, now: datetime) -> datetime | None:
+    """When X's rate limit resets, at most :data:`RESET_AT_MOST` ahead; None when X gave no
+    reset or one already past (a clock ahead of X's: retrying at once would spend every
+    attempt in a burst), so the bounded backoff applies."""
+    if reset is None:
+        return None
+    try:
+        at = datetime.fromtimestamp(reset, UTC)
+    except (OverflowError, ValueError, OSError):  # past the year 9999
+        return now + RESET_AT_MOST
+    if at <= now:
+        return None
+    return min(at, now + RESET_AT_MOST)
 
 
 def _part_name(account: str, number: int, total: int) -> str:

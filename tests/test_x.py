@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
 from x_double import KEYS, Reply, XDouble, multipart_fields
@@ -861,3 +861,37 @@ def test_an_answer_over_the_size_limit_is_not_read_and_the_post_is_uncertain(
     assert row["state"] == "uncertain"
     assert "X's answer is over 1 KB" in row["last_text"]
     assert any("is uncertain" in note for note in report.notes)
+
+
+@settings_(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    reset=st.one_of(
+        st.integers(0, 10**12 - 1),
+        st.integers(-120, 7200).map(lambda s: int(START.timestamp()) + s),
+    )
+)
+@example(reset=999_999_999_999)  # the year 33658
+@example(reset=int(START.timestamp()) - 30)  # a clock ahead of X's
+@example(reset=int(START.timestamp()) + 30 * 86400)
+def test_whatever_reset_x_gives_the_wait_is_bounded_and_the_part_kept(
+    reset: int, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A reset in the past, absurdly far ahead or past the year 9999 neither crashes the run
+    nor spends the part's attempts at once: the part waits at most a day, then posts once."""
+    with pytest.MonkeyPatch.context() as patch, XDouble() as double:
+        for name, value in KEYS.items():
+            patch.setenv(name, value)
+        ws = Workspace(tmp_path_factory.mktemp("ws"), double)
+        ws.write(PARTS[:1])
+        busy = Reply(429, {"detail": "Too Many Requests"}, {"x-rate-limit-reset": str(reset)})
+        double.on("POST /2/tweets", busy)
+        ws.run()
+        [row] = ws.rows()
+        assert all(0 < s <= posting.WAIT_AT_MOST.total_seconds() for s in ws.clock.slept)
+        if row["state"] == "pending":
+            assert START < row["not_before"] <= START + posting.RESET_AT_MOST
+            ws.clock.now = row["not_before"]
+            ws.run()
+        assert [r["state"] for r in ws.rows()] == ["sent"]
+        assert len(double.requests("POST /2/tweets")) == 2
+        assert len(double.posts) == 1
