@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
-from x_double import KEYS, Reply, XDouble, multipart_fields
+from x_double import KEYS, Reply, XDouble, enc, multipart_fields
 
 from distribute import posting
 from distribute.campaign import check_campaign, load_campaign
@@ -895,3 +895,67 @@ def test_whatever_reset_x_gives_the_wait_is_bounded_and_the_part_kept(
         assert [r["state"] for r in ws.rows()] == ["sent"]
         assert len(double.requests("POST /2/tweets")) == 2
         assert len(double.posts) == 1
+
+
+SECRET_TEXT = st.text(
+    st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters='"\\'),
+    min_size=8,
+    max_size=40,
+)
+
+
+def test_credentials_x_echoes_back_are_never_shown_or_stored(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy or a debugging server that echoes the request (its Authorization header
+    carries the key and the token) puts neither in the ledger, the output or the log."""
+    ws.write(PARTS[:1])
+
+    def echo(status: int) -> Reply:
+        header = (
+            f'OAuth oauth_consumer_key="{KEYS["X_API_KEY"]}", '
+            f'oauth_token="{KEYS["X_ACCESS_TOKEN"]}"'
+        )
+        body = {"detail": f"bad request: Authorization: {header}", "errors": [{"message": header}]}
+        return Reply(status, body)
+
+    ws.double.on("POST /2/tweets", echo(400))
+    monkeypatch.chdir(ws.root)
+    result = CliRunner().invoke(cli, ["send", "launch.toml", "--live"])
+    ws.double.on("GET /2/users/me", echo(401))
+    refused = CliRunner().invoke(cli, ["x", "whoami"])
+    assert refused.exit_code == 1
+    assert "[redacted]" in refused.output
+    files = [p for p in ws.root.rglob("*") if p.is_file()]
+    for secret in (KEYS["X_API_KEY"], KEYS["X_ACCESS_TOKEN"]):
+        assert secret not in result.output + refused.output
+        for path in files:
+            assert secret.encode() not in path.read_bytes(), path
+    [row] = ws.rows()
+    assert row["state"] == "failed" and "[redacted]" in row["last_text"]
+
+
+def test_whatever_the_secrets_an_echoing_answer_never_shows_them(double: XDouble) -> None:
+    from distribute.channels.x import XAuthError
+    from distribute.config import XSettings
+
+    @settings_(max_examples=30, deadline=None)
+    @given(key=SECRET_TEXT, token=SECRET_TEXT, status=st.sampled_from([200, 400, 401, 503]))
+    def check(key: str, token: str, status: int) -> None:
+        credentials = Credentials(key, "secret-one", token, "secret-two")
+        channel = XChannel(XSettings(api_url=double.url, timeout=5.0), credentials)
+        # Echoed as sent (percent-encoded in the header, RFC 5849 section 3.6), as is, and
+        # JSON-escaped.
+        echoed = [enc(key), enc(token), key, token, json.dumps(key), json.dumps(token)]
+        double.on("POST /2/tweets", Reply(status, {"detail": " ".join(echoed)}))
+        try:
+            shown = channel.post({"text": "hello"}).text or ""
+        except XAuthError as exc:
+            shown = exc.message
+        for secret in (key, token):
+            assert secret not in shown and enc(secret) not in shown
+
+    double.secrets = {**double.secrets, "X_API_SECRET": "secret-one"}
+    double.secrets["X_ACCESS_TOKEN_SECRET"] = "secret-two"
+    double.verify = lambda *args: True  # type: ignore[method-assign]
+    check()

@@ -22,6 +22,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import requests
 import tweepy
@@ -86,10 +87,11 @@ class ApiSession(requests.Session):
     the step) forever instead of turning it ``uncertain``.
     """
 
-    def __init__(self, base: str, timeout: float):
+    def __init__(self, base: str, timeout: float, secrets: tuple[str, ...] = ()):
         super().__init__()
         self.base = base.rstrip("/")
         self.timeout = timeout
+        self.secrets = secrets
 
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
@@ -106,7 +108,8 @@ class ApiSession(requests.Session):
         kwargs["stream"] = True
         response = super().request(method, url, *args, **kwargs)
         try:
-            response._content = read_bounded(response, MAX_ANSWER_BYTES, self.timeout, "X")
+            body = read_bounded(response, MAX_ANSWER_BYTES, self.timeout, "X")
+            response._content = redact(body, self.secrets)
         finally:
             response.close()
         if not 200 <= response.status_code < 300:
@@ -125,7 +128,16 @@ class XClient(tweepy.Client):  # type: ignore[misc]
             access_token_secret=credentials.access_token_secret,
             wait_on_rate_limit=False,
         )
-        self.session = ApiSession(settings.api_url, settings.timeout)
+        self.session = ApiSession(
+            settings.api_url,
+            settings.timeout,
+            (
+                credentials.api_key,
+                credentials.api_secret,
+                credentials.access_token,
+                credentials.access_token_secret,
+            ),
+        )
 
     def upload_media(self, data: bytes, media_type: str) -> str:
         """``POST /2/media/upload`` (multipart, one request: images are small)."""
@@ -293,6 +305,30 @@ def read_bounded(response: requests.Response, limit: int, timeout: float, who: s
             raise AnswerError(f"{who}'s answer did not end within {4 * timeout:.0f} s")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def redact(data: bytes, secrets: tuple[str, ...]) -> bytes:
+    """An answer with the credentials taken out, before anything reads it.
+
+    A proxy's error page or a debugging server may echo the request, whose Authorization
+    header carries the key and the token percent-encoded (RFC 5849, section 3.5.1); X's
+    words end up in the ledger, the log and the output.
+    """
+    forms: set[str] = set()
+    for value in secrets:
+        if value:
+            forms |= {
+                value,
+                quote(value, safe="-._~"),
+                quote(value, safe=""),
+                json.dumps(value)[1:-1],
+            }
+    if not forms:
+        return data
+    # Longest first, so a secret inside another is not left half shown; percent escapes
+    # may come in either case.
+    pattern = b"|".join(re.escape(f.encode()) for f in sorted(forms, key=len, reverse=True))
+    return re.sub(pattern, b"[redacted]", data, flags=re.IGNORECASE)
 
 
 def plain_refusal(response: requests.Response) -> None:
