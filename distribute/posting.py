@@ -22,6 +22,8 @@ A dry run writes the exact request bodies to the outbox and makes no HTTP reques
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -92,8 +94,11 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
-def load_image(release: Release, *, fetch: bool, timeout: float = 30.0) -> Image | None:
-    """The release's ``image``: a file beside the release, or an https URL fetched once.
+def load_image(
+    release: Release, *, fetch: bool, timeout: float = 30.0, root: Path | None = None
+) -> Image | None:
+    """The release's ``image``: a file in the workspace ``root`` (or the release's folder),
+    or an https URL fetched once.
 
     With ``fetch`` false (a dry run) a URL is not fetched: no HTTP request at all.
     """
@@ -114,49 +119,82 @@ def load_image(release: Release, *, fetch: bool, timeout: float = 30.0) -> Image
             return Image(source, alt)
         data = _fetch(source, timeout, where)
     else:
-        path = Path(source)
-        if not path.is_absolute() and where is not None:
-            path = where.parent / path
-        try:
-            size = path.stat().st_size
-            if size > MAX_IMAGE_BYTES:
-                raise ReleaseError(_too_big(source, size), path=where)
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ReleaseError(f"image {source!r}: {exc.strerror}", path=where) from None
+        data = _read_local(source, where, root)
     media_type = _sniff(data)
     if media_type is None:
         raise ReleaseError(f"image {source!r} is not a JPEG, PNG, GIF or WebP file", path=where)
     return Image(source, alt, data, media_type)
 
 
-def _too_big(source: str, size: int) -> str:
+def _read_local(source: str, where: Path | None, root: Path | None) -> bytes:
+    """The image file, read only if it is a regular file inside the workspace (or beside
+    the release): a post is public, so a release must not be able to publish any picture
+    the user can read, through an absolute path, ``..`` or a symlink."""
+    path = Path(source)
+    if not path.is_absolute() and where is not None:
+        path = where.parent / path
+    try:
+        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ReleaseError(f"image {source!r}: {exc.strerror}", path=where) from None
+    with os.fdopen(fd, "rb") as file:
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            # A device or a FIFO has no size to check: /dev/zero would never end.
+            raise ReleaseError(f"image {source!r} is not a regular file", path=where)
+        real = path.resolve()
+        roots = [r.resolve() for r in (root, where.parent if where else None) if r]
+        if roots and not any(real.is_relative_to(r) for r in roots):
+            raise ReleaseError(
+                f"image {source!r} is outside the workspace ({real}); copy it beside the release",
+                path=where,
+            )
+        if status.st_size > MAX_IMAGE_BYTES:
+            raise ReleaseError(_too_big(source, status.st_size), path=where)
+        # At most one byte over: a file that grows while read is still bounded.
+        data = file.read(MAX_IMAGE_BYTES + 1)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ReleaseError(_too_big(source, len(data)), path=where)
+    return data
+
+
+def _too_big(source: str, size: int, *, over: bool = False) -> str:
+    """``over``: ``size`` is only what was read before giving up, not the whole file."""
     return (
-        f"image {source!r} is {size / 1e6:.1f} MB; X takes images up to "
-        f"{MAX_IMAGE_BYTES // (1024 * 1024)} MB"
+        f"image {source!r} is {'over ' if over else ''}{size / 1e6:.1f} MB; X takes images "
+        f"up to {MAX_IMAGE_BYTES // (1024 * 1024)} MB"
     )
 
 
 def _fetch(url: str, timeout: float, where: Path | None) -> bytes:
     import requests
 
+    from distribute.channels.x import AnswerError, read_bounded
+
     try:
-        with requests.get(url, stream=True, timeout=timeout, allow_redirects=True) as response:
+        # Not followed: a redirect could lead to plain http or a host of the local network.
+        with requests.get(url, stream=True, timeout=timeout, allow_redirects=False) as response:
+            if response.is_redirect:
+                raise ReleaseError(
+                    f"image {url}: the server redirects it to "
+                    f"{response.headers.get('location', '?')}; give that address instead",
+                    path=where,
+                )
             if response.status_code != 200:
                 raise ReleaseError(
                     f"image {url}: the server answered {response.status_code}", path=where
                 )
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_content(64 * 1024):
-                size += len(chunk)
-                if size > MAX_IMAGE_BYTES:
-                    raise ReleaseError(_too_big(url, size), path=where)
-                chunks.append(chunk)
+            length = response.headers.get("content-length", "")
+            if length.isdigit() and int(length) > MAX_IMAGE_BYTES:
+                raise ReleaseError(_too_big(url, int(length)), path=where)
+            return read_bounded(response, MAX_IMAGE_BYTES, timeout, "the image server")
+    except AnswerError as exc:
+        message = f"image {url}: {exc}" if exc.size is None else _too_big(url, exc.size, over=True)
+        raise ReleaseError(message, path=where) from None
     except requests.RequestException as exc:
         reason = type(exc).__name__
         raise ReleaseError(f"image {url}: cannot fetch it ({reason})", path=where) from None
-    return b"".join(chunks)
 
 
 def same_account(a: str, b: str) -> bool:
@@ -210,7 +248,11 @@ class PostRun:
                 report.notes.append(
                     f"{step.name}: posting to {step.channel} is not available yet; ran as a dry run"
                 )
-            image = load_image(campaign.release, fetch=False) if step.channel == "x" else None
+            image = (
+                load_image(campaign.release, fetch=False, root=self.settings.workspace)
+                if step.channel == "x"
+                else None
+            )
             document = self._dry_document(posts.to_json(), image, step.channel)
             ref = self.step_ref(campaign, step, "dry")
             self.ledger.reset(ref)
@@ -367,7 +409,12 @@ class PostRun:
             if number == 1:
                 # Uploaded only now that part 1 is certain to be needed; a failed upload
                 # stops the step before any part is posted.
-                image = load_image(campaign.release, fetch=True, timeout=self.settings.x.timeout)
+                image = load_image(
+                    campaign.release,
+                    fetch=True,
+                    timeout=self.settings.x.timeout,
+                    root=self.settings.workspace,
+                )
                 if image is not None:
                     assert image.data is not None and image.media_type is not None
                     media_ids = [channel.upload_image(image.data, image.media_type, image.alt)]

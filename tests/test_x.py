@@ -297,7 +297,7 @@ def test_a_missing_image_stops_the_campaign_before_any_step_runs(
 class Images:
     """A plain web server for the release's image (no OAuth: it is not X)."""
 
-    def __init__(self, body: bytes):
+    def __init__(self, body: bytes, *, redirect: str | None = None):
         self.body = body
         self.hits: list[str] = []
         images = self
@@ -308,6 +308,12 @@ class Images:
 
             def do_GET(self) -> None:
                 images.hits.append(self.path)
+                if redirect:
+                    self.send_response(302)
+                    self.send_header("location", redirect)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
                 self.send_response(200)
                 self.send_header("content-length", str(len(images.body)))
                 self.end_headers()
@@ -346,7 +352,7 @@ def test_an_image_over_the_size_limit_is_refused_before_posting(
     images = Images(png() + bytes(200_000))
     try:
         ws.write(image=images.url)
-        with pytest.raises(ReleaseError, match=r"kiln.png' is 0.1 MB; X takes images up to"):
+        with pytest.raises(ReleaseError, match=r"kiln.png' is 0.2 MB; X takes images up to"):
             ws.run()
     finally:
         images.close()
@@ -959,3 +965,59 @@ def test_whatever_the_secrets_an_echoing_answer_never_shows_them(double: XDouble
     double.secrets["X_ACCESS_TOKEN_SECRET"] = "secret-two"
     double.verify = lambda *args: True  # type: ignore[method-assign]
     check()
+
+
+# --------------------------------------------------------------------------- the image
+
+
+def test_an_image_that_is_not_a_regular_file_is_refused_unread(ws: Workspace) -> None:
+    """A device or a FIFO has no size to check first (/dev/zero never ends, a FIFO blocks
+    until written): it is refused before a byte is read."""
+    ws.write(image="/dev/null")
+    with pytest.raises(ReleaseError, match=r"image '/dev/null' is not a regular file"):
+        ws.run()
+    assert not ws.double.requests("POST /2/media/upload")
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink"])
+def test_an_image_outside_the_workspace_is_refused(
+    ws: Workspace, tmp_path_factory: pytest.TempPathFactory, how: str
+) -> None:
+    """A release cannot make a live run publish any picture the user can read."""
+    private = tmp_path_factory.mktemp("private") / "passport.png"
+    private.write_bytes(png())
+    (ws.root / "link.png").symlink_to(private)
+    source = {
+        "absolute": str(private),
+        "dotdot": os.path.relpath(private, ws.root),
+        "symlink": "link.png",
+    }[how]
+    ws.write(image=source)
+    with pytest.raises(ReleaseError, match=r"is outside the workspace"):
+        ws.run()
+    assert not ws.double.requests("POST /2/media/upload")
+    assert not ws.double.posts
+
+
+def test_an_image_in_a_folder_of_the_workspace_is_uploaded(ws: Workspace) -> None:
+    (ws.root / "media").mkdir()
+    (ws.root / "media" / "kiln.png").write_bytes(png())
+    (ws.root / "link.png").symlink_to(ws.root / "media" / "kiln.png")
+    ws.write(image="link.png")
+    ws.run()
+    assert multipart_fields(ws.double.requests("POST /2/media/upload")[0])["media"] == png()
+
+
+def test_an_image_url_that_redirects_is_refused_and_not_followed(ws: Workspace) -> None:
+    """A redirect could lead anywhere, plain http and hosts of the local network included."""
+    target = Images(png())
+    images = Images(png(), redirect=target.url)
+    try:
+        ws.write(image=images.url)
+        with pytest.raises(ReleaseError, match=r"the server redirects it to .*kiln.png"):
+            ws.run()
+    finally:
+        images.close()
+        target.close()
+    assert target.hits == []
+    assert not ws.double.requests("POST /2/tweets")

@@ -284,7 +284,13 @@ class XChannel(PostChannel):
 
 
 class AnswerError(requests.RequestException):
-    """An answer too big or too slow to read: the request was sent, its fate is unknown."""
+    """An answer too big or too slow to read: the request was sent, its fate is unknown.
+
+    ``size`` is how much was read when the answer turned out too big, else None."""
+
+    def __init__(self, message: str, size: int | None = None):
+        super().__init__(message)
+        self.size = size
 
 
 def read_bounded(response: requests.Response, limit: int, timeout: float, who: str) -> bytes:
@@ -300,7 +306,7 @@ def read_bounded(response: requests.Response, limit: int, timeout: float, who: s
     for chunk in response.iter_content(8 * 1024):
         size += len(chunk)
         if size > limit:
-            raise AnswerError(f"{who}'s answer is over {limit // 1024} KB")
+            raise AnswerError(f"{who}'s answer is over {limit // 1024} KB", size)
         if time.monotonic() > deadline:
             raise AnswerError(f"{who}'s answer did not end within {4 * timeout:.0f} s")
         chunks.append(chunk)
