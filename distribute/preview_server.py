@@ -73,6 +73,16 @@ class _Handler(BaseHTTPRequestHandler):
     server: PreviewServer
 
     def do_GET(self) -> None:
+        if not self._own_host():
+            # DNS rebinding: a web page whose name is made to resolve to 127.0.0.1 could
+            # otherwise read the preview (an embargoed release, the journalists' names)
+            # through the browser. Its requests name it in Host; this server's never do.
+            self._send(
+                f"This server answers only requests for {self.server.url}",
+                "text/plain",
+                HTTPStatus.MISDIRECTED_REQUEST,
+            )
+            return
         path = self.path.split("?", 1)[0]
         if path == "/":
             self._send(self.server.page(), "text/html")
@@ -80,6 +90,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(self.server.token(), "text/plain")
         else:
             self._send("not found", "text/plain", HTTPStatus.NOT_FOUND)
+
+    def _own_host(self) -> bool:
+        port = self.server.server_address[1]
+        host = (self.headers.get("Host") or "").strip().lower()
+        names = {"127.0.0.1", "localhost", "[::1]"}
+        return host in {f"{name}:{port}" for name in names} or (port == 80 and host in names)
 
     def _send(self, body: str, kind: str, status: HTTPStatus = HTTPStatus.OK) -> None:
         data = body.encode("utf-8")

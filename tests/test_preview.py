@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import http.client
 import re
 import shutil
 import threading
@@ -427,6 +428,50 @@ def test_unknown_paths_are_not_found(served: tuple[PreviewServer, Path]) -> None
         urllib.request.urlopen(server.url + "etc/passwd", timeout=30)
     assert info.value.code == 404
     info.value.close()
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["evil.example.net", "evil.example.net:{port}", "127.0.0.1.evil.example.net:{port}", ""],
+    ids=["name", "name-port", "lookalike", "none"],
+)
+def test_a_request_for_another_host_is_refused(
+    served: tuple[PreviewServer, Path], host: str
+) -> None:
+    """DNS rebinding: a web page whose name is made to resolve to 127.0.0.1 would read the
+    preview (the embargoed release, the journalists' names) through the browser. Its
+    requests carry its own name in Host, so only this server's own names are answered."""
+    server, _ = served
+    port = server.server_address[1]
+    for path in ("/", "/__changes"):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            connection.putrequest("GET", path, skip_host=True)
+            if host:
+                connection.putheader("Host", host.format(port=port))
+            connection.endheaders()
+            response = connection.getresponse()
+            body = response.read().decode()
+        finally:
+            connection.close()
+        assert response.status == 421
+        assert "Valmont" not in body and body.startswith("This server answers only")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "[::1]:{port}"])
+def test_the_server_answers_under_its_own_names(
+    served: tuple[PreviewServer, Path], host: str
+) -> None:
+    server, _ = served
+    port = server.server_address[1]
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", "/", headers={"Host": host.format(port=port)})
+        response = connection.getresponse()
+        assert response.status == 200
+        assert "Valmont Institute opens" in response.read().decode()
+    finally:
+        connection.close()
 
 
 def test_an_unexpected_failure_is_shown_not_raised(tmp_path: Path) -> None:
