@@ -1021,3 +1021,58 @@ def test_an_image_url_that_redirects_is_refused_and_not_followed(ws: Workspace) 
         target.close()
     assert target.hits == []
     assert not ws.double.requests("POST /2/tweets")
+
+
+def test_whatever_x_says_the_run_shows_it_as_one_printable_line(double: XDouble) -> None:
+    """X's words go to the ledger, the log and the terminal: a line break would forge a line
+    of the report, an escape sequence would drive the terminal. An id that is not X's (a
+    decimal number) is not stored, nor replied to."""
+    from distribute.channels.x import XAuthError
+    from distribute.config import XSettings
+
+    channel = XChannel(XSettings(api_url=double.url, timeout=5.0), Credentials.from_env())
+
+    @settings_(max_examples=60, deadline=None)
+    @given(
+        status=st.sampled_from([200, 201, 400, 401, 404, 429, 503]),
+        said=st.text(max_size=60),
+        raw=st.booleans(),
+        post_id=st.one_of(st.integers(1, 2**63 - 1).map(str), st.text(max_size=25)),
+    )
+    def check(status: int, said: str, raw: bool, post_id: str) -> None:
+        if status < 300:
+            body: Any = {"data": {"id": post_id, "text": said}}
+        else:
+            body = {"detail": said, "errors": [{"message": said}]}
+        reply = Reply(status, raw=said.encode()) if raw else Reply(status, body)
+        double.on("POST /2/tweets", reply)
+        try:
+            outcome = channel.post({"text": "hello"})
+        except XAuthError as exc:
+            shown = exc.message
+        else:
+            shown = outcome.text or ""
+            if outcome.state == "sent":
+                assert outcome.post_id is not None and re.fullmatch(r"[0-9]{1,19}", outcome.post_id)
+            elif status < 300:
+                assert outcome.state == "uncertain"
+        assert shown.isprintable(), shown
+
+    check()
+
+
+def test_whoami_refuses_a_handle_x_cannot_have(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws.write()
+    monkeypatch.chdir(ws.root)
+    ws.double.on(
+        "GET /2/users/me", Reply(200, {"data": {"id": "42", "username": "IMTFrance\x1b[2J\nok"}})
+    )
+    result = CliRunner().invoke(cli, ["x", "whoami"])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        "Error: X answered 'IMTFrance\\x1b[2J\\nok' as the account's handle, which is not an X "
+        "handle (/2/users/me); check [x] api_url\n"
+    )

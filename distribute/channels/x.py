@@ -40,6 +40,9 @@ MEDIA_UPLOAD = "/2/media/upload"
 MEDIA_METADATA = "/2/media/metadata"
 ME = "/2/users/me"
 ALT_TEXT_LIMIT = 1000
+# X's ids are 64-bit integers written in decimal; its handles are 1 to 15 of these characters.
+X_ID = re.compile(r"[0-9]{1,19}")
+HANDLE = re.compile(r"[A-Za-z0-9_]{1,15}")
 # X's answers are a few hundred bytes; a bigger one is not X's, and is not read into memory.
 MAX_ANSWER_BYTES = 1024 * 1024
 
@@ -154,7 +157,7 @@ class XClient(tweepy.Client):  # type: ignore[misc]
             auth=auth,
         ) as response:
             raise_for_status(response)
-            media_id = _field(response, "id")
+            media_id = _field(response, "id", X_ID)
         if not media_id:
             raise SocialError(f"X accepted the image but sent no media id ({_excerpt(response)})")
         return media_id
@@ -223,6 +226,11 @@ class XChannel(PostChannel):
             ) from None
         if not username:
             raise SocialError(f"X did not say which account the credentials belong to ({ME})")
+        if not HANDLE.fullmatch(username):
+            raise SocialError(
+                f"X answered {username!r} as the account's handle, which is not an X handle "
+                f"({ME}); check [x] api_url"
+            )
         return f"@{username}"
 
     def upload_image(self, data: bytes, media_type: str, alt: str | None) -> str:
@@ -260,7 +268,7 @@ class XChannel(PostChannel):
                 f"no answer from X after the post was sent ({_reason(exc)}); it may have "
                 "been posted",
             )
-        post_id = _field(response, "id")
+        post_id = _field(response, "id", X_ID)
         if not post_id:
             # X said yes (2xx) without the id: the post probably exists, and a reply to it
             # cannot be made; never post it again blindly.
@@ -362,9 +370,9 @@ def answer_words(response: requests.Response) -> str:
     def add(value: object) -> None:
         if isinstance(value, dict):
             value = value.get("message") or value.get("detail")
-        if isinstance(value, str | int | float) and str(value).strip():
-            text = " ".join(str(value).split())
-            if text not in messages:
+        if isinstance(value, str | int | float):
+            text = " ".join(printable(str(value)).split())
+            if text and text not in messages:
                 messages.append(text)
 
     if isinstance(payload, dict):
@@ -373,7 +381,7 @@ def answer_words(response: requests.Response) -> str:
         for error in errors if isinstance(errors, list) else [errors]:
             add(error)
         add(payload.get("error"))
-    text = "; ".join(messages) or f"{response.status_code} {response.reason}"
+    text = "; ".join(messages) or printable(f"{response.status_code} {response.reason}")
     return text[:500]
 
 
@@ -410,7 +418,7 @@ def _reason(exc: requests.RequestException) -> str:
     cause = exc.args[0] if exc.args else exc
     cause = getattr(cause, "reason", cause)
     # urllib3's messages repeat the connection object's repr; its last part is the reason.
-    return str(cause).rsplit(": ", 1)[-1].strip("()'\" ") or type(exc).__name__
+    return printable(str(cause).rsplit(": ", 1)[-1].strip("()'\" ")) or type(exc).__name__
 
 
 def _json(response: requests.Response) -> Any:
@@ -421,17 +429,29 @@ def _json(response: requests.Response) -> Any:
         return None
 
 
-def _field(response: requests.Response, name: str) -> str | None:
+def _field(
+    response: requests.Response, name: str, shape: re.Pattern[str] | None = None
+) -> str | None:
+    """``data.name`` of the answer; None when absent, or not of the ``shape`` X gives it."""
     payload = _json(response)
     data = payload.get("data") if isinstance(payload, dict) else None
     value = data.get(name) if isinstance(data, dict) else None
     if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
         return None
+    if shape is not None and not shape.fullmatch(str(value)):
+        return None
     return str(value)
 
 
+def printable(text: str) -> str:
+    """``text`` as one line of printable characters: what a server says goes to the ledger,
+    the log and the terminal, where a line break would forge a line of the report and an
+    escape sequence would drive the terminal."""
+    return "".join(ch if ch.isprintable() else " " for ch in text).strip()
+
+
 def _excerpt(response: requests.Response) -> str:
-    return response.text[:200] or "an empty body"
+    return printable(response.text[:200]) or "an empty body"
 
 
 def _int(value: str | None) -> int | None:
