@@ -8,6 +8,7 @@ the server keeps running and the page reloads once the file is fixed.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -44,6 +45,15 @@ class PreviewServer(ThreadingHTTPServer):
         self._last_error: str | None = None
         self._lock = threading.Lock()
         super().__init__((HOST, port), _Handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """One line instead of socketserver's traceback on stderr; nothing at all when the
+        browser went away (the page reloading itself drops the request under way)."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError) or error is None:
+            return
+        if self.report:
+            self.report(f"Error: a request failed: {type(error).__name__}: {error}")
 
     @property
     def url(self) -> str:

@@ -6,6 +6,8 @@ import html
 import http.client
 import re
 import shutil
+import socket
+import struct
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -472,6 +474,32 @@ def test_the_server_answers_under_its_own_names(
         assert "Valmont Institute opens" in response.read().decode()
     finally:
         connection.close()
+
+
+def test_a_browser_that_leaves_before_the_answer_prints_no_traceback(
+    served: tuple[PreviewServer, Path], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The page reloads itself after an edit, abandoning the request under way: the server
+    goes on without a word, and a real failure is one line, never a traceback."""
+    server, _ = served
+    done = threading.Event()
+    shutdown_request = server.shutdown_request
+
+    def finished(request: object) -> None:  # called once a request is over, failed or not
+        shutdown_request(request)  # type: ignore[arg-type]
+        done.set()
+
+    server.shutdown_request = finished  # type: ignore[method-assign]
+    port = server.server_address[1]
+    client = socket.create_connection(("127.0.0.1", port), timeout=30)
+    client.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    # Closed with a reset, as a browser drops a request it no longer wants.
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+    assert done.wait(60)
+    assert "Valmont Institute opens" in get(server.url)  # still serving
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err
 
 
 def test_an_unexpected_failure_is_shown_not_raised(tmp_path: Path) -> None:
