@@ -170,7 +170,7 @@ def _too_big(source: str, size: int, *, over: bool = False) -> str:
 def _fetch(url: str, timeout: float, where: Path | None) -> bytes:
     import requests
 
-    from distribute.channels.x import AnswerError, read_bounded
+    from distribute.channels.x import AnswerError, printable, read_bounded
 
     try:
         # Not followed: a redirect could lead to plain http or a host of the local network.
@@ -178,7 +178,8 @@ def _fetch(url: str, timeout: float, where: Path | None) -> bytes:
             if response.is_redirect:
                 raise ReleaseError(
                     f"image {url}: the server redirects it to "
-                    f"{response.headers.get('location', '?')}; give that address instead",
+                    f"{printable(response.headers.get('location', '?')[:200])}; give that "
+                    "address instead",
                     path=where,
                 )
             if response.status_code != 200:

@@ -1008,14 +1008,16 @@ def test_an_image_in_a_folder_of_the_workspace_is_uploaded(ws: Workspace) -> Non
     assert multipart_fields(ws.double.requests("POST /2/media/upload")[0])["media"] == png()
 
 
-def test_an_image_url_that_redirects_is_refused_and_not_followed(ws: Workspace) -> None:
+@pytest.mark.parametrize("tail", ["", "\x1b[2J\r\nok"], ids=["plain", "escapes"])
+def test_an_image_url_that_redirects_is_refused_and_not_followed(ws: Workspace, tail: str) -> None:
     """A redirect could lead anywhere, plain http and hosts of the local network included."""
     target = Images(png())
-    images = Images(png(), redirect=target.url)
+    images = Images(png(), redirect=target.url + tail)
     try:
         ws.write(image=images.url)
-        with pytest.raises(ReleaseError, match=r"the server redirects it to .*kiln.png"):
+        with pytest.raises(ReleaseError, match=r"the server redirects it to .*kiln.png") as caught:
             ws.run()
+        assert caught.value.message.isprintable()
     finally:
         images.close()
         target.close()
