@@ -278,6 +278,28 @@ def test_remote_images_become_boxes_with_their_alt_text(alt: str, src: str) -> N
     assert local_only(local) == local
 
 
+BREAKS = ["\n", "\r\n", "\r", "\u2028", "\u2029", "\x0b", "\x0c", "\x1c", "\x85"]
+PROSE = st.lists(
+    st.one_of(
+        st.sampled_from(BREAKS), st.text(st.characters(exclude_characters="<>&"), max_size=8)
+    ),
+    max_size=8,
+).map("".join)
+
+
+@hypothesis_settings(max_examples=80, deadline=None)
+@given(PROSE, PROSE)
+def test_only_the_image_is_replaced_whatever_breaks_the_lines(before: str, after: str) -> None:
+    """Text pasted from a word processor carries U+2028, form feeds and the like, which
+    str.splitlines() breaks lines at and the HTML parser does not: the image must still be
+    cut exactly, with every other character of the email kept."""
+    head = f"<p>{before}</p>\n"
+    tail = f"\n<p>{after}</p>"
+    local = local_only(f'{head}<img src="https://img.example.com/a.png" alt="A hall">{tail}')
+    assert local.startswith(head) and local.endswith(tail)
+    assert "<img" not in local and "A hall" in local
+
+
 def test_allow_remote_keeps_images_and_lets_them_load(settings: Settings, tmp_path: Path) -> None:
     release = tmp_path / "pictured.md"
     release.write_text(
