@@ -21,8 +21,10 @@ A dry run writes the exact request bodies to the outbox and makes no HTTP reques
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -291,6 +293,17 @@ class PostRun:
                 f"step {step.name!r} was planned as {planned} parts and now renders "
                 f"{total}; the release or the template changed after posting began"
             )
+        texts = [part.text for part in posts.parts]
+        for row in self.ledger.rows(ref, ("sent",)):
+            posted = _POSTED_TEXT.search(row["last_text"] or "")
+            number = int(row["target"].rsplit("-", 1)[-1])  # "x:part-N"
+            if posted and posted[1] != text_digest(texts[number - 1]):
+                raise SocialError(
+                    f"step {step.name!r}: {row['address']} was posted with other words than "
+                    "the release and the template now give it, so the rest of the thread "
+                    "would not follow from it; nothing was posted (put the words back as "
+                    "they were posted, or post the rest by hand)"
+                )
         runner = runner_id()
         holder = self.ledger.acquire(ref, runner)
         if holder is not None:
@@ -310,7 +323,6 @@ class PostRun:
             if retry_uncertain:
                 # A thread goes out part after part, all of it: every uncertain part at once.
                 self.ledger.reopen_uncertain(ref, runner)
-            texts = [part.text for part in posts.parts]
             self._post_thread(ref, runner, channel, texts, campaign, step, report)
         finally:
             self.ledger.release(ref, runner)
@@ -491,7 +503,7 @@ class PostRun:
                 )
                 raise
             report.attempted += 1
-            not_before = self._record(claim, outcome, name)
+            not_before = self._record(claim, outcome, name, str(body["text"]))
             log.info(
                 "live %s/%s %s %s %s",
                 campaign.name,
@@ -509,12 +521,19 @@ class PostRun:
                     )
                 return outcome
 
-    def _record(self, claim: Claim, outcome: PostOutcome, name: str) -> datetime | None:
-        """Write the outcome; returns when to try again, or None when the part is settled."""
+    def _record(self, claim: Claim, outcome: PostOutcome, name: str, text: str) -> datetime | None:
+        """Write the outcome; returns when to try again, or None when the part is settled.
+
+        A posted part keeps a digest of its words, so a run resuming the thread can tell
+        whether the part still reads as it was posted."""
         now = self.clock()
         if outcome.state == "sent":
             self.ledger.finish(
-                claim, "sent", code=outcome.code, text=outcome.text, message_id=outcome.post_id
+                claim,
+                "sent",
+                code=outcome.code,
+                text=f"{outcome.text}; text {text_digest(text)}",
+                message_id=outcome.post_id,
             )
             return None
         if outcome.state in {"failed", "uncertain"}:
@@ -562,6 +581,13 @@ def _reset_time(reset: int | None, now: datetime) -> datetime | None:
     if at <= now:
         return None
     return min(at, now + RESET_AT_MOST)
+
+
+_POSTED_TEXT = re.compile(r"; text ([0-9a-f]{16})$")
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _part_name(account: str, number: int, total: int) -> str:

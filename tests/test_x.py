@@ -558,6 +558,43 @@ def test_a_thread_that_shrank_after_posting_began_is_refused(ws: Workspace) -> N
     assert len(ws.double.requests("POST /2/tweets")) == 2
 
 
+def later(ws: Workspace) -> Reply:
+    """A 429 whose reset is an hour ahead: the run stops there, the part stays pending."""
+    reset = int(ws.clock.now.timestamp()) + 3600
+    return Reply(429, {"detail": "Too Many Requests"}, {"x-rate-limit-reset": str(reset)})
+
+
+def test_a_thread_whose_posted_part_was_edited_is_refused(ws: Workspace) -> None:
+    """Part 2 would reply to a part 1 that no longer reads as the preview shows it."""
+    ws.write()
+    ws.double.on("POST /2/tweets", Reply(), later(ws))
+    ws.run()
+    assert [r["state"] for r in ws.rows()] == ["sent", "pending", "pending"]
+    ws.write([PARTS[0].replace("solar kiln", "sun kiln"), *PARTS[1:]])
+    ws.clock.now += timedelta(hours=1)
+    with pytest.raises(SocialError) as caught:
+        ws.run()
+    assert caught.value.message == (
+        "step 'announce': @IMTFrance part 1 of 3 was posted with other words than the "
+        "release and the template now give it, so the rest of the thread would not follow "
+        "from it; nothing was posted (put the words back as they were posted, or post the "
+        "rest by hand)"
+    )
+    assert len(ws.double.posts) == 1
+
+
+def test_a_thread_whose_unposted_part_was_edited_posts_the_new_words(ws: Workspace) -> None:
+    ws.write()
+    ws.double.on("POST /2/tweets", Reply(), later(ws))
+    ws.run()
+    edited = [PARTS[0], PARTS[1].replace("by the day", "by the hour"), PARTS[2]]
+    ws.write(edited)
+    ws.clock.now += timedelta(hours=1)
+    ws.run()
+    assert [post["text"] for post in ws.double.posts] == edited
+    assert ws.double.posts[1]["reply"] == {"in_reply_to_tweet_id": ws.double.posts[0]["id"]}
+
+
 def test_a_post_step_is_refused_when_the_tokens_belong_to_another_account(
     ws: Workspace,
 ) -> None:
