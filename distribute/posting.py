@@ -503,6 +503,16 @@ class PostRun:
                 )
                 raise
             report.attempted += 1
+            if outcome.state == "failed" and outcome.code == 403 and claim.attempts > 1:
+                # X refuses a duplicate: after an attempt that may have gone through (a 5xx,
+                # which X sometimes answers to a post it created, or an uncertain one
+                # retried), the duplicate is most likely that attempt's post.
+                outcome = PostOutcome(
+                    "uncertain",
+                    403,
+                    f"X says the account already has this text ({outcome.text}): an earlier "
+                    "attempt of this part may have posted it",
+                )
             not_before = self._record(claim, outcome, name, str(body["text"]))
             log.info(
                 "live %s/%s %s %s %s",

@@ -441,6 +441,32 @@ def test_403_duplicate_is_failed_with_x_words_and_not_retried(ws: Workspace) -> 
     ]
 
 
+@pytest.mark.parametrize(
+    "first",
+    [Reply(503, {"title": "Service Unavailable"}), Reply(drop=True)],
+    ids=["503", "uncertain-retried"],
+)
+def test_a_duplicate_after_an_earlier_attempt_is_uncertain_not_failed(
+    ws: Workspace, first: Reply
+) -> None:
+    """X sometimes creates the post and still answers 503; the retry then hears "duplicate":
+    the post is most likely on the account, which "failed" would deny."""
+    ws.write(timeout=0.5)
+    duplicate = Reply(403, {"detail": DUPLICATE, "title": "Forbidden"})
+    ws.double.on("POST /2/tweets", first, duplicate)
+    ws.run(retry_uncertain=False)
+    if first.drop:
+        ws.run(retry_uncertain=True)
+    rows = ws.rows()
+    assert [r["state"] for r in rows] == ["uncertain", "pending", "pending"]
+    assert rows[0]["last_code"] == 403
+    assert rows[0]["last_text"] == (
+        f"X says the account already has this text ({DUPLICATE}): an earlier attempt of "
+        "this part may have posted it"
+    )
+    assert len(ws.double.requests("POST /2/tweets")) == 2
+
+
 def test_403_other_is_a_permission_error_and_the_part_stays_pending(ws: Workspace) -> None:
     ws.write(PARTS[:1])
     words = "You are not permitted to perform this action."
