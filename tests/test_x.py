@@ -758,6 +758,24 @@ def test_whoami_names_a_missing_variable(ws: Workspace, monkeypatch: pytest.Monk
     assert ws.double.seen == []
 
 
+@pytest.mark.parametrize("value", ["{}\n", " {}", "{} ", "{}\r\n", "{} x"])
+def test_whoami_names_a_variable_copied_with_a_line_end(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """No key or token of X holds whitespace: one that does was copied with its line end (a
+    certain 401 later, blamed on the keys in general), so it is named before any request."""
+    ws.write()
+    monkeypatch.chdir(ws.root)
+    monkeypatch.setenv("X_ACCESS_TOKEN", value.format(KEYS["X_ACCESS_TOKEN"]))
+    result = CliRunner().invoke(cli, ["x", "whoami"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: X_ACCESS_TOKEN holds a space or a line break (copied with the line end?); "
+        "set it to the token alone\n"
+    )
+    assert ws.double.seen == []
+
+
 def test_send_live_posts_and_no_secret_is_written_anywhere(
     ws: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -71,6 +71,15 @@ class Credentials:
                 f"posting to X needs {names} in the environment "
                 f"(the keys and tokens of the X app; see the README's X section)"
             )
+        for name, value in values.items():
+            # X's keys and tokens never hold whitespace: this one was copied with its line
+            # end, and would only earn a 401 blamed on all four.
+            if any(ch.isspace() for ch in str(value)):
+                kind = "secret" if name.endswith("SECRET") else name.rsplit("_", 1)[-1].lower()
+                raise ConfigError(
+                    f"{name} holds a space or a line break (copied with the line end?); "
+                    f"set it to the {kind} alone"
+                )
         return cls(*(str(values[name]) for name in X_CREDENTIALS))
 
 
