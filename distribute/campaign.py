@@ -890,7 +890,7 @@ def check_campaign(
 
                 # A missing or oversized image must stop the campaign before any step runs,
                 # not between the mail and the post (a URL is fetched only when posting).
-                load_image(release, fetch=False)
+                load_image(release, fetch=False, root=settings.workspace)
     for note, about in _unused_columns(audiences, columns_read):
         result.warn(note, *about)
     # Legitimate (an English and a French version), but worth knowing before it happens.

@@ -21,7 +21,11 @@ A dry run writes the exact request bodies to the outbox and makes no HTTP reques
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -64,6 +68,8 @@ MAX_RATE_ATTEMPTS = 8
 # A reset this close is waited for in the run; a later one ends the run (a daily limit
 # resets hours later: the scheduler, or the next send, takes it from there).
 WAIT_AT_MOST = timedelta(minutes=2)
+# X's longest rate-limit window is a day: a reset later than that is not believed.
+RESET_AT_MOST = timedelta(days=1)
 
 StepRefFor = Callable[[Campaign, PostStep, str], StepRef]
 
@@ -90,8 +96,11 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
-def load_image(release: Release, *, fetch: bool, timeout: float = 30.0) -> Image | None:
-    """The release's ``image``: a file beside the release, or an https URL fetched once.
+def load_image(
+    release: Release, *, fetch: bool, timeout: float = 30.0, root: Path | None = None
+) -> Image | None:
+    """The release's ``image``: a file in the workspace ``root`` (or the release's folder),
+    or an https URL fetched once.
 
     With ``fetch`` false (a dry run) a URL is not fetched: no HTTP request at all.
     """
@@ -112,49 +121,83 @@ def load_image(release: Release, *, fetch: bool, timeout: float = 30.0) -> Image
             return Image(source, alt)
         data = _fetch(source, timeout, where)
     else:
-        path = Path(source)
-        if not path.is_absolute() and where is not None:
-            path = where.parent / path
-        try:
-            size = path.stat().st_size
-            if size > MAX_IMAGE_BYTES:
-                raise ReleaseError(_too_big(source, size), path=where)
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ReleaseError(f"image {source!r}: {exc.strerror}", path=where) from None
+        data = _read_local(source, where, root)
     media_type = _sniff(data)
     if media_type is None:
         raise ReleaseError(f"image {source!r} is not a JPEG, PNG, GIF or WebP file", path=where)
     return Image(source, alt, data, media_type)
 
 
-def _too_big(source: str, size: int) -> str:
+def _read_local(source: str, where: Path | None, root: Path | None) -> bytes:
+    """The image file, read only if it is a regular file inside the workspace (or beside
+    the release): a post is public, so a release must not be able to publish any picture
+    the user can read, through an absolute path, ``..`` or a symlink."""
+    path = Path(source)
+    if not path.is_absolute() and where is not None:
+        path = where.parent / path
+    try:
+        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ReleaseError(f"image {source!r}: {exc.strerror}", path=where) from None
+    with os.fdopen(fd, "rb") as file:
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            # A device or a FIFO has no size to check: /dev/zero would never end.
+            raise ReleaseError(f"image {source!r} is not a regular file", path=where)
+        real = path.resolve()
+        roots = [r.resolve() for r in (root, where.parent if where else None) if r]
+        if roots and not any(real.is_relative_to(r) for r in roots):
+            raise ReleaseError(
+                f"image {source!r} is outside the workspace ({real}); copy it beside the release",
+                path=where,
+            )
+        if status.st_size > MAX_IMAGE_BYTES:
+            raise ReleaseError(_too_big(source, status.st_size), path=where)
+        # At most one byte over: a file that grows while read is still bounded.
+        data = file.read(MAX_IMAGE_BYTES + 1)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ReleaseError(_too_big(source, len(data)), path=where)
+    return data
+
+
+def _too_big(source: str, size: int, *, over: bool = False) -> str:
+    """``over``: ``size`` is only what was read before giving up, not the whole file."""
     return (
-        f"image {source!r} is {size / 1e6:.1f} MB; X takes images up to "
-        f"{MAX_IMAGE_BYTES // (1024 * 1024)} MB"
+        f"image {source!r} is {'over ' if over else ''}{size / 1e6:.1f} MB; X takes images "
+        f"up to {MAX_IMAGE_BYTES // (1024 * 1024)} MB"
     )
 
 
 def _fetch(url: str, timeout: float, where: Path | None) -> bytes:
     import requests
 
+    from distribute.channels.x import AnswerError, printable, read_bounded
+
     try:
-        with requests.get(url, stream=True, timeout=timeout, allow_redirects=True) as response:
+        # Not followed: a redirect could lead to plain http or a host of the local network.
+        with requests.get(url, stream=True, timeout=timeout, allow_redirects=False) as response:
+            if response.is_redirect:
+                raise ReleaseError(
+                    f"image {url}: the server redirects it to "
+                    f"{printable(response.headers.get('location', '?')[:200])}; give that "
+                    "address instead",
+                    path=where,
+                )
             if response.status_code != 200:
                 raise ReleaseError(
                     f"image {url}: the server answered {response.status_code}", path=where
                 )
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_content(64 * 1024):
-                size += len(chunk)
-                if size > MAX_IMAGE_BYTES:
-                    raise ReleaseError(_too_big(url, size), path=where)
-                chunks.append(chunk)
+            length = response.headers.get("content-length", "")
+            if length.isdigit() and int(length) > MAX_IMAGE_BYTES:
+                raise ReleaseError(_too_big(url, int(length)), path=where)
+            return read_bounded(response, MAX_IMAGE_BYTES, timeout, "the image server")
+    except AnswerError as exc:
+        message = f"image {url}: {exc}" if exc.size is None else _too_big(url, exc.size, over=True)
+        raise ReleaseError(message, path=where) from None
     except requests.RequestException as exc:
         reason = type(exc).__name__
         raise ReleaseError(f"image {url}: cannot fetch it ({reason})", path=where) from None
-    return b"".join(chunks)
 
 
 def same_account(a: str, b: str) -> bool:
@@ -208,7 +251,11 @@ class PostRun:
                 report.notes.append(
                     f"{step.name}: posting to {step.channel} is not available yet; ran as a dry run"
                 )
-            image = load_image(campaign.release, fetch=False) if step.channel == "x" else None
+            image = (
+                load_image(campaign.release, fetch=False, root=self.settings.workspace)
+                if step.channel == "x"
+                else None
+            )
             document = self._dry_document(posts.to_json(), image, step.channel)
             ref = self.step_ref(campaign, step, "dry")
             self.ledger.reset(ref)
@@ -246,6 +293,17 @@ class PostRun:
                 f"step {step.name!r} was planned as {planned} parts and now renders "
                 f"{total}; the release or the template changed after posting began"
             )
+        texts = [part.text for part in posts.parts]
+        for row in self.ledger.rows(ref, ("sent",)):
+            posted = _POSTED_TEXT.search(row["last_text"] or "")
+            number = int(row["target"].rsplit("-", 1)[-1])  # "x:part-N"
+            if posted and posted[1] != text_digest(texts[number - 1]):
+                raise SocialError(
+                    f"step {step.name!r}: {row['address']} was posted with other words than "
+                    "the release and the template now give it, so the rest of the thread "
+                    "would not follow from it; nothing was posted (put the words back as "
+                    "they were posted, or post the rest by hand)"
+                )
         runner = runner_id()
         holder = self.ledger.acquire(ref, runner)
         if holder is not None:
@@ -265,7 +323,6 @@ class PostRun:
             if retry_uncertain:
                 # A thread goes out part after part, all of it: every uncertain part at once.
                 self.ledger.reopen_uncertain(ref, runner)
-            texts = [part.text for part in posts.parts]
             self._post_thread(ref, runner, channel, texts, campaign, step, report)
         finally:
             self.ledger.release(ref, runner)
@@ -365,7 +422,12 @@ class PostRun:
             if number == 1:
                 # Uploaded only now that part 1 is certain to be needed; a failed upload
                 # stops the step before any part is posted.
-                image = load_image(campaign.release, fetch=True, timeout=self.settings.x.timeout)
+                image = load_image(
+                    campaign.release,
+                    fetch=True,
+                    timeout=self.settings.x.timeout,
+                    root=self.settings.workspace,
+                )
                 if image is not None:
                     assert image.data is not None and image.media_type is not None
                     media_ids = [channel.upload_image(image.data, image.media_type, image.alt)]
@@ -441,7 +503,17 @@ class PostRun:
                 )
                 raise
             report.attempted += 1
-            not_before = self._record(claim, outcome, name)
+            if outcome.state == "failed" and outcome.code == 403 and claim.attempts > 1:
+                # X refuses a duplicate: after an attempt that may have gone through (a 5xx,
+                # which X sometimes answers to a post it created, or an uncertain one
+                # retried), the duplicate is most likely that attempt's post.
+                outcome = PostOutcome(
+                    "uncertain",
+                    403,
+                    f"X says the account already has this text ({outcome.text}): an earlier "
+                    "attempt of this part may have posted it",
+                )
+            not_before = self._record(claim, outcome, name, str(body["text"]))
             log.info(
                 "live %s/%s %s %s %s",
                 campaign.name,
@@ -459,12 +531,19 @@ class PostRun:
                     )
                 return outcome
 
-    def _record(self, claim: Claim, outcome: PostOutcome, name: str) -> datetime | None:
-        """Write the outcome; returns when to try again, or None when the part is settled."""
+    def _record(self, claim: Claim, outcome: PostOutcome, name: str, text: str) -> datetime | None:
+        """Write the outcome; returns when to try again, or None when the part is settled.
+
+        A posted part keeps a digest of its words, so a run resuming the thread can tell
+        whether the part still reads as it was posted."""
         now = self.clock()
         if outcome.state == "sent":
             self.ledger.finish(
-                claim, "sent", code=outcome.code, text=outcome.text, message_id=outcome.post_id
+                claim,
+                "sent",
+                code=outcome.code,
+                text=f"{outcome.text}; text {text_digest(text)}",
+                message_id=outcome.post_id,
             )
             return None
         if outcome.state in {"failed", "uncertain"}:
@@ -472,12 +551,12 @@ class PostRun:
             return None
         if outcome.state == "rate_limited":
             limit, what = MAX_RATE_ATTEMPTS, "rate limited by X"
-            if outcome.reset is not None:
-                retry_at = datetime.fromtimestamp(outcome.reset, UTC)
+            reset_at = _reset_time(outcome.reset, now)
+            if reset_at is not None:
+                retry_at = reset_at
             else:
                 delay = min(RATE_BACKOFF * 2 ** (claim.attempts - 1), RATE_BACKOFF_MAX)
                 retry_at = now + timedelta(seconds=delay)
-            retry_at = max(retry_at, now)
         else:
             limit, what = MAX_ATTEMPTS, "X could not take it"
             retry_at = now + timedelta(seconds=RETRY_DELAY * 2 ** (claim.attempts - 1))
@@ -497,6 +576,28 @@ class PostRun:
             retry_at=retry_at,
         )
         return retry_at
+
+
+def _reset_time(reset: int | None, now: datetime) -> datetime | None:
+    """When X's rate limit resets, at most :data:`RESET_AT_MOST` ahead; None when X gave no
+    reset or one already past (a clock ahead of X's: retrying at once would spend every
+    attempt in a burst), so the bounded backoff applies."""
+    if reset is None:
+        return None
+    try:
+        at = datetime.fromtimestamp(reset, UTC)
+    except (OverflowError, ValueError, OSError):  # past the year 9999
+        return now + RESET_AT_MOST
+    if at <= now:
+        return None
+    return min(at, now + RESET_AT_MOST)
+
+
+_POSTED_TEXT = re.compile(r"; text ([0-9a-f]{16})$")
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _part_name(account: str, number: int, total: int) -> str:

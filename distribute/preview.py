@@ -396,8 +396,10 @@ class _Scan(HTMLParser):
         self._lines = [0]
 
     def scan(self, html: str) -> _Scan:
-        for line in html.splitlines(keepends=True):
-            self._lines.append(self._lines[-1] + len(line))
+        # Where each line starts as the parser counts them: at "\n" only (ParserBase
+        # .updatepos), where str.splitlines() also breaks at "\r", U+2028 and others.
+        for line in html.split("\n")[:-1]:
+            self._lines.append(self._lines[-1] + len(line) + 1)
         self.feed(html)
         self.close()
         return self

@@ -8,6 +8,7 @@ the server keeps running and the page reloads once the file is fixed.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -45,6 +46,15 @@ class PreviewServer(ThreadingHTTPServer):
         self._lock = threading.Lock()
         super().__init__((HOST, port), _Handler)
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """One line instead of socketserver's traceback on stderr; nothing at all when the
+        browser went away (the page reloading itself drops the request under way)."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError) or error is None:
+            return
+        if self.report:
+            self.report(f"Error: a request failed: {type(error).__name__}: {error}")
+
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.server_address[1]}/"
@@ -73,6 +83,16 @@ class _Handler(BaseHTTPRequestHandler):
     server: PreviewServer
 
     def do_GET(self) -> None:
+        if not self._own_host():
+            # DNS rebinding: a web page whose name is made to resolve to 127.0.0.1 could
+            # otherwise read the preview (an embargoed release, the journalists' names)
+            # through the browser. Its requests name it in Host; this server's never do.
+            self._send(
+                f"This server answers only requests for {self.server.url}",
+                "text/plain",
+                HTTPStatus.MISDIRECTED_REQUEST,
+            )
+            return
         path = self.path.split("?", 1)[0]
         if path == "/":
             self._send(self.server.page(), "text/html")
@@ -80,6 +100,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(self.server.token(), "text/plain")
         else:
             self._send("not found", "text/plain", HTTPStatus.NOT_FOUND)
+
+    def _own_host(self) -> bool:
+        port = self.server.server_address[1]
+        host = (self.headers.get("Host") or "").strip().lower()
+        names = {"127.0.0.1", "localhost", "[::1]"}
+        return host in {f"{name}:{port}" for name in names} or (port == 80 and host in names)
 
     def _send(self, body: str, kind: str, status: HTTPStatus = HTTPStatus.OK) -> None:
         data = body.encode("utf-8")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import html
+import http.client
 import re
 import shutil
+import socket
+import struct
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -279,6 +282,28 @@ def test_remote_images_become_boxes_with_their_alt_text(alt: str, src: str) -> N
     assert local_only(local) == local
 
 
+BREAKS = ["\n", "\r\n", "\r", "\u2028", "\u2029", "\x0b", "\x0c", "\x1c", "\x85"]
+PROSE = st.lists(
+    st.one_of(
+        st.sampled_from(BREAKS), st.text(st.characters(exclude_characters="<>&"), max_size=8)
+    ),
+    max_size=8,
+).map("".join)
+
+
+@hypothesis_settings(max_examples=80, deadline=None)
+@given(PROSE, PROSE)
+def test_only_the_image_is_replaced_whatever_breaks_the_lines(before: str, after: str) -> None:
+    """Text pasted from a word processor carries U+2028, form feeds and the like, which
+    str.splitlines() breaks lines at and the HTML parser does not: the image must still be
+    cut exactly, with every other character of the email kept."""
+    head = f"<p>{before}</p>\n"
+    tail = f"\n<p>{after}</p>"
+    local = local_only(f'{head}<img src="https://img.example.com/a.png" alt="A hall">{tail}')
+    assert local.startswith(head) and local.endswith(tail)
+    assert "<img" not in local and "A hall" in local
+
+
 def test_allow_remote_keeps_images_and_lets_them_load(settings: Settings, tmp_path: Path) -> None:
     release = tmp_path / "pictured.md"
     release.write_text(
@@ -431,6 +456,76 @@ def test_unknown_paths_are_not_found(served: tuple[PreviewServer, Path]) -> None
         urllib.request.urlopen(server.url + "etc/passwd", timeout=30)
     assert info.value.code == 404
     info.value.close()
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["evil.example.net", "evil.example.net:{port}", "127.0.0.1.evil.example.net:{port}", ""],
+    ids=["name", "name-port", "lookalike", "none"],
+)
+def test_a_request_for_another_host_is_refused(
+    served: tuple[PreviewServer, Path], host: str
+) -> None:
+    """DNS rebinding: a web page whose name is made to resolve to 127.0.0.1 would read the
+    preview (the embargoed release, the journalists' names) through the browser. Its
+    requests carry its own name in Host, so only this server's own names are answered."""
+    server, _ = served
+    port = server.server_address[1]
+    for path in ("/", "/__changes"):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            connection.putrequest("GET", path, skip_host=True)
+            if host:
+                connection.putheader("Host", host.format(port=port))
+            connection.endheaders()
+            response = connection.getresponse()
+            body = response.read().decode()
+        finally:
+            connection.close()
+        assert response.status == 421
+        assert "Valmont" not in body and body.startswith("This server answers only")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "[::1]:{port}"])
+def test_the_server_answers_under_its_own_names(
+    served: tuple[PreviewServer, Path], host: str
+) -> None:
+    server, _ = served
+    port = server.server_address[1]
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", "/", headers={"Host": host.format(port=port)})
+        response = connection.getresponse()
+        assert response.status == 200
+        assert "Valmont Institute opens" in response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_a_browser_that_leaves_before_the_answer_prints_no_traceback(
+    served: tuple[PreviewServer, Path], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The page reloads itself after an edit, abandoning the request under way: the server
+    goes on without a word, and a real failure is one line, never a traceback."""
+    server, _ = served
+    done = threading.Event()
+    shutdown_request = server.shutdown_request
+
+    def finished(request: object) -> None:  # called once a request is over, failed or not
+        shutdown_request(request)  # type: ignore[arg-type]
+        done.set()
+
+    server.shutdown_request = finished  # type: ignore[method-assign]
+    port = server.server_address[1]
+    client = socket.create_connection(("127.0.0.1", port), timeout=30)
+    client.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    # Closed with a reset, as a browser drops a request it no longer wants.
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+    assert done.wait(60)
+    assert "Valmont Institute opens" in get(server.url)  # still serving
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err
 
 
 def test_an_unexpected_failure_is_shown_not_raised(tmp_path: Path) -> None:

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
-from x_double import KEYS, Reply, XDouble, multipart_fields
+from x_double import KEYS, Reply, XDouble, enc, multipart_fields
 
 from distribute import posting
 from distribute.campaign import check_campaign, load_campaign
@@ -297,7 +297,7 @@ def test_a_missing_image_stops_the_campaign_before_any_step_runs(
 class Images:
     """A plain web server for the release's image (no OAuth: it is not X)."""
 
-    def __init__(self, body: bytes):
+    def __init__(self, body: bytes, *, redirect: str | None = None):
         self.body = body
         self.hits: list[str] = []
         images = self
@@ -308,6 +308,12 @@ class Images:
 
             def do_GET(self) -> None:
                 images.hits.append(self.path)
+                if redirect:
+                    self.send_response(302)
+                    self.send_header("location", redirect)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
                 self.send_response(200)
                 self.send_header("content-length", str(len(images.body)))
                 self.end_headers()
@@ -346,7 +352,7 @@ def test_an_image_over_the_size_limit_is_refused_before_posting(
     images = Images(png() + bytes(200_000))
     try:
         ws.write(image=images.url)
-        with pytest.raises(ReleaseError, match=r"kiln.png' is 0.1 MB; X takes images up to"):
+        with pytest.raises(ReleaseError, match=r"kiln.png' is 0.2 MB; X takes images up to"):
             ws.run()
     finally:
         images.close()
@@ -433,6 +439,32 @@ def test_403_duplicate_is_failed_with_x_words_and_not_retried(ws: Workspace) -> 
         "announce: @IMTFrance part 1 of 3 is failed, so the rest of the thread is not posted "
         "(each part replies to the one before)"
     ]
+
+
+@pytest.mark.parametrize(
+    "first",
+    [Reply(503, {"title": "Service Unavailable"}), Reply(drop=True)],
+    ids=["503", "uncertain-retried"],
+)
+def test_a_duplicate_after_an_earlier_attempt_is_uncertain_not_failed(
+    ws: Workspace, first: Reply
+) -> None:
+    """X sometimes creates the post and still answers 503; the retry then hears "duplicate":
+    the post is most likely on the account, which "failed" would deny."""
+    ws.write(timeout=0.5)
+    duplicate = Reply(403, {"detail": DUPLICATE, "title": "Forbidden"})
+    ws.double.on("POST /2/tweets", first, duplicate)
+    ws.run(retry_uncertain=False)
+    if first.drop:
+        ws.run(retry_uncertain=True)
+    rows = ws.rows()
+    assert [r["state"] for r in rows] == ["uncertain", "pending", "pending"]
+    assert rows[0]["last_code"] == 403
+    assert rows[0]["last_text"] == (
+        f"X says the account already has this text ({DUPLICATE}): an earlier attempt of "
+        "this part may have posted it"
+    )
+    assert len(ws.double.requests("POST /2/tweets")) == 2
 
 
 def test_403_other_is_a_permission_error_and_the_part_stays_pending(ws: Workspace) -> None:
@@ -550,6 +582,43 @@ def test_a_thread_that_shrank_after_posting_began_is_refused(ws: Workspace) -> N
     with pytest.raises(SocialError, match=r"was planned as 3 parts and now renders 2"):
         ws.run()
     assert len(ws.double.requests("POST /2/tweets")) == 2
+
+
+def later(ws: Workspace) -> Reply:
+    """A 429 whose reset is an hour ahead: the run stops there, the part stays pending."""
+    reset = int(ws.clock.now.timestamp()) + 3600
+    return Reply(429, {"detail": "Too Many Requests"}, {"x-rate-limit-reset": str(reset)})
+
+
+def test_a_thread_whose_posted_part_was_edited_is_refused(ws: Workspace) -> None:
+    """Part 2 would reply to a part 1 that no longer reads as the preview shows it."""
+    ws.write()
+    ws.double.on("POST /2/tweets", Reply(), later(ws))
+    ws.run()
+    assert [r["state"] for r in ws.rows()] == ["sent", "pending", "pending"]
+    ws.write([PARTS[0].replace("solar kiln", "sun kiln"), *PARTS[1:]])
+    ws.clock.now += timedelta(hours=1)
+    with pytest.raises(SocialError) as caught:
+        ws.run()
+    assert caught.value.message == (
+        "step 'announce': @IMTFrance part 1 of 3 was posted with other words than the "
+        "release and the template now give it, so the rest of the thread would not follow "
+        "from it; nothing was posted (put the words back as they were posted, or post the "
+        "rest by hand)"
+    )
+    assert len(ws.double.posts) == 1
+
+
+def test_a_thread_whose_unposted_part_was_edited_posts_the_new_words(ws: Workspace) -> None:
+    ws.write()
+    ws.double.on("POST /2/tweets", Reply(), later(ws))
+    ws.run()
+    edited = [PARTS[0], PARTS[1].replace("by the day", "by the hour"), PARTS[2]]
+    ws.write(edited)
+    ws.clock.now += timedelta(hours=1)
+    ws.run()
+    assert [post["text"] for post in ws.double.posts] == edited
+    assert ws.double.posts[1]["reply"] == {"in_reply_to_tweet_id": ws.double.posts[0]["id"]}
 
 
 def test_a_post_step_is_refused_when_the_tokens_belong_to_another_account(
@@ -689,6 +758,24 @@ def test_whoami_names_a_missing_variable(ws: Workspace, monkeypatch: pytest.Monk
     assert ws.double.seen == []
 
 
+@pytest.mark.parametrize("value", ["{}\n", " {}", "{} ", "{}\r\n", "{} x"])
+def test_whoami_names_a_variable_copied_with_a_line_end(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """No key or token of X holds whitespace: one that does was copied with its line end (a
+    certain 401 later, blamed on the keys in general), so it is named before any request."""
+    ws.write()
+    monkeypatch.chdir(ws.root)
+    monkeypatch.setenv("X_ACCESS_TOKEN", value.format(KEYS["X_ACCESS_TOKEN"]))
+    result = CliRunner().invoke(cli, ["x", "whoami"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: X_ACCESS_TOKEN holds a space or a line break (copied with the line end?); "
+        "set it to the token alone\n"
+    )
+    assert ws.double.seen == []
+
+
 def test_send_live_posts_and_no_secret_is_written_anywhere(
     ws: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -784,3 +871,291 @@ def test_whatever_x_answers_no_part_is_posted_twice_and_replies_chain(
                     assert row["last_text"].startswith("gave up after")
         if set(answers) <= {"ok"}:
             assert posted == PARTS
+
+
+# --------------------------------------------------------------------------- X's answers
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=10,
+)
+# What X's error body may look like, malformed included: its keys with any values.
+ERROR_BODIES = st.one_of(
+    JSON.map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries(
+        {},
+        optional={"detail": JSON, "title": JSON, "errors": JSON, "error": JSON},
+    ).map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=40),
+    st.just(b"[" * 5000),  # nested past Python's recursion limit
+)
+HEADER_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=24)
+
+
+def test_whatever_refusal_x_sends_it_is_classified_and_never_crashes(double: XDouble) -> None:
+    """A refusal posted nothing, whatever its body or reset header: it is retried, rate
+    limited or failed (401/403: a credentials error), never a crash, never uncertain."""
+    from distribute.channels.x import XAuthError
+    from distribute.config import XSettings
+
+    channel = XChannel(XSettings(api_url=double.url, timeout=5.0), Credentials.from_env())
+
+    @settings_(max_examples=60, deadline=None)
+    @given(
+        status=st.sampled_from([400, 401, 403, 404, 409, 413, 422, 429, 500, 502, 503, 504]),
+        body=ERROR_BODIES,
+        reset=st.none() | HEADER_TEXT | st.integers(-(10**20), 10**20).map(str),
+    )
+    def check(status: int, body: bytes, reset: str | None) -> None:
+        headers = {} if reset is None else {"x-rate-limit-reset": reset}
+        double.on("POST /2/tweets", Reply(status, raw=body, headers=headers))
+        try:
+            outcome = channel.post({"text": "hello"})
+        except XAuthError as exc:
+            assert status in {401, 403}
+            assert "X_API_KEY" in exc.message
+            return
+        expected = {429: "rate_limited"}.get(status, "retry" if status >= 500 else "failed")
+        assert outcome.state == expected
+        assert outcome.code == status
+        assert outcome.text and len(outcome.text) <= 500
+        assert outcome.reset is None or 0 <= outcome.reset < 10**12
+
+    check()
+    assert not double.posts
+
+
+def test_a_rate_limit_reset_that_is_not_a_number_backs_off(ws: Workspace) -> None:
+    ws.write(PARTS[:1])
+    busy = Reply(429, {"detail": "Too Many Requests"}, {"x-rate-limit-reset": "soon"})
+    ws.double.on("POST /2/tweets", busy)
+    report = ws.run()
+    assert ws.clock.slept == [60.0]
+    assert report.counts["sent"] == 1 and len(ws.double.posts) == 1
+
+
+def test_an_answer_over_the_size_limit_is_not_read_and_the_post_is_uncertain(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distribute.channels import x
+
+    monkeypatch.setattr(x, "MAX_ANSWER_BYTES", 1024)
+    ws.write(PARTS[:1])
+    ws.double.on("POST /2/tweets", Reply(201, raw=b'{"data": {"id": "1", "text": "' + b"a" * 4096))
+    report = ws.run()
+    [row] = ws.rows()
+    assert row["state"] == "uncertain"
+    assert "X's answer is over 1 KB" in row["last_text"]
+    assert any("is uncertain" in note for note in report.notes)
+
+
+@settings_(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    reset=st.one_of(
+        st.integers(0, 10**12 - 1),
+        st.integers(-120, 7200).map(lambda s: int(START.timestamp()) + s),
+    )
+)
+@example(reset=999_999_999_999)  # the year 33658
+@example(reset=int(START.timestamp()) - 30)  # a clock ahead of X's
+@example(reset=int(START.timestamp()) + 30 * 86400)
+def test_whatever_reset_x_gives_the_wait_is_bounded_and_the_part_kept(
+    reset: int, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A reset in the past, absurdly far ahead or past the year 9999 neither crashes the run
+    nor spends the part's attempts at once: the part waits at most a day, then posts once."""
+    with pytest.MonkeyPatch.context() as patch, XDouble() as double:
+        for name, value in KEYS.items():
+            patch.setenv(name, value)
+        ws = Workspace(tmp_path_factory.mktemp("ws"), double)
+        ws.write(PARTS[:1])
+        busy = Reply(429, {"detail": "Too Many Requests"}, {"x-rate-limit-reset": str(reset)})
+        double.on("POST /2/tweets", busy)
+        ws.run()
+        [row] = ws.rows()
+        assert all(0 < s <= posting.WAIT_AT_MOST.total_seconds() for s in ws.clock.slept)
+        if row["state"] == "pending":
+            assert START < row["not_before"] <= START + posting.RESET_AT_MOST
+            ws.clock.now = row["not_before"]
+            ws.run()
+        assert [r["state"] for r in ws.rows()] == ["sent"]
+        assert len(double.requests("POST /2/tweets")) == 2
+        assert len(double.posts) == 1
+
+
+SECRET_TEXT = st.text(
+    st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters='"\\'),
+    min_size=8,
+    max_size=40,
+)
+
+
+def test_credentials_x_echoes_back_are_never_shown_or_stored(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy or a debugging server that echoes the request (its Authorization header
+    carries the key and the token) puts neither in the ledger, the output or the log."""
+    ws.write(PARTS[:1])
+
+    def echo(status: int) -> Reply:
+        header = (
+            f'OAuth oauth_consumer_key="{KEYS["X_API_KEY"]}", '
+            f'oauth_token="{KEYS["X_ACCESS_TOKEN"]}"'
+        )
+        body = {"detail": f"bad request: Authorization: {header}", "errors": [{"message": header}]}
+        return Reply(status, body)
+
+    ws.double.on("POST /2/tweets", echo(400))
+    monkeypatch.chdir(ws.root)
+    result = CliRunner().invoke(cli, ["send", "launch.toml", "--live"])
+    ws.double.on("GET /2/users/me", echo(401))
+    refused = CliRunner().invoke(cli, ["x", "whoami"])
+    assert refused.exit_code == 1
+    assert "[redacted]" in refused.output
+    files = [p for p in ws.root.rglob("*") if p.is_file()]
+    for secret in (KEYS["X_API_KEY"], KEYS["X_ACCESS_TOKEN"]):
+        assert secret not in result.output + refused.output
+        for path in files:
+            assert secret.encode() not in path.read_bytes(), path
+    [row] = ws.rows()
+    assert row["state"] == "failed" and "[redacted]" in row["last_text"]
+
+
+def test_whatever_the_secrets_an_echoing_answer_never_shows_them(double: XDouble) -> None:
+    from distribute.channels.x import XAuthError
+    from distribute.config import XSettings
+
+    @settings_(max_examples=30, deadline=None)
+    @given(key=SECRET_TEXT, token=SECRET_TEXT, status=st.sampled_from([200, 400, 401, 503]))
+    def check(key: str, token: str, status: int) -> None:
+        credentials = Credentials(key, "secret-one", token, "secret-two")
+        channel = XChannel(XSettings(api_url=double.url, timeout=5.0), credentials)
+        # Echoed as sent (percent-encoded in the header, RFC 5849 section 3.6), as is, and
+        # JSON-escaped.
+        echoed = [enc(key), enc(token), key, token, json.dumps(key), json.dumps(token)]
+        double.on("POST /2/tweets", Reply(status, {"detail": " ".join(echoed)}))
+        try:
+            shown = channel.post({"text": "hello"}).text or ""
+        except XAuthError as exc:
+            shown = exc.message
+        for secret in (key, token):
+            assert secret not in shown and enc(secret) not in shown
+
+    double.secrets = {**double.secrets, "X_API_SECRET": "secret-one"}
+    double.secrets["X_ACCESS_TOKEN_SECRET"] = "secret-two"
+    double.verify = lambda *args: True  # type: ignore[method-assign]
+    check()
+
+
+# --------------------------------------------------------------------------- the image
+
+
+def test_an_image_that_is_not_a_regular_file_is_refused_unread(ws: Workspace) -> None:
+    """A device or a FIFO has no size to check first (/dev/zero never ends, a FIFO blocks
+    until written): it is refused before a byte is read."""
+    ws.write(image="/dev/null")
+    with pytest.raises(ReleaseError, match=r"image '/dev/null' is not a regular file"):
+        ws.run()
+    assert not ws.double.requests("POST /2/media/upload")
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink"])
+def test_an_image_outside_the_workspace_is_refused(
+    ws: Workspace, tmp_path_factory: pytest.TempPathFactory, how: str
+) -> None:
+    """A release cannot make a live run publish any picture the user can read."""
+    private = tmp_path_factory.mktemp("private") / "passport.png"
+    private.write_bytes(png())
+    (ws.root / "link.png").symlink_to(private)
+    source = {
+        "absolute": str(private),
+        "dotdot": os.path.relpath(private, ws.root),
+        "symlink": "link.png",
+    }[how]
+    ws.write(image=source)
+    with pytest.raises(ReleaseError, match=r"is outside the workspace"):
+        ws.run()
+    assert not ws.double.requests("POST /2/media/upload")
+    assert not ws.double.posts
+
+
+def test_an_image_in_a_folder_of_the_workspace_is_uploaded(ws: Workspace) -> None:
+    (ws.root / "media").mkdir()
+    (ws.root / "media" / "kiln.png").write_bytes(png())
+    (ws.root / "link.png").symlink_to(ws.root / "media" / "kiln.png")
+    ws.write(image="link.png")
+    ws.run()
+    assert multipart_fields(ws.double.requests("POST /2/media/upload")[0])["media"] == png()
+
+
+@pytest.mark.parametrize("tail", ["", "\x1b[2J\r\nok"], ids=["plain", "escapes"])
+def test_an_image_url_that_redirects_is_refused_and_not_followed(ws: Workspace, tail: str) -> None:
+    """A redirect could lead anywhere, plain http and hosts of the local network included."""
+    target = Images(png())
+    images = Images(png(), redirect=target.url + tail)
+    try:
+        ws.write(image=images.url)
+        with pytest.raises(ReleaseError, match=r"the server redirects it to .*kiln.png") as caught:
+            ws.run()
+        assert caught.value.message.isprintable()
+    finally:
+        images.close()
+        target.close()
+    assert target.hits == []
+    assert not ws.double.requests("POST /2/tweets")
+
+
+def test_whatever_x_says_the_run_shows_it_as_one_printable_line(double: XDouble) -> None:
+    """X's words go to the ledger, the log and the terminal: a line break would forge a line
+    of the report, an escape sequence would drive the terminal. An id that is not X's (a
+    decimal number) is not stored, nor replied to."""
+    from distribute.channels.x import XAuthError
+    from distribute.config import XSettings
+
+    channel = XChannel(XSettings(api_url=double.url, timeout=5.0), Credentials.from_env())
+
+    @settings_(max_examples=60, deadline=None)
+    @given(
+        status=st.sampled_from([200, 201, 400, 401, 404, 429, 503]),
+        said=st.text(max_size=60),
+        raw=st.booleans(),
+        post_id=st.one_of(st.integers(1, 2**63 - 1).map(str), st.text(max_size=25)),
+    )
+    def check(status: int, said: str, raw: bool, post_id: str) -> None:
+        if status < 300:
+            body: Any = {"data": {"id": post_id, "text": said}}
+        else:
+            body = {"detail": said, "errors": [{"message": said}]}
+        reply = Reply(status, raw=said.encode()) if raw else Reply(status, body)
+        double.on("POST /2/tweets", reply)
+        try:
+            outcome = channel.post({"text": "hello"})
+        except XAuthError as exc:
+            shown = exc.message
+        else:
+            shown = outcome.text or ""
+            if outcome.state == "sent":
+                assert outcome.post_id is not None and re.fullmatch(r"[0-9]{1,19}", outcome.post_id)
+            elif status < 300:
+                assert outcome.state == "uncertain"
+        assert shown.isprintable(), shown
+
+    check()
+
+
+def test_whoami_refuses_a_handle_x_cannot_have(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws.write()
+    monkeypatch.chdir(ws.root)
+    ws.double.on(
+        "GET /2/users/me", Reply(200, {"data": {"id": "42", "username": "IMTFrance\x1b[2J\nok"}})
+    )
+    result = CliRunner().invoke(cli, ["x", "whoami"])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        "Error: X answered 'IMTFrance\\x1b[2J\\nok' as the account's handle, which is not an X "
+        "handle (/2/users/me); check [x] api_url\n"
+    )

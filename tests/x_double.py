@@ -56,6 +56,8 @@ class Reply:
     # "hang": answer only after this many seconds; "drop": close without answering.
     hang: float = 0.0
     drop: bool = False
+    # Bytes sent as the body instead of ``body`` as JSON: X's answer, malformed.
+    raw: bytes | None = None
 
 
 @dataclass
@@ -143,7 +145,7 @@ class XDouble:
                 # The request reached X: a post is created even if the answer never arrives.
                 default = self.default(seen, None)
                 reply = Reply(default.status, default.body, reply.headers, reply.hang, reply.drop)
-            elif reply is None or reply.body is None:
+            elif reply is None or (reply.body is None and reply.raw is None):
                 reply = self.default(seen, reply)
         return reply
 
@@ -197,7 +199,7 @@ class XDouble:
                     return
                 if reply.hang:
                     time.sleep(reply.hang)
-                payload = json.dumps(reply.body).encode()
+                payload = json.dumps(reply.body).encode() if reply.raw is None else reply.raw
                 self.send_response(reply.status)
                 self.send_header("content-type", "application/json; charset=utf-8")
                 self.send_header("content-length", str(len(payload)))

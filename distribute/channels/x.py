@@ -18,8 +18,11 @@ means for the post, and the caller decides: see :class:`PostOutcome`.
 from __future__ import annotations
 
 import json
+import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import requests
 import tweepy
@@ -37,6 +40,11 @@ MEDIA_UPLOAD = "/2/media/upload"
 MEDIA_METADATA = "/2/media/metadata"
 ME = "/2/users/me"
 ALT_TEXT_LIMIT = 1000
+# X's ids are 64-bit integers written in decimal; its handles are 1 to 15 of these characters.
+X_ID = re.compile(r"[0-9]{1,19}")
+HANDLE = re.compile(r"[A-Za-z0-9_]{1,15}")
+# X's answers are a few hundred bytes; a bigger one is not X's, and is not read into memory.
+MAX_ANSWER_BYTES = 1024 * 1024
 
 _CREDENTIALS_HINT = (
     f"check {', '.join(X_CREDENTIALS[:-1])} and {X_CREDENTIALS[-1]}, and that the X app has "
@@ -63,6 +71,15 @@ class Credentials:
                 f"posting to X needs {names} in the environment "
                 f"(the keys and tokens of the X app; see the README's X section)"
             )
+        for name, value in values.items():
+            # X's keys and tokens never hold whitespace: this one was copied with its line
+            # end, and would only earn a 401 blamed on all four.
+            if any(ch.isspace() for ch in str(value)):
+                kind = "secret" if name.endswith("SECRET") else name.rsplit("_", 1)[-1].lower()
+                raise ConfigError(
+                    f"{name} holds a space or a line break (copied with the line end?); "
+                    f"set it to the {kind} alone"
+                )
         return cls(*(str(values[name]) for name in X_CREDENTIALS))
 
 
@@ -82,10 +99,11 @@ class ApiSession(requests.Session):
     the step) forever instead of turning it ``uncertain``.
     """
 
-    def __init__(self, base: str, timeout: float):
+    def __init__(self, base: str, timeout: float, secrets: tuple[str, ...] = ()):
         super().__init__()
         self.base = base.rstrip("/")
         self.timeout = timeout
+        self.secrets = secrets
 
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
@@ -99,7 +117,16 @@ class ApiSession(requests.Session):
         kwargs.setdefault("timeout", self.timeout)
         # A redirect would carry the signed request elsewhere, and a POST must not repeat.
         kwargs["allow_redirects"] = False
-        return super().request(method, url, *args, **kwargs)
+        kwargs["stream"] = True
+        response = super().request(method, url, *args, **kwargs)
+        try:
+            body = read_bounded(response, MAX_ANSWER_BYTES, self.timeout, "X")
+            response._content = redact(body, self.secrets)
+        finally:
+            response.close()
+        if not 200 <= response.status_code < 300:
+            plain_refusal(response)
+        return response
 
 
 class XClient(tweepy.Client):  # type: ignore[misc]
@@ -113,7 +140,16 @@ class XClient(tweepy.Client):  # type: ignore[misc]
             access_token_secret=credentials.access_token_secret,
             wait_on_rate_limit=False,
         )
-        self.session = ApiSession(settings.api_url, settings.timeout)
+        self.session = ApiSession(
+            settings.api_url,
+            settings.timeout,
+            (
+                credentials.api_key,
+                credentials.api_secret,
+                credentials.access_token,
+                credentials.access_token_secret,
+            ),
+        )
 
     def upload_media(self, data: bytes, media_type: str) -> str:
         """``POST /2/media/upload`` (multipart, one request: images are small)."""
@@ -130,7 +166,7 @@ class XClient(tweepy.Client):  # type: ignore[misc]
             auth=auth,
         ) as response:
             raise_for_status(response)
-            media_id = _field(response, "id")
+            media_id = _field(response, "id", X_ID)
         if not media_id:
             raise SocialError(f"X accepted the image but sent no media id ({_excerpt(response)})")
         return media_id
@@ -199,6 +235,11 @@ class XChannel(PostChannel):
             ) from None
         if not username:
             raise SocialError(f"X did not say which account the credentials belong to ({ME})")
+        if not HANDLE.fullmatch(username):
+            raise SocialError(
+                f"X answered {username!r} as the account's handle, which is not an X handle "
+                f"({ME}); check [x] api_url"
+            )
         return f"@{username}"
 
     def upload_image(self, data: bytes, media_type: str, alt: str | None) -> str:
@@ -236,7 +277,7 @@ class XChannel(PostChannel):
                 f"no answer from X after the post was sent ({_reason(exc)}); it may have "
                 "been posted",
             )
-        post_id = _field(response, "id")
+        post_id = _field(response, "id", X_ID)
         if not post_id:
             # X said yes (2xx) without the id: the post probably exists, and a reply to it
             # cannot be made; never post it again blindly.
@@ -259,19 +300,103 @@ class XChannel(PostChannel):
 # --------------------------------------------------------------------------- helpers
 
 
-def words(exc: tweepy.HTTPException) -> str:
-    """X's own explanation: the problem ``detail``, else its error messages, else the status."""
-    messages = [str(message) for message in exc.api_messages if message]
-    try:
-        payload = exc.response.json()
-    except ValueError:
-        payload = None
+class AnswerError(requests.RequestException):
+    """An answer too big or too slow to read: the request was sent, its fate is unknown.
+
+    ``size`` is how much was read when the answer turned out too big, else None."""
+
+    def __init__(self, message: str, size: int | None = None):
+        super().__init__(message)
+        self.size = size
+
+
+def read_bounded(response: requests.Response, limit: int, timeout: float, who: str) -> bytes:
+    """The body of a streamed ``response``, refused past ``limit`` bytes or once reading it
+    has taken ``timeout`` seconds more than the client's own per-read timeout allows.
+
+    requests' timeout bounds each read, not the whole body: a server sending a byte now and
+    then, or an endless body, would otherwise hold the run (and memory) forever.
+    """
+    deadline = time.monotonic() + 4 * timeout
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(8 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise AnswerError(f"{who}'s answer is over {limit // 1024} KB", size)
+        if time.monotonic() > deadline:
+            raise AnswerError(f"{who}'s answer did not end within {4 * timeout:.0f} s")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def redact(data: bytes, secrets: tuple[str, ...]) -> bytes:
+    """An answer with the credentials taken out, before anything reads it.
+
+    A proxy's error page or a debugging server may echo the request, whose Authorization
+    header carries the key and the token percent-encoded (RFC 5849, section 3.5.1); X's
+    words end up in the ledger, the log and the output.
+    """
+    forms: set[str] = set()
+    for value in secrets:
+        if value:
+            forms |= {
+                value,
+                quote(value, safe="-._~"),
+                quote(value, safe=""),
+                json.dumps(value)[1:-1],
+            }
+    if not forms:
+        return data
+    # Longest first, so a secret inside another is not left half shown; percent escapes
+    # may come in either case.
+    pattern = b"|".join(re.escape(f.encode()) for f in sorted(forms, key=len, reverse=True))
+    return re.sub(pattern, b"[redacted]", data, flags=re.IGNORECASE)
+
+
+def plain_refusal(response: requests.Response) -> None:
+    """Rewrite a refusal's body as ``{"detail": X's words}``, the one shape tweepy parses
+    without failing, and drop a reset header that is not a plain Unix time.
+
+    tweepy builds its exception from the body as if it were always X's JSON object (a list,
+    a string or an error without a text message raises AttributeError or TypeError inside
+    it) and ``int()``s ``x-rate-limit-reset`` as is: a refusal, which posted nothing, would
+    surface as a crash with the post possibly sent.
+    """
+    response._content = json.dumps({"detail": answer_words(response)}).encode()
+    response.encoding = "utf-8"
+    reset = response.headers.get("x-rate-limit-reset")
+    if reset is not None and not re.fullmatch(r"[0-9]{1,12}", reset.strip()):
+        del response.headers["x-rate-limit-reset"]
+
+
+def answer_words(response: requests.Response) -> str:
+    """X's own explanation, whatever the body's shape: the problem ``detail``, its error
+    messages, else the status."""
+    payload = _json(response)
+    messages: list[str] = []
+
+    def add(value: object) -> None:
+        if isinstance(value, dict):
+            value = value.get("message") or value.get("detail")
+        if isinstance(value, str | int | float):
+            text = " ".join(printable(str(value)).split())
+            if text and text not in messages:
+                messages.append(text)
+
     if isinstance(payload, dict):
-        detail = payload.get("detail")
-        if isinstance(detail, str) and detail and detail not in messages:
-            messages.insert(0, detail)
-    text = "; ".join(messages) or f"{exc.response.status_code} {exc.response.reason}"
+        add(payload.get("detail"))
+        errors = payload.get("errors")
+        for error in errors if isinstance(errors, list) else [errors]:
+            add(error)
+        add(payload.get("error"))
+    text = "; ".join(messages) or printable(f"{response.status_code} {response.reason}")
     return text[:500]
+
+
+def words(exc: tweepy.HTTPException) -> str:
+    """X's own explanation of a refusal (see :func:`answer_words`)."""
+    return answer_words(exc.response)
 
 
 def _duplicate(exc: tweepy.HTTPException) -> bool:
@@ -302,23 +427,40 @@ def _reason(exc: requests.RequestException) -> str:
     cause = exc.args[0] if exc.args else exc
     cause = getattr(cause, "reason", cause)
     # urllib3's messages repeat the connection object's repr; its last part is the reason.
-    return str(cause).rsplit(": ", 1)[-1].strip("()'\" ") or type(exc).__name__
+    return printable(str(cause).rsplit(": ", 1)[-1].strip("()'\" ")) or type(exc).__name__
 
 
-def _field(response: requests.Response, name: str) -> str | None:
+def _json(response: requests.Response) -> Any:
+    """The body as JSON, or None; a body nested thousands deep raises RecursionError."""
     try:
-        data = response.json().get("data")
-    except (ValueError, AttributeError):
+        return response.json()
+    except (ValueError, RecursionError):
         return None
+
+
+def _field(
+    response: requests.Response, name: str, shape: re.Pattern[str] | None = None
+) -> str | None:
+    """``data.name`` of the answer; None when absent, or not of the ``shape`` X gives it."""
+    payload = _json(response)
+    data = payload.get("data") if isinstance(payload, dict) else None
     value = data.get(name) if isinstance(data, dict) else None
-    return str(value) if value not in (None, "") else None
+    if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
+        return None
+    if shape is not None and not shape.fullmatch(str(value)):
+        return None
+    return str(value)
+
+
+def printable(text: str) -> str:
+    """``text`` as one line of printable characters: what a server says goes to the ledger,
+    the log and the terminal, where a line break would forge a line of the report and an
+    escape sequence would drive the terminal."""
+    return "".join(ch if ch.isprintable() else " " for ch in text).strip()
 
 
 def _excerpt(response: requests.Response) -> str:
-    try:
-        return json.dumps(response.json())[:200]
-    except ValueError:
-        return response.text[:200] or "an empty body"
+    return printable(response.text[:200]) or "an empty body"
 
 
 def _int(value: str | None) -> int | None:
