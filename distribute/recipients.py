@@ -1058,6 +1058,8 @@ def _read_list(path: Path, stats: ListStats) -> Iterator[Recipient | Problem]:
         # the message would refuse, so the list check and the campaign check both name it.
         encoded = _encoded_field(
             (("first_name", first_name), ("last_name", last_name), ("name", name)),
+            # The To header joins the two names: each may hold half of an encoded-word.
+            (("first_name + last_name (the To name)", f"{first_name} {last_name}"),),
             (("outlet", outlet), ("beat", beat)),
             extra.items(),
         )

@@ -159,6 +159,38 @@ def test_slots_that_make_encoded_text_together_are_named_by_the_check(
     assert server.received == []
 
 
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [
+        ("=?utf-8?q?Jo", "=0D=0AX-Injected:_yes?="),
+        ("=?utf-8?q?Jo=0D=0AX-Injected:_yes", "?="),
+        ("=?utf-8?", "q?Jo=0D=0A?="),
+    ],
+    ids=["split-in-text", "close-alone", "split-in-charset"],
+)
+def test_encoded_text_split_across_first_and_last_name_is_an_invalid_row(
+    workspace: Path, first: str, last: str
+) -> None:
+    """The To header always joins the two names: before, the list check passed and the send
+    died with a ValueError traceback (or wrote the joined encoded text into To)."""
+    campaign = setup(workspace, [*GOOD_ROWS, f"jo@example.com,{first},{last},Daily,en"])
+    joined = f"{first} {last}"
+    line = (
+        f"recipients/desk.csv:14: first_name + last_name (the To name) holds {joined!r}, {ENCODED}"
+    )
+    check = run("recipients", "check")
+    assert check.exit_code == 1
+    assert line + "\n" in check.stdout
+    result = run("send", str(campaign))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: 1 invalid row in the journalist lists:\n  {line}\n"
+        "`distribute recipients check` shows them all; `distribute send --skip-invalid` "
+        "sends to the valid rows and lists the others.\n"
+    )
+    assert outbox(workspace) == []
+
+
 def test_encoded_text_in_a_step_subject_names_the_campaign_file(workspace: Path) -> None:
     campaign = setup(workspace, GOOD_ROWS, subject="=?utf-8?q?Launch=0D=0ABcc:_leak@evil.example?=")
     result = run("send", str(campaign))

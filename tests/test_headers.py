@@ -9,6 +9,7 @@ expected headers, in order, one body of two parts, and holds no bare CR or LF.
 
 from __future__ import annotations
 
+import csv
 import email
 import email.policy
 import re
@@ -27,7 +28,7 @@ from distribute.channels.smtp import _dot_stuffed
 from distribute.config import MAX_NAME, Sender, load_settings, parse_mailbox
 from distribute.errors import ConfigError, DistributeError, HeaderError
 from distribute.headers import verify_folded
-from distribute.recipients import Recipient, address_problem
+from distribute.recipients import Recipient, address_problem, read_lists
 from distribute.release import Contact, load_release
 from distribute.render.email import check_headline, contact_reply_to, draft_email
 from distribute.render.message import build_message, message_bytes
@@ -286,6 +287,49 @@ def test_no_field_adds_a_header(
     assert _words(sender_mailbox.display_name) == _words(sender or sender_address)
     if draft.reply_to:
         assert message["Reply-To"].addresses[0].addr_spec == draft.reply_to
+
+
+ATTACKS = [
+    "=?utf-8?q?Jo=0D=0AX-Injected:_yes?=",
+    "=?utf-8?b?Sm8NClgtSW5qZWN0ZWQ6IHllcw==?=",
+    "=?iso-8859-1?q?Jo=0ABcc:_leak@evil.example?=",
+]
+
+
+@hypothesis_settings(max_examples=300, deadline=None, database=None)
+@given(attack=st.sampled_from(ATTACKS), cut=st.integers(min_value=0), via_list=st.booleans())
+def test_encoded_text_split_across_the_two_names_never_reaches_to(
+    attack: str, cut: int, via_list: bool
+) -> None:
+    """The To header joins first and last name with a space, and the email package decodes
+    an encoded-word with a space inside: wherever the word is cut, the row is refused (by the
+    list reader, or by the message with one clear line), never a ValueError or a new header."""
+    first, last = attack[: cut % (len(attack) + 1)], attack[cut % (len(attack) + 1) :]
+    if via_list:
+        folder = Path(tempfile.mkdtemp())
+        path = folder / "desk.csv"
+        with path.open("w", encoding="utf-8", newline="") as out:
+            csv.writer(out).writerows(
+                [["email", "first_name", "last_name"], ["jo@example.com", first, last]]
+            )
+        audience = read_lists([path], set())
+        if audience.problems:
+            return
+        (recipient,) = audience.recipients
+    else:
+        recipient = Recipient(email="jo@example.com", first_name=first, last_name=last)
+    w = world()
+    try:
+        raw = message_bytes(
+            build_message(w.draft, recipient, w.settings, campaign="c", step="s", date=NOW)
+        )
+    except DistributeError as exc:
+        assert not via_list, "the list reader accepted a row the message refuses"
+        _one_clear_line(exc)
+        return
+    message = _parse(raw)
+    assert "X-Injected" not in message and "Bcc" not in message
+    assert "\r" not in message["To"] and "\n" not in message["To"]
 
 
 def test_the_property_builds_messages_too() -> None:

@@ -135,6 +135,10 @@ def _to(recipient: Recipient, name: str) -> tuple[str, str]:
         problem = header_text_problem(single_line(getattr(recipient, field)))
         if problem:
             raise HeaderError(f"{field}: {problem}", field=f"recipient.{field}")
+    # "=?utf-8?q?Jo" and "=0D=0A?=" are harmless apart; the name To shows joins them.
+    problem = header_text_problem(single_line(name))
+    if problem:
+        raise HeaderError(f"the name {single_line(name)!r} {problem}", field="recipient.name")
     # A list can hold anything in a name column; a header line must stay under 998 octets.
     return single_line(name)[:MAX_NAME].strip(), recipient.email.strip()
 
@@ -315,7 +319,12 @@ def _plain(expected: Expected) -> bool:
 def _reads_back(utf8: bool, name: str, folded: bytes, expected: Expected) -> None:
     """What a mail program reads is what was meant: parse the bytes back and compare."""
     unfolded = folded.decode("utf-8")[len(name) + 1 : -2].replace("\r\n", "").strip()
-    header = (WIRE_UTF8 if utf8 else WIRE).header_factory(name, unfolded)
+    try:
+        header = (WIRE_UTF8 if utf8 else WIRE).header_factory(name, unfolded)
+    except ValueError as exc:
+        # The parser refuses what it decodes into a line break ("address parts cannot
+        # contain CR or LF"): a value a mail program would read as more than one line.
+        raise HeaderError(f"the {name} header would not read back: {exc}", field=name) from None
     if isinstance(expected, tuple):
         # Spaces aside: a name longer than one encoded-word is split into several, and the
         # email package reads a space between two of them where RFC 2047 section 6.2 (and
