@@ -117,14 +117,30 @@ def address_key(address: str) -> str:
     writing the domain in Unicode or in punycode. Over-matching can only suppress.
     """
     text = address.strip()
-    if text.isascii():
+    if text.isascii() and "xn--" not in text.lower():
         return text.lower()
     text = unicodedata.normalize("NFKC", text).casefold()
     local, at, domain = text.rpartition("@")
+    # A domain in punycode is read back as Unicode first: mail programs write it with
+    # IDNA2008 (RFC 5891), where "straße" is "xn--strae-oqa", while Python's codec below is
+    # IDNA2003, where it is "strasse"; both spellings must give one key.
+    domain = ".".join(_unicode_label(label) for label in _IDNA_DOTS.split(domain))
+    domain = unicodedata.normalize("NFKC", domain).casefold()
     # A domain IDNA refuses is reported by validation; the key stays comparable meanwhile.
     with contextlib.suppress(UnicodeError):
         domain = domain.encode("idna").decode("ascii")
     return f"{local}{at}{domain}"
+
+
+# The label separators IDNA accepts (RFC 3490 section 3.1).
+_IDNA_DOTS = re.compile("[.\u3002\uff0e\uff61]")
+
+
+def _unicode_label(label: str) -> str:
+    if label.startswith("xn--"):
+        with contextlib.suppress(UnicodeError):
+            return label[4:].encode("ascii").decode("punycode")
+    return label
 
 
 @dataclass(frozen=True)

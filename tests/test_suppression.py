@@ -119,12 +119,27 @@ def addresses(draw: st.DrawFn) -> str:
     start = draw(st.sampled_from(["", "=", "+", "-"]))
     local = draw(LOCAL.filter(lambda s: not s.startswith(".") and ".." not in s))
     local = local.rstrip(".") or "x"
-    domain = draw(st.sampled_from(["example.com", "example.org", "Example.NET", "bücher.de"]))
+    domain = draw(
+        st.sampled_from(["example.com", "example.org", "Example.NET", "bücher.de", "straße.de"])
+    )
     return f"{start}{local}@{domain}"
+
+
+def punycode(address: str) -> str:
+    """``address`` with its domain as a mail program shows it in ASCII: each label that is not
+    ASCII as "xn--" and its punycode (IDNA2008, RFC 5891: "ß" stays "ß", unlike IDNA2003)."""
+    local, _, domain = address.rpartition("@")
+    labels = [
+        label if label.isascii() else "xn--" + label.lower().encode("punycode").decode("ascii")
+        for label in domain.split(".")
+    ]
+    return f"{local}@{'.'.join(labels)}"
 
 
 SPELLERS: list[Callable[[str, str], str]] = [
     lambda a, n: a,
+    lambda a, n: punycode(a),
+    lambda a, n: f"{n} <{punycode(a)}>",
     lambda a, n: f"{n} <{a}>",
     lambda a, n: f'"{n}" <{a}>',
     lambda a, n: f"<{a}>",
@@ -169,6 +184,30 @@ def test_every_understood_spelling_suppresses(entries: list[tuple[str, str]]) ->
     assert suppressions.problems == []
     assert [r.email for r in audience.recipients] == ["keep@example.com"]
     assert sorted(r.email for r in audience.suppressed) == sorted(listed.values())
+
+
+@pytest.mark.parametrize(
+    ("listed", "other"),
+    [
+        ("jo@straße.de", "jo@xn--strae-oqa.de"),
+        ("JO@XN--STRAE-OQA.DE", "jo@straße.de"),
+        ("jo@ς.example", "jo@xn--3xa.example"),
+        ("jo@bücher.de", "jo@xn--bcher-kva.de"),
+    ],
+    ids=["sharp-s", "sharp-s-upper-punycode", "final-sigma", "umlaut"],
+)
+def test_a_domain_in_punycode_and_in_unicode_is_one_address(
+    tmp_path: Path, listed: str, other: str
+) -> None:
+    """Mail programs write IDNA2008 punycode, where "ß" is not "ss": one person either way."""
+    write(tmp_path, "a.csv", f"email\n{listed}\nkeep@example.com\n")
+    write(tmp_path, "b.csv", f"email\n{other}\n")
+    audience = load_audience(tmp_path, ["a", "b"])
+    assert [r.email for r in audience.recipients] == [listed, "keep@example.com"]
+    assert [(p.kind, p.email) for p in audience.problems] == [("duplicate", other)]
+    write(tmp_path, "suppressed.csv", f"email\n{other}\n")
+    audience = load_audience(tmp_path, ["a"])
+    assert [r.email for r in audience.suppressed] == [listed]
 
 
 @settings(max_examples=300, deadline=None)
