@@ -635,6 +635,12 @@ def _read_suppression_list(path: Path, result: Suppressions) -> None:
     width = len(columns)
     if "email" in columns:
         index = columns.index("email")
+        if "email" in columns[index + 1 :]:
+            # Reading one column would leave the other's addresses unsuppressed.
+            other = columns.index("email", index + 1)
+            raise RecipientError(
+                _twice(header[1][index], header[1][other], "email"), path=path, line=header[0]
+            )
     else:
         # A bare column of addresses pasted from elsewhere: its first line is an entry too.
         understood = [suppression_addresses(cell) for cell in header[1]]
@@ -865,6 +871,15 @@ def column_field(header: str) -> str:
     return _standard_name(header)
 
 
+def _twice(first: str, second: str, field_name: str) -> str:
+    """Two header cells read as one field ("Email" and "E-mail"): which one was meant is a
+    guess, and the values of the other would be silently left out."""
+    return (
+        f"columns {first.strip()!r} and {second.strip()!r} are both read as the {field_name} "
+        "column: keep one, or rename the other"
+    )
+
+
 def _no_email_column(header: Sequence[str]) -> str:
     found = ", ".join(repr(cell.strip()) for cell in header if cell.strip()) or "nothing"
     return f"no email column in the header line (found: {found}); expected columns: {_EXPECTED}"
@@ -984,16 +999,14 @@ class _Columns:
         self.standard: dict[str, int] = {}
         self.extra: list[tuple[str, int]] = []
         self.named: list[tuple[str, str]] = []
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
         for index, cell in enumerate(header):
             name = _standard_name(cell)
             if not name:
                 continue  # spreadsheets leave empty header cells after the last column
             if name in seen:
-                raise RecipientError(
-                    f"column {cell.strip()!r} appears twice in the header", path=path, line=line
-                )
-            seen.add(name)
+                raise RecipientError(_twice(seen[name], cell, name), path=path, line=line)
+            seen[name] = cell
             self.named.append((cell.strip(), name))
             if name in STANDARD_FIELDS:
                 self.standard[name] = index

@@ -172,9 +172,23 @@ def test_not_utf8_names_the_file(tmp_path: Path) -> None:
         ),
         ("", "1: the file is empty: it needs a header line with an email column"),
         ("\n\ncontact\n", f"3: no email column in the header line (found: 'contact'); {EXPECTED}"),
-        ("email,Email\n", "1: column 'Email' appears twice in the header"),
+        (
+            "email,Email\n",
+            "1: columns 'email' and 'Email' are both read as the email column: "
+            "keep one, or rename the other",
+        ),
+        (
+            "Email,Prénom,E-mail\n",
+            "1: columns 'Email' and 'E-mail' are both read as the email "
+            "column: keep one, or rename the other",
+        ),
+        (
+            "email,Nom,Last Name\n",
+            "1: columns 'Nom' and 'Last Name' are both read as the "
+            "last_name column: keep one, or rename the other",
+        ),
     ],
-    ids=["no-email-column", "empty-file", "after-blank-lines", "twice"],
+    ids=["no-email-column", "empty-file", "after-blank-lines", "twice", "two-spellings", "nom"],
 )
 def test_bad_header(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, "list.csv", text)

@@ -288,6 +288,26 @@ def test_a_header_without_an_address_column_is_refused(tmp_path: Path) -> None:
         load_suppressions(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "header", ["Email,E-mail", "email;Courriel", "E-Mail,reason,Email Address"], ids=str
+)
+def test_two_address_columns_are_refused_not_one_ignored(tmp_path: Path, header: str) -> None:
+    """Before: the first column was read and the addresses in the other silently ignored."""
+    delimiter = ";" if ";" in header else ","
+    cells = header.split(delimiter)
+    row = ["x@example.com"] + [""] * (len(cells) - 2) + ["jo@example.com"]
+    write(tmp_path, "suppressed.csv", f"{header}\n{delimiter.join(row)}\n")
+    first, *_, last = cells
+
+    with pytest.raises(RecipientError) as caught:
+        load_suppressions(tmp_path)
+
+    assert caught.value.format() == (
+        f"{tmp_path / 'suppressed.csv'}:1: columns {first!r} and {last!r} are both read as "
+        "the email column: keep one, or rename the other"
+    )
+
+
 def test_french_and_english_headers_name_the_address_column(tmp_path: Path) -> None:
     write(tmp_path, "suppressed.csv", "Raison;Adresse e-mail\nparti;a@example.org\n")
     write(tmp_path / "b", "Suppressed.csv", "Courriel,Motif\nb@example.org,parti\n")
