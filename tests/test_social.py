@@ -484,3 +484,49 @@ def test_a_sentence_longer_than_a_post_leaves_no_word_alone(conf: Settings) -> N
     assert len(texts) == 2
     assert texts[1].endswith("AASM 2.6 manual. 2/2")
     assert min(len(text) for text in texts) > 100  # halves, not a part and a lone word
+
+
+# A user-perceived character can be made of any number of code points: a letter under a
+# pile of accents ("Zalgo" text), emoji joined by ZWJ. X weighs each code point.
+HEAVY = st.builds(
+    lambda base, marks, mark: base + mark * marks,
+    st.sampled_from(["a", "e", "\U0001f468"]),
+    st.integers(min_value=0, max_value=400),
+    st.sampled_from(["\u0301", "\u0308", "\u200d\U0001f468", "\ufe0f"]),
+)
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    words=st.lists(st.one_of(HEAVY, st.sampled_from(["word", "end."])), min_size=1, max_size=8),
+    network=st.sampled_from(sorted(NETWORKS)),
+)
+def test_a_character_heavier_than_a_post_is_refused_not_split_forever(
+    words: list[str], network: str
+) -> None:
+    """Before: a cluster heavier than a post was cut into itself again and again, for ever."""
+    net = NETWORKS[network]
+    text = " ".join(words)
+    try:
+        parts = split_text(text, net.limit, net.counter)
+    except ValueError as exc:
+        assert "one character" in str(exc)
+        return
+    assert all(0 < net.counter(part) <= net.limit for part in parts)
+
+
+def test_hard_split_never_returns_a_piece_over_the_budget() -> None:
+    from distribute.render.social import _hard_split
+
+    with pytest.raises(ValueError, match="one character"):
+        _hard_split("x" + "a" + "\u0301" * 300, 280, weighted_length)
+
+
+def test_a_thread_of_accent_soup_is_one_clear_error(conf: Settings) -> None:
+    soup = "Launch " + "a" + "\u0301" * 300 + " today."
+    with pytest.raises(TemplateError) as caught:
+        render_posts(release(), conf, network="x", text=soup, thread=True)
+    assert caught.value.format() == (
+        "text: cannot split the post: one character ('á' and 299 more code points joined to it) "
+        "weighs more than a post"
+    )

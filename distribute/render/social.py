@@ -315,6 +315,13 @@ def _hard_split(word: str, budget: int, count: Callable[[str], int]) -> list[str
     pieces: list[str] = []
     current = ""
     for cluster in graphemes(word):
+        if count(cluster) > budget:
+            # One user-perceived character (a letter under hundreds of accents, emoji joined
+            # by ZWJ) cannot be cut; handing it back would split it again for ever.
+            raise ValueError(
+                f"one character ({cluster[:1]!r} and {len(cluster) - 1} more code points "
+                "joined to it) weighs more than a post"
+            )
         if current and count(current + cluster) > budget:
             pieces.append(current)
             current = ""
