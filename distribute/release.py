@@ -873,15 +873,21 @@ def _infer(blocks: list[_Raw], meta: dict[str, Any], source: Path | None) -> Rel
             contact_heading = single_space(label.rstrip(" :"))
             if mode == "body":
                 close_section()
+                current_heading, current_heading_html, current = None, None, []
             mode = "contact"
             rest = opening.group("rest").strip() if opening else ""
             if rest:
                 contact_blocks.append(_Raw("paragraph", rest, raw.line))
             continue
-        if mode != "contact":
+        if mode == "contact" and raw.kind == "heading" and not _ABOUT.match(heading or ""):
+            # A contact block has no sections: a Markdown heading ends it, and the body goes
+            # on (a bold line may be an organisation's name, so it does not).
+            mode = "body"
+        about = bool(heading and _ABOUT.match(heading))
+        if mode != "contact" or about:
             # The contact block's links are never shown (the template writes its own).
             _check_links(raw, source)
-        if heading and _ABOUT.match(heading) and mode != "contact":
+        if about:
             if mode == "body":
                 close_section()
             mode = "about"

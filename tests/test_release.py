@@ -244,6 +244,35 @@ def test_html_comments_are_dropped() -> None:
     assert release.contacts[0].name == "Jane Doe"
 
 
+@pytest.mark.parametrize("about", ["**About the Valmont Institute**", "## About Valmont"])
+def test_an_about_heading_ends_the_contact_block(about: str) -> None:
+    """Before: the boilerplate became a contact named after its first sentence."""
+    release = parse_release(
+        _contact_block("Claire Dumont, claire@example.org")
+        + f"\n{about}\n\nThe institute is a fictional school.\n"
+    )
+    assert [(c.name, c.emails) for c in release.contacts] == [
+        ("Claire Dumont", ("claire@example.org",))
+    ]
+    assert release.boilerplate is not None
+    assert [b.text for b in release.boilerplate.blocks] == ["The institute is a fictional school."]
+
+
+def test_a_markdown_heading_ends_the_contact_block() -> None:
+    """Before: every section after a contact line in the body became a contact."""
+    release = parse_release(
+        "# T\n\nBody.\n\nMedia contact: Claire Dumont, claire@example.org\n\n"
+        "### Second section\n\nA paragraph that must not vanish.\n\nAnother one.\n"
+    )
+    assert [(c.name, c.emails) for c in release.contacts] == [
+        ("Claire Dumont", ("claire@example.org",))
+    ]
+    assert [(s.heading, [b.text for b in s.blocks]) for s in release.sections] == [
+        (None, ["Body."]),
+        ("Second section", ["A paragraph that must not vanish.", "Another one."]),
+    ]
+
+
 def test_body_kept_when_contact_block_follows_without_about() -> None:
     release = parse_release(_contact_block("Jane Doe"))
     assert [b.text for b in release.body_blocks] == ["Body."]
