@@ -238,12 +238,13 @@ def recipients_dir(settings: Settings) -> Path:
 
 def suppression_folders(settings: Settings) -> list[Path]:
     """Where suppression lists are read from: the lists' folder, and the workspace's own
-    ``recipients/`` too when the lists are the bundled samples."""
+    ``recipients/`` too, whether the lists are the bundled samples or a folder named in
+    ``[paths]``: ``suppress`` may have written there before the lists moved, and a
+    suppression list left unread would mail the people it names."""
     folders = [recipients_dir(settings)]
-    if settings.recipients is None:
-        local = settings.workspace / "recipients"
-        if local.resolve() != folders[0].resolve():
-            folders.append(local)
+    local = settings.workspace / "recipients"
+    if local.resolve() != folders[0].resolve():
+        folders.append(local)
     return folders
 
 

@@ -331,3 +331,21 @@ def test_suppress_never_writes_into_the_sample_lists(
     assert (tmp_path / "recipients" / "suppressed.csv").read_text(encoding="utf-8") == (
         f"email,reason,date\nann@example.org,,{date.today().isoformat()}\n"
     )
+
+
+def test_the_workspace_suppression_list_applies_to_lists_elsewhere(project: Path) -> None:
+    """``suppress`` wrote recipients/suppressed.csv; the lists later moved to a folder named
+    in [paths]. Before: that suppression list was no longer read, and Cy was mailed."""
+    (project / "distribute.toml").write_text('[paths]\nrecipients = "lists"\n', encoding="utf-8")
+    (project / "lists").mkdir()
+    for name in ("science.csv", "presse.csv"):
+        (project / "recipients" / name).rename(project / "lists" / name)
+
+    result = run(project, "recipients", "check", "--json")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert {row["name"]: row["suppressed"] for row in report["lists"]} == {
+        "presse": 0,
+        "science": 1,
+    }
