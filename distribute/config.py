@@ -133,7 +133,7 @@ _SECTIONS: dict[str, set[str]] = {
 
 
 # "Name <address>", the name bare or in double quotes, or an address alone: nothing else.
-_MAILBOX = re.compile(
+MAILBOX = re.compile(
     r"""\s*(?:
         (?P<name>"(?:[^"\\]|\\.)*"|[^"<>]*?)\s*<(?P<inner>[^<>]*)>
         |(?P<bare>[^<>]*)
@@ -141,7 +141,7 @@ _MAILBOX = re.compile(
     re.VERBOSE,
 )
 # RFC 5322 specials that end a bare display name or an address's parts (section 3.2.3).
-_SPECIALS = re.compile(r'[()<>\[\]:;@\\,"\s]')
+SPECIALS = re.compile(r'[()<>\[\]:;@\\,"\s]')
 
 
 def parse_mailbox(value: str, *, path: Path | None, key: str) -> tuple[str, str]:
@@ -157,7 +157,7 @@ def parse_mailbox(value: str, *, path: Path | None, key: str) -> tuple[str, str]
     """
     if any(ch in value for ch in "\r\n"):
         raise ConfigError(f"{key}: line breaks are not allowed in an address", path=path)
-    match = _MAILBOX.fullmatch(value)
+    match = MAILBOX.fullmatch(value)
     shape = f"{key}: {value!r} is not an email address"
     if match is None:
         raise ConfigError(shape, path=path)
@@ -170,7 +170,7 @@ def parse_mailbox(value: str, *, path: Path | None, key: str) -> tuple[str, str]
     if problem:
         raise ConfigError(f"{key}: the name {name!r} {problem}", path=path)
     name = " ".join(name.split())
-    if not quoted and _SPECIALS.search(name.replace(" ", "")):
+    if not quoted and SPECIALS.search(name.replace(" ", "")):
         raise ConfigError(
             f"{key}: {value!r} is not one email address: a name holding any of "
             '( ) < > [ ] : ; @ \\ , goes in double quotes, like "Press, Valmont" <p@example.org>',
@@ -178,7 +178,7 @@ def parse_mailbox(value: str, *, path: Path | None, key: str) -> tuple[str, str]
         )
     address = address.strip()
     local, _, domain = address.rpartition("@")
-    if not local or not domain or _SPECIALS.search(local) or _SPECIALS.search(domain):
+    if not local or not domain or SPECIALS.search(local) or SPECIALS.search(domain):
         raise ConfigError(shape, path=path)
     if not local.isascii():
         raise ConfigError(

@@ -113,7 +113,49 @@ def test_unreadable_release(workspace: Path) -> None:
 def test_bad_to_is_a_usage_error(example_path: Path, workspace: Path) -> None:
     code, _, err = run("render", str(example_path), "--to", "nobody")
     assert code == 2
-    assert "'nobody' is not an address" in err
+    assert "'nobody' is not one address" in err
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "a@example.com, b@example.com",
+        "Jo <jo@example.com> trailing",
+        "Jo <jo@example.com",
+        "group: jo@example.com;",
+        "Jo <a@example.com> <b@example.com>",
+        "Doe, Jo <jo@example.com>",
+    ],
+    ids=["two", "trailing", "unclosed", "group", "two-angles", "unquoted-comma"],
+)
+def test_to_is_exactly_one_address(example_path: Path, workspace: Path, to: str) -> None:
+    """Before: parseaddr kept the first address it found and dropped the rest, exit 0."""
+    code, _, err = run("render", str(example_path), "--to", to, "--out", "out")
+    assert code == 2
+    assert err.endswith(
+        f"Error: Invalid value: {to!r} is not one address like "
+        "'Jane Doe <jane@example.com>' (a name holding , ; : ( ) goes in double quotes)\n"
+    )
+    assert not (workspace / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("to", "header"),
+    [
+        ('"Doe, Jo" <jo@example.com>', b'To: "Doe, Jo" <jo@example.com>'),
+        ("<jo@example.com>", b"To: jo@example.com"),
+        ("jo@example.com", b"To: jo@example.com"),
+        ("Jo \u202eDoe <jo@example.com>", b"To: Jo Doe <jo@example.com>"),
+    ],
+    ids=["quoted", "angle", "bare", "bidi-override-dropped"],
+)
+def test_to_as_a_list_row_would_have_it(
+    example_path: Path, workspace: Path, to: str, header: bytes
+) -> None:
+    code, _, err = run("render", str(example_path), "--to", to, "--out", "out")
+    assert code == 0, err
+    raw = (workspace / "out" / "email.eml").read_bytes()
+    assert header + b"\r\n" in raw
 
 
 def test_bad_config_is_one_line(workspace: Path, example_path: Path) -> None:

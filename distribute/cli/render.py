@@ -19,15 +19,30 @@ if TYPE_CHECKING:
 
 
 def _sample_recipient(value: str) -> Recipient:
-    from email.utils import parseaddr
+    import re
 
+    from distribute.config import MAILBOX, SPECIALS
     from distribute.headers import header_text_problem
-    from distribute.recipients import Recipient, address_problem
+    from distribute.recipients import Recipient, address_problem, clean_text
     from distribute.render.templates import single_line
 
-    name, address = parseaddr(value)
-    if address_problem(address):
-        raise click.BadParameter(f"{value!r} is not an address like 'Jane Doe <jane@example.com>'")
+    # Exactly one mailbox, nothing left over: parseaddr keeps the first address it finds in
+    # "a@example.com, b@example.com" or "Jo <a@example.com> trailing" and drops the rest.
+    match = MAILBOX.fullmatch(value)
+    name = (match.group("name") or "") if match else ""
+    address = ((match.group("inner") or match.group("bare") or "") if match else "").strip()
+    quoted = name.startswith('"')
+    # As a list's name column is read: bidi overrides and controls are dropped.
+    name = clean_text(re.sub(r"\\(.)", r"\1", name[1:-1]) if quoted else name)
+    if (
+        match is None
+        or address_problem(address)
+        or (not quoted and SPECIALS.search("".join(name.split())))
+    ):
+        raise click.BadParameter(
+            f"{value!r} is not one address like 'Jane Doe <jane@example.com>' "
+            "(a name holding , ; : ( ) goes in double quotes)"
+        )
     # The name goes into the To header as a list's name column would.
     problem = header_text_problem(single_line(name))
     if problem:
