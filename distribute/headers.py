@@ -29,6 +29,10 @@ _ENCODED_TEXT = re.compile(r"=\?.*?\?=", re.DOTALL)
 # C0 and C1 controls (tab aside), DEL, and the Unicode line and paragraph separators: what a
 # mail program may read as the end of a line.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+# Bidirectional embeddings, overrides and isolates: they can make a Subject or a sender's
+# name display as something else (CVE-2021-42574, "Trojan Source"). A list's names lose them
+# when read; a title, a subject template or the configuration is refused.
+_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 MAX_LINE = 998  # octets, CRLF excluded (RFC 5322 section 2.1.1)
 
@@ -48,6 +52,12 @@ def header_text_problem(text: str) -> str | None:
     match = _CONTROL.search(text)
     if match is not None:
         return f"holds U+{ord(match.group()):04X}, a control or line-separator character"
+    match = _BIDI.search(text)
+    if match is not None:
+        return (
+            f"holds U+{ord(match.group()):04X}, a bidirectional control that can make the "
+            "text display as something else"
+        )
     return None
 
 

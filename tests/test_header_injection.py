@@ -304,6 +304,34 @@ def test_a_title_with_encoded_text_cannot_add_a_bcc(workspace: Path) -> None:
     assert not (workspace / "out").exists()
 
 
+@pytest.mark.parametrize("char", ["\u202e", "\u202d", "\u2066", "\u2067", "\u2068"])
+def test_a_title_with_a_bidi_override_is_refused(workspace: Path, char: str) -> None:
+    """A list's names lose these characters (CVE-2021-42574, "Trojan Source"); a title, a
+    subject template or the sender's name put them into Subject and From as they were."""
+    (workspace / "release.md").write_text(_release(f'"Launch {char}gnp.exe"'), encoding="utf-8")
+    result = run("render", "release.md", "--out", "out")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: release.md:2: title: holds U+{ord(char):04X}, a bidirectional control that "
+        "can make the text display as something else\n"
+    )
+    assert not (workspace / "out").exists()
+
+
+def test_a_sender_name_with_a_bidi_override_is_refused(workspace: Path) -> None:
+    (workspace / "distribute.toml").write_text(
+        '[sender]\nfrom = "Valmont \u202eecilop <press@example.org>"\n', encoding="utf-8"
+    )
+    (workspace / "release.md").write_text(_release("A title"), encoding="utf-8")
+    result = run("render", "release.md", "--out", "out")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {workspace / 'distribute.toml'}: [sender] from: the name 'Valmont \\u202eecilop' "
+        "holds U+202E, a bidirectional control that can make the text display as something "
+        "else\n"
+    )
+
+
 def test_render_to_with_encoded_text_is_a_usage_error(example_path: Path, workspace: Path) -> None:
     result = run("render", str(example_path), "--to", "=?utf-8?q?x=0D=0A?=<a@example.com>")
     assert result.exit_code == 2
