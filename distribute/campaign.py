@@ -710,6 +710,16 @@ def _template_names(settings: Settings, kind: str) -> set[str]:
 # --------------------------------------------------------------------------- checking
 
 
+def _refused_rows_error(problems: list[Problem]) -> RecipientError:
+    count = f"{len(problems)} row{'s' if len(problems) != 1 else ''}"
+    lines = "\n".join(f"  {line}" for line in problem_lines(problems))
+    return RecipientError(
+        f"{count} of the journalist lists cannot be written into this step's headers:\n"
+        f"{lines}\n"
+        "`distribute send --skip-invalid` sends to the other rows and lists these."
+    )
+
+
 def check_campaign(
     campaign: Campaign,
     settings: Settings,
@@ -820,6 +830,7 @@ def check_campaign(
             used = draft.slots() - set(RECIPIENT_FIELDS)
             lacking: dict[str, set[str]] = {}
             files = {stats.name: stats.file for stats in audience.lists}
+            refused: list[Problem] = []
             for recipient in selected:
                 # The same headers the send writes: a row they refuse is named here, before
                 # anything is sent, not after the first messages went out.
@@ -828,13 +839,25 @@ def check_campaign(
                         draft, recipient, settings, campaign=campaign.name, step=step.name, date=now
                     )
                 except HeaderError as exc:
-                    raise RecipientError(
-                        f"{where}: {exc.message}",
-                        path=files.get(recipient.list_name),
-                        line=recipient.line or None,
-                    ) from None
+                    path = files.get(recipient.list_name) or campaign.path
+                    refused.append(
+                        Problem(path, recipient.line, recipient.email, f"{where}: {exc.message}")
+                    )
+                    continue
                 for field_name in used - recipient.extra.keys():
                     lacking.setdefault(recipient.list_name, set()).add(field_name)
+            if refused:
+                # Every row at once, as for invalid rows; --skip-invalid leaves them out.
+                if not skip_invalid:
+                    raise _refused_rows_error(refused)
+                gone = {(p.file, p.line) for p in refused}
+                selected = [r for r in selected if (files.get(r.list_name), r.line) not in gone]
+                audience.recipients = selected
+                result.skipped += refused
+                for p in refused:
+                    result.warn(
+                        f"{display_path(p.file)}:{p.line}: not mailed: {p.reason}", step.name
+                    )
             # A column some lists lack renders empty for their journalists: say which.
             for list_name, fields in sorted(lacking.items()):
                 result.warn(

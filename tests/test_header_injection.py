@@ -152,11 +152,47 @@ def test_slots_that_make_encoded_text_together_are_named_by_the_check(
     result = run("send", str(campaign), "--live")
     assert result.exit_code == 1
     assert result.stderr == (
-        f"Error: {workspace / 'recipients' / 'desk.csv'}:14: [[email]] 'desk': the subject "
+        "Error: 1 row of the journalist lists cannot be written into this step's headers:\n"
+        "  recipients/desk.csv:14: [[email]] 'desk': the subject "
         "'EMBARGOED until 10 March 2027 08:00 CET: =?utf-8?q?Jo=0D=0ABcc:_x@evil.example?=': "
         f"holds '=?utf-8?q?Jo=0D=0ABcc:_x@evil.example?=', {ENCODED}\n"
+        "`distribute send --skip-invalid` sends to the other rows and lists these.\n"
     )
     assert server.received == []
+
+
+def test_every_row_the_headers_refuse_is_named_and_skip_invalid_sends_the_rest(
+    workspace: Path, server: SmtpServer
+) -> None:
+    """Before: the first such row stopped the send, --skip-invalid or not."""
+    rows = [
+        "jo@example.com,=?utf-8?q?Jo,Doe,=0D=0ABcc:_x@evil.example?=,en",
+        "al@example.com,=?utf-8?b?,Doe,QmNjOiB4?=,en",
+    ]
+    campaign = setup(
+        workspace,
+        [*GOOD_ROWS[:3], *rows],
+        subject="{{ recipient.first_name }}{{ recipient.outlet }}",
+        port=server.port,
+    )
+    result = run("send", str(campaign), "--live")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "Error: 2 rows of the journalist lists cannot be written into this step's headers:\n"
+        "  recipients/desk.csv:5: [[email]] 'desk': the subject "
+    )
+    assert "\n  recipients/desk.csv:6: [[email]] 'desk': the subject " in result.stderr
+    assert server.received == []
+
+    result = run("send", str(campaign), "--live", "--skip-invalid")
+    assert result.exit_code == 0, result.output
+    assert sorted(r for item in server.received for r in item.recipients) == [
+        "j00@example.com",
+        "j01@example.com",
+        "j02@example.com",
+    ]
+    assert "recipients/desk.csv:5: not mailed: [[email]] 'desk': the subject" in result.output
+    assert "recipients/desk.csv:6: not mailed: [[email]] 'desk': the subject" in result.output
 
 
 @pytest.mark.parametrize(
