@@ -16,6 +16,7 @@ refuses the file, and a field whose later lines look like rows makes its row inv
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import functools
@@ -52,6 +53,10 @@ STANDARD_FIELDS = (
     "tags",
 )
 _DELIMITERS = (",", ";", "\t")
+_UTF16 = (
+    "is UTF-16 text, not UTF-8: save it as CSV UTF-8 "
+    "(Excel: File > Save As > 'CSV UTF-8 (Comma delimited)')"
+)
 _NOT_UTF8 = (
     "is not UTF-8 text: save it as CSV UTF-8 "
     "(Excel: File > Save As > 'CSV UTF-8 (Comma delimited)')"
@@ -917,6 +922,9 @@ def _records(path: Path) -> Iterator[tuple[int, list[str], tuple[tuple[int, int]
                 first = stream.readline()
             if not first:
                 return
+            if "\x00" in first:
+                # UTF-16 without a BOM decodes as UTF-8 with a NUL after every ASCII letter.
+                raise RecipientError(_UTF16, path=path, line=offset + 1)
             # Excel writes this line when asked to keep the delimiter of another locale.
             hint = first.strip()
             if hint.lower().startswith("sep=") and len(hint) == 5:
@@ -946,7 +954,8 @@ def _records(path: Path) -> Iterator[tuple[int, list[str], tuple[tuple[int, int]
                     width = width or len(cells)
                     yield start, cells, suspects
     except UnicodeDecodeError:
-        raise RecipientError(_NOT_UTF8, path=path) from None
+        line, utf16 = _first_undecodable(path)
+        raise RecipientError(_UTF16 if utf16 else _NOT_UTF8, path=path, line=line) from None
     except csv.Error as exc:
         if "field larger than field limit" in str(exc):
             # csv stops at 128 KiB in one field, long before an unclosed quote reaches the
@@ -963,6 +972,30 @@ def _records(path: Path) -> Iterator[tuple[int, list[str], tuple[tuple[int, int]
         raise RecipientError("file not found", path=path) from None
     except OSError as exc:
         raise RecipientError(f"cannot read the file: {exc.strerror}", path=path) from None
+
+
+def _first_undecodable(path: Path) -> tuple[int | None, bool]:
+    """The line of the first byte that is not UTF-8, and whether the file is UTF-16 (by its
+    byte-order mark, or the NUL bytes it puts beside ASCII letters); read again in chunks, as
+    the file may be large."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(4096)
+            if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in head:
+                return 1, True
+            stream.seek(0)
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                pending = len(decoder.getstate()[0])
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    return line + chunk[: max(exc.start - pending, 0)].count(b"\n"), False
+                line += chunk.count(b"\n")
+    except OSError:
+        pass
+    return None, False
 
 
 def _breaks(cells: Iterable[str]) -> int:

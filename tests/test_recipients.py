@@ -158,9 +158,38 @@ def test_not_utf8_names_the_file(tmp_path: Path) -> None:
         read_lists([path], set())
 
     assert caught.value.format() == (
-        f"{path}: is not UTF-8 text: save it as CSV UTF-8 "
+        f"{path}:2: is not UTF-8 text: save it as CSV UTF-8 "
         "(Excel: File > Save As > 'CSV UTF-8 (Comma delimited)')"
     )
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("name", ["desk.csv", "suppressed.csv"])
+def test_utf16_is_named_as_such(tmp_path: Path, encoding: str, name: str) -> None:
+    """Excel's "Unicode Text" is UTF-16: before, without a BOM it read as a header of
+    'e\\x00m\\x00a\\x00i\\x00l\\x00', "no email column"."""
+    path = write(tmp_path, name, "email,name\nh@example.org,Hélène\n", encoding=encoding)
+
+    with pytest.raises(RecipientError) as caught:
+        if name == "desk.csv":
+            read_lists([path], set())
+        else:
+            recipients.load_suppressions(tmp_path)
+
+    assert caught.value.format() == (
+        f"{path}:1: is UTF-16 text, not UTF-8: save it as CSV UTF-8 "
+        "(Excel: File > Save As > 'CSV UTF-8 (Comma delimited)')"
+    )
+
+
+def test_not_utf8_names_the_line_far_into_a_large_file(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    path.write_bytes(b"email\n" + b"a@example.org\n" * 300_000 + b"h\xe9l@example.org\n")
+
+    with pytest.raises(RecipientError) as caught:
+        read_lists([path], set())
+
+    assert caught.value.line == 300_002
 
 
 @pytest.mark.parametrize(

@@ -160,7 +160,7 @@ def test_check_json_counts_unique_addresses_over_the_lists(project: Path) -> Non
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["latin1.csv"], f"Error: latin1.csv: {NOT_UTF8}"),
+        (["latin1.csv"], f"Error: latin1.csv:2: {NOT_UTF8}"),
         (["missing.csv"], "Error: missing.csv: file not found"),
         (
             ["recipients/suppressed.csv"],
