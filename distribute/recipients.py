@@ -319,10 +319,14 @@ def list_file(folder: Path, name: str) -> Path:
         listed = ", ".join(path.stem for path in paths) or "none"
         raise RecipientError(f"no list named {name!r} (known lists: {listed})", path=folder)
     if len(found) > 1:
-        files = " and ".join(path.name for path in found)
+        if len({unicodedata.normalize("NFC", path.name) for path in found}) == len(found):
+            files, differ = " and ".join(path.name for path in found), "letter case"
+        else:
+            # Names that print alike ("é" as one code point or as "e" and an accent).
+            files = " and ".join(ascii(path.name) for path in found)
+            differ = "how an accent is encoded"
         raise RecipientError(
-            f"{files} are one list (their names differ only in letter case): "
-            "merge them into one file",
+            f"{files} are one list (their names differ only in {differ}): merge them into one file",
             path=folder,
         )
     return found[0]

@@ -363,6 +363,21 @@ def test_two_lists_differing_only_in_case_are_refused(tmp_path: Path) -> None:
     )
 
 
+def test_two_lists_differing_only_in_accent_encoding_are_told_apart(tmp_path: Path) -> None:
+    """A Mac writes "é" in a file name as "e" and a combining accent; a copy from elsewhere
+    has the one code point. Before: "presse-régionale.csv and presse-régionale.csv"."""
+    write(tmp_path, "presse-r\u00e9gionale.csv", "email\na@example.org\n")
+    write(tmp_path, "presse-re\u0301gionale.csv", "email\nb@example.org\n")
+
+    with pytest.raises(RecipientError) as caught:
+        load_audience(tmp_path, ["presse-régionale"])
+
+    assert caught.value.format() == (
+        f"{tmp_path}: 'presse-re\\u0301gionale.csv' and 'presse-r\\xe9gionale.csv' are one list "
+        "(their names differ only in how an accent is encoded): merge them into one file"
+    )
+
+
 def test_a_list_is_found_in_any_case(tmp_path: Path) -> None:
     path = write(tmp_path, "Science-Press.csv", "email\na@example.org\n")
 
