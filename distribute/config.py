@@ -193,6 +193,32 @@ def parse_mailbox(value: str, *, path: Path | None, key: str) -> tuple[str, str]
     return name, f"{local}@{domain}"
 
 
+# RFC 3986 section 2: what a URL may hold; "{email}" is replaced by the address.
+_URL_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]")
+# With a 254-octet address percent-encoded, the header line stays under 998 octets.
+MAX_UNSUBSCRIBE_URL = 500
+
+
+def _check_unsubscribe_url(url: str, path: Path | None) -> None:
+    """The URL is written between < > in every List-Unsubscribe header (RFC 2369)."""
+    if len(url) > MAX_UNSUBSCRIBE_URL:
+        raise ConfigError(
+            f"[unsubscribe] url is {len(url)} characters long; keep it under {MAX_UNSUBSCRIBE_URL}",
+            path=path,
+        )
+    for char in url.replace("{email}", ""):
+        if char in "{}":
+            raise ConfigError(
+                "[unsubscribe] url: '{' and '}' are not allowed in a URL except in {email}",
+                path=path,
+            )
+        if not _URL_CHARACTERS.fullmatch(char):
+            raise ConfigError(
+                f"[unsubscribe] url: {char!r} is not allowed in a URL (percent-encode it)",
+                path=path,
+            )
+
+
 def _check_keys(data: dict[str, Any], section: str, path: Path) -> None:
     allowed = _SECTIONS[section]
     for key in data:
@@ -314,6 +340,8 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
             "characters (percent-encode them)",
             path=where,
         )
+    if url:
+        _check_unsubscribe_url(url, where)
 
     smtp_t = tables["smtp"]
     defaults = SmtpSettings()

@@ -68,6 +68,18 @@ def test_values_are_read(workspace: Path) -> None:
         ("[smtp]\nrate = inf\n", "rate must be a finite number, not inf"),
         ("[smtp]\nretry_delay = inf\n", "retry_delay must be a finite number, not inf"),
         (f"[sender]\nfrom = '{'N' * 201} <p@example.org>'\n", "keep it under 200"),
+        (
+            "[unsubscribe]\nurl = 'https://x.example.org/?e={{email}}'\n",
+            "[unsubscribe] url: '{' and '}' are not allowed in a URL except in {email}",
+        ),
+        (
+            "[unsubscribe]\nurl = 'https://x.example.org/?e={email}>,<https://evil.example'\n",
+            "[unsubscribe] url: '>' is not allowed in a URL (percent-encode it)",
+        ),
+        (
+            f"[unsubscribe]\nurl = 'https://x.example.org/{'a' * 600}?e={{email}}'\n",
+            "[unsubscribe] url is 632 characters long; keep it under 500",
+        ),
     ],
     ids=[
         "unknown-section",
@@ -90,6 +102,9 @@ def test_values_are_read(workspace: Path) -> None:
         "infinite-rate",
         "infinite-retry-delay",
         "long-sender-name",
+        "jinja-braces-url",
+        "angle-url",
+        "long-url",
     ],
 )
 def test_bad_settings(workspace: Path, text: str, message: str) -> None:
