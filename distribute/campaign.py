@@ -937,6 +937,8 @@ def _unused_columns(
             stats_of.setdefault(stats.file, stats)
     notes: list[tuple[str, tuple[str, ...]]] = []
     for file, stats in stats_of.items():
+        if unnamed := stats.unnamed_note():
+            notes.append((unnamed, tuple(steps_of[file])))
         unused = [
             cell if cell == name else f"{cell} (read as {name})"
             for cell, name in stats.columns

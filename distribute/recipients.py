@@ -178,6 +178,20 @@ class ListStats:
     suppressed: int = 0
     # The header as written, each cell with the field it was read as ("Prénom", "first_name").
     columns: tuple[tuple[str, str], ...] = ()
+    # Columns (numbered from 1) whose header cell is empty but which hold values: not read.
+    unnamed: tuple[int, ...] = ()
+
+    def unnamed_note(self) -> str | None:
+        """The warning for :attr:`unnamed`, or None."""
+        if not self.unnamed:
+            return None
+        numbers = ", ".join(str(n) for n in self.unnamed)
+        many = len(self.unnamed) > 1
+        return (
+            f"{display_path(self.file)}: column{'s' if many else ''} {numbers} "
+            f"{'have' if many else 'has'} no header, so {'their' if many else 'its'} values are "
+            f"not read: give {'each' if many else 'it'} a name in the header line"
+        )
 
 
 @dataclass
@@ -1037,11 +1051,15 @@ class _Columns:
         self.standard: dict[str, int] = {}
         self.extra: list[tuple[str, int]] = []
         self.named: list[tuple[str, str]] = []
+        self.unnamed: list[int] = []
         seen: dict[str, str] = {}
         for index, cell in enumerate(header):
             name = _standard_name(cell)
             if not name:
-                continue  # spreadsheets leave empty header cells after the last column
+                # Spreadsheets leave empty header cells after the last column; one with
+                # values under it is reported (see ListStats.unnamed).
+                self.unnamed.append(index)
+                continue
             if name in seen:
                 raise RecipientError(_twice(seen[name], cell, name), path=path, line=line)
             seen[name] = cell
@@ -1077,7 +1095,13 @@ def _read_list(path: Path, stats: ListStats) -> Iterator[Recipient | Problem]:
     shared: dict[str, str] = {}
     tag_sets: dict[str, tuple[str, ...]] = {}
 
+    unnamed = set(columns.unnamed)
     for line, cells, suspects in records:
+        if unnamed:
+            found = {index for index in unnamed if _at(cells, index).strip()}
+            if found:
+                unnamed -= found
+                stats.unnamed = tuple(sorted({*stats.unnamed, *(i + 1 for i in found)}))
         email = _at(cells, i_email).strip()
         reasons: list[str] = []
         problem = address_problem(email)

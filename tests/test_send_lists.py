@@ -150,6 +150,31 @@ def test_skip_invalid_sends_to_the_valid_rows_and_lists_the_others(
 # --- list headers --------------------------------------------------------------------------
 
 
+def test_values_under_an_empty_header_cell_are_named_not_dropped(workspace: Path) -> None:
+    """Before: a column whose header cell was left empty was silently never read."""
+    campaign = workspace_at(workspace)
+    put(
+        workspace,
+        "desk.csv",
+        "email,first_name,,last_name,\n"
+        "jo@example.org,Jo,Science desk,Doe,\n"
+        "al@example.org,Al,,Roe,\n",
+    )
+
+    result = run("send", str(campaign))
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "Warning: recipients/desk.csv: column 3 has no header, so its values are not read: "
+        "give it a name in the header line"
+    ) in warnings(result)
+    check = run("recipients", "check")
+    assert (
+        "Warning: recipients/desk.csv: column 3 has no header, so its values are not read: "
+        "give it a name in the header line"
+    ) in check.stdout
+
+
 def test_a_french_header_is_read_and_the_unused_columns_named(workspace: Path) -> None:
     campaign = workspace_at(workspace)
     put(

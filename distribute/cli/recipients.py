@@ -80,6 +80,9 @@ def recipients_check(ctx: click.Context, files: tuple[Path, ...], as_json: bool)
         console().print(table)
         for p in problems:
             click.echo(f"{lists.display_path(p.file)}:{p.line}: {p.reason}")
+        for s in audience.lists:
+            if note := s.unnamed_note():
+                click.echo(f"Warning: {note}")
         duplicates = sum(s.duplicates for s in audience.lists)
         suppressed = sum(s.suppressed for s in audience.lists)
         click.echo(
