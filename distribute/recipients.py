@@ -787,18 +787,15 @@ def add_suppression(folder: Path, address: str, reason: str | None, when: date) 
             return AddedSuppression(address, added=True)
         # Follow the file's own layout: it may have been edited in a spreadsheet since.
         raw = path.read_bytes()
-        header_line = raw.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace")
-        delimiter = _delimiter(header_line)
-        header = next(csv.reader([header_line.rstrip("\r\n")], delimiter=delimiter))
+        delimiter, header, newline = _layout(raw)
         names = [_standard_name(cell) for cell in header]
         if "email" in names:
             row = [values.get(name, "") for name in names]
         else:
             # A file of bare addresses, no header line: the address goes where they are.
             row = [""] * len(header)
-            at = next(i for i, cell in enumerate(header) if suppression_addresses(cell)[0])
+            at = next((i for i, cell in enumerate(header) if suppression_addresses(cell)[0]), 0)
             row[at] = written
-        newline = "\r\n" if header_line.endswith("\r") else "\n"
         with path.open("a", encoding="utf-8", newline="") as out:
             if not raw.endswith((b"\n", b"\r")):
                 out.write(newline)
@@ -808,6 +805,27 @@ def add_suppression(folder: Path, address: str, reason: str | None, when: date) 
             f"cannot write the suppression list: {exc.strerror}", path=path
         ) from None
     return AddedSuppression(address, added=True)
+
+
+def _layout(raw: bytes) -> tuple[str, list[str], str]:
+    """The delimiter, header cells and line ending of a CSV file, read as :func:`_records`
+    reads them: a byte-order mark, blank lines and Excel's ``sep=;`` line come first."""
+    lines = raw[: 1 << 16].decode("utf-8-sig", errors="replace").splitlines(keepends=True)
+    delimiter = ""
+    header_line = ""
+    for line in lines:
+        hint = line.strip()
+        if not hint:
+            continue
+        if hint.lower().startswith("sep=") and len(hint) == 5 and not delimiter:
+            delimiter = hint[4]
+            continue
+        header_line = line
+        break
+    newline = "\r\n" if header_line.endswith("\r\n") else "\n"
+    header_line = header_line.rstrip("\r\n")
+    delimiter = delimiter or _delimiter(header_line)
+    return delimiter, next(csv.reader([header_line], delimiter=delimiter), []), newline
 
 
 @dataclass(frozen=True)

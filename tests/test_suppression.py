@@ -351,6 +351,32 @@ def test_suppress_appends_to_the_list_already_there_in_any_case(tmp_path: Path) 
     assert path.read_text("utf-8").splitlines()[-1] == "b@example.org,,2026-01-02"
 
 
+@pytest.mark.parametrize(
+    ("text", "last"),
+    [
+        ("sep=;\nemail;reason;date\na@example.org;x;2026-01-01\n", "b@example.org;;2026-01-02"),
+        ("\n\nemail,reason\na@example.org,x\n", "b@example.org,"),
+        ("\ufeff\r\n\r\nEmail;Raison\r\na@example.org;x\r\n", "b@example.org;"),
+        ("a@example.org\n", "b@example.org"),
+        ("Name,E-mail\nAnn,a@example.org", ",b@example.org"),
+    ],
+    ids=["excel-sep-line", "blank-lines", "bom-blank-lines-crlf", "bare", "no-final-newline"],
+)
+def test_suppress_follows_the_layout_the_reader_understands(
+    tmp_path: Path, text: str, last: str
+) -> None:
+    """Before: a file opening with Excel's "sep=;" line or with blank lines made `suppress`
+    die with a StopIteration traceback."""
+    path = write(tmp_path, "suppressed.csv", text)
+
+    assert add_suppression(tmp_path, "b@example.org", None, date(2026, 1, 2)).added
+
+    assert path.read_text("utf-8-sig").splitlines()[-1] == last
+    suppressions = load_suppressions(tmp_path)
+    assert suppressions.problems == []
+    assert suppressions.keys == {"a@example.org", "b@example.org"}
+
+
 def test_two_lists_differing_only_in_case_are_refused(tmp_path: Path) -> None:
     write(tmp_path, "science-press.csv", "email\na@example.org\n")
     write(tmp_path, "Science-Press.csv", "email\nb@example.org\n")
