@@ -20,6 +20,7 @@ import codecs
 import contextlib
 import csv
 import functools
+import io
 import itertools
 import re
 import threading
@@ -779,15 +780,17 @@ def add_suppression(folder: Path, address: str, reason: str | None, when: date) 
     values = {"email": written, "reason": reason, "date": when.isoformat()}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        if not path.is_file() or path.stat().st_size == 0:
+        # Follow the file's own layout: it may have been edited in a spreadsheet since.
+        raw = path.read_bytes() if path.is_file() else b""
+        delimiter, header, newline = _layout(raw)
+        if not any(cell.strip() for cell in header):
+            # No file, or nothing in it but blank lines (or Excel's "sep=" line), as the
+            # reader saw before this was called: a new list, header first.
             with path.open("w", encoding="utf-8", newline="") as out:
                 csv.writer(out, lineterminator="\n").writerows(
                     [SUPPRESSION_HEADER, [values[column] for column in SUPPRESSION_HEADER]]
                 )
             return AddedSuppression(address, added=True)
-        # Follow the file's own layout: it may have been edited in a spreadsheet since.
-        raw = path.read_bytes()
-        delimiter, header, newline = _layout(raw)
         names = [_standard_name(cell) for cell in header]
         if "email" in names:
             row = [values.get(name, "") for name in names]
@@ -810,7 +813,9 @@ def add_suppression(folder: Path, address: str, reason: str | None, when: date) 
 def _layout(raw: bytes) -> tuple[str, list[str], str]:
     """The delimiter, header cells and line ending of a CSV file, read as :func:`_records`
     reads them: a byte-order mark, blank lines and Excel's ``sep=;`` line come first."""
-    lines = raw[: 1 << 16].decode("utf-8-sig", errors="replace").splitlines(keepends=True)
+    # Split as the reader's text stream splits (CR, LF, CRLF), not at U+2028 and its kin.
+    text = raw[: 1 << 16].decode("utf-8-sig", errors="replace")
+    lines = io.StringIO(text, newline="").readlines()
     delimiter = ""
     header_line = ""
     for line in lines:

@@ -360,7 +360,13 @@ def test_suppress_appends_to_the_list_already_there_in_any_case(tmp_path: Path) 
         ("a@example.org\n", "b@example.org"),
         ("Name,E-mail\nAnn,a@example.org", ",b@example.org"),
     ],
-    ids=["excel-sep-line", "blank-lines", "bom-blank-lines-crlf", "bare", "no-final-newline"],
+    ids=[
+        "excel-sep-line",
+        "blank-lines",
+        "bom-blank-lines-crlf",
+        "bare",
+        "no-final-newline",
+    ],
 )
 def test_suppress_follows_the_layout_the_reader_understands(
     tmp_path: Path, text: str, last: str
@@ -375,6 +381,19 @@ def test_suppress_follows_the_layout_the_reader_understands(
     suppressions = load_suppressions(tmp_path)
     assert suppressions.problems == []
     assert suppressions.keys == {"a@example.org", "b@example.org"}
+
+
+@pytest.mark.parametrize("text", ["\n", " \r\n", "\u2028", "sep=;\n", "\ufeff\n\n"], ids=repr)
+def test_suppress_into_a_file_with_no_header_line_starts_the_list(
+    tmp_path: Path, text: str
+) -> None:
+    """Before: an IndexError traceback."""
+    path = write(tmp_path, "suppressed.csv", text)
+
+    assert add_suppression(tmp_path, "b@example.org", "asked", date(2026, 1, 2)).added
+
+    assert path.read_text("utf-8") == "email,reason,date\nb@example.org,asked,2026-01-02\n"
+    assert load_suppressions(tmp_path).keys == {"b@example.org"}
 
 
 def test_two_lists_differing_only_in_case_are_refused(tmp_path: Path) -> None:
