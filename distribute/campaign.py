@@ -88,6 +88,9 @@ POST_KEYS = ("name", "channel", "template", "text", "thread", "numbered", "at")
 
 # Step names end up in ledger keys, Message-IDs and on the command line (``--step NAME``).
 _STEP_NAME = re.compile(r"[^\W_][\w.-]*")
+# A campaign's and a step's name each name a folder of the outbox (file names stop at 255
+# bytes) and the campaign's goes into the List-Id header of every message.
+MAX_NAME_LENGTH = 64
 _LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
 _TIME_HINT = '"2027-03-10 08:00" (in the campaign\'s time zone) or "2027-03-10T08:00+01:00"'
 _DURATION = re.compile(r"(\d+)\s*([smhd]?)")
@@ -406,6 +409,13 @@ class _Loader:
         if not isinstance(name, str) or not name.strip():
             raise self.fail("name must be a non-empty string", top, "name")
         # The name becomes a folder of the outbox, a ledger key and part of Message-IDs.
+        if len(name) > MAX_NAME_LENGTH:
+            raise self.fail(
+                f"campaign name is {len(name)} characters long; keep it to {MAX_NAME_LENGTH} "
+                "(it names a folder and goes into every message's List-Id)",
+                top,
+                "name",
+            )
         if not _STEP_NAME.fullmatch(name):
             raise self.fail(
                 f"campaign name {name!r} must start with a letter or digit and hold only "
@@ -492,6 +502,13 @@ class _Loader:
         name = table.get("name")
         if name is None:
             raise self.fail(f"[[{kind}]] #{index + 1}: missing 'name'", section)
+        if isinstance(name, str) and len(name) > MAX_NAME_LENGTH:
+            raise self.fail(
+                f"[[{kind}]] #{index + 1}: name is {len(name)} characters long; keep it to "
+                f"{MAX_NAME_LENGTH}",
+                section,
+                "name",
+            )
         if not isinstance(name, str) or not _STEP_NAME.fullmatch(name):
             raise self.fail(
                 f"[[{kind}]] #{index + 1}: name must be letters, digits, '-', '_' or '.', "

@@ -345,6 +345,17 @@ BAD_FILES = [
         id="campaign-name-escapes-the-outbox",
     ),
     pytest.param(
+        edit('name = "launch"', f'name = "{"l" * 65}"'),
+        "{f}:1: campaign name is 65 characters long; keep it to 64 (it names a folder and "
+        "goes into every message's List-Id)",
+        id="campaign-name-too-long",
+    ),
+    pytest.param(
+        edit('name = "announce"', f'name = "{"a" * 65}"'),
+        "{f}:12: [[post]] #1: name is 65 characters long; keep it to 64",
+        id="step-name-too-long",
+    ),
+    pytest.param(
         edit("[[email]]", "[email]"),
         "{f}:5: email steps are written as [[email]] tables, one per step",
         id="email-not-array",
