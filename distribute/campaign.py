@@ -67,6 +67,7 @@ from distribute.recipients import (
     known_list,
     list_names,
     load_audience,
+    misnamed_suppression_notes,
     problem_lines,
     recipients_dir,
     suppressions_of,
@@ -767,6 +768,8 @@ def check_campaign(
     for note in release.warnings:
         result.warn(note)
     result.suppressions = suppressions_of(settings)
+    for note in misnamed_suppression_notes(folder):
+        result.warn(note)
     audiences = {
         step.name: load_audience(folder, step.lists, result.suppressions)
         for step in campaign.steps

@@ -304,6 +304,20 @@ def _list_paths(folder: Path) -> list[Path]:
     )
 
 
+def misnamed_suppression_notes(folder: Path) -> list[str]:
+    """A warning for each list in ``folder`` named like a suppression list ("suppression.csv",
+    "Suppressed (1).csv", "suppressed.csv.csv"): read as a mailing list, its addresses are
+    not suppressed, and no campaign may ever name it."""
+    if not folder.is_dir():
+        return []
+    return [
+        f"{display_path(path)} is read as a mailing list, not as the suppression list: to "
+        f"suppress its addresses, move them into {display_path(folder / (SUPPRESSED + '.csv'))}"
+        for path in _list_paths(folder)
+        if _name_key(path.stem).startswith("suppress")
+    ]
+
+
 def list_names(folder: Path) -> list[str]:
     """The lists in ``folder``: the stems of its CSV files, except the suppression list."""
     if not folder.is_dir():

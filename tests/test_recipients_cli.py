@@ -349,3 +349,19 @@ def test_the_workspace_suppression_list_applies_to_lists_elsewhere(project: Path
         "presse": 0,
         "science": 1,
     }
+
+
+@pytest.mark.parametrize(
+    "name", ["suppression.csv", "Suppressed (1).csv", "suppressed.csv.csv", "suppressions.csv"]
+)
+def test_a_list_named_like_the_suppression_list_is_pointed_out(project: Path, name: str) -> None:
+    """Before: read as a mailing list that no campaign names, its addresses never suppressed,
+    with no word about it."""
+    (project / "recipients" / name).write_text("email\nann@example.org\n", encoding="utf-8")
+
+    result = run(project, "recipients", "check")
+
+    assert (
+        f"Warning: recipients/{name} is read as a mailing list, not as the suppression list: "
+        "to suppress its addresses, move them into recipients/suppressed.csv"
+    ) in result.output

@@ -448,3 +448,17 @@ def test_suppress_in_an_empty_folder_keeps_the_sample_lists(workspace: Path) -> 
     assert {Path(entry["file"]).parent.resolve() for entry in checked["lists"]} == {folder}
     science = next(entry for entry in checked["lists"] if entry["name"] == "science-press")
     assert science["suppressed"] == 2  # the sample list's own, and the workspace's
+
+
+def test_a_send_points_out_a_list_named_like_the_suppression_list(workspace: Path) -> None:
+    campaign = workspace_at(workspace)
+    put(workspace, "desk.csv", "email\njo@example.org\n")
+    put(workspace, "suppression.csv", "email\njo@example.org\n")
+
+    result = run("send", str(campaign))
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "Warning: recipients/suppression.csv is read as a mailing list, not as the suppression "
+        "list: to suppress its addresses, move them into recipients/suppressed.csv"
+    ) in warnings(result)

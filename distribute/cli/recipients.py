@@ -83,6 +83,8 @@ def recipients_check(ctx: click.Context, files: tuple[Path, ...], as_json: bool)
         for s in audience.lists:
             if note := s.unnamed_note():
                 click.echo(f"Warning: {note}")
+        for note in lists.misnamed_suppression_notes(folder):
+            click.echo(f"Warning: {note}")
         duplicates = sum(s.duplicates for s in audience.lists)
         suppressed = sum(s.suppressed for s in audience.lists)
         click.echo(
