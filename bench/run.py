@@ -1,0 +1,661 @@
+"""How fast distribute sends, beside what bounds it, measured side by side in one run.
+
+    python bench/run.py            # the full run (15 to 30 minutes on a 2-core machine)
+    python bench/run.py --small    # every measurement on about 1,000 messages, in seconds
+
+Every figure is printed beside its baseline, measured in the same run on the same machine,
+and every target is printed as met or not:
+
+* start-up: ``distribute --help`` (whole process, median) beside a bare interpreter;
+* live send at 1, 2, 4 and 8 connections to an aiosmtpd server in its own process, beside a
+  replay of the same messages, built beforehand, over the same number of connections to the
+  same server (send phases compared: first message handed to the server to last reply);
+* the same against a server that waits 20 ms before it answers each message, beside the
+  bound such a server sets (connections / latency);
+* the whole ``distribute send --live`` process beside mailmerge (installed in a virtual
+  environment of its own, one connection per message as it does), and beside a sender that
+  runs Jinja2 and premailer for every recipient;
+* the CSS inliners on the release's email: premailer beside css-inline;
+* dry runs of two list sizes (time, peak RSS of the child process), and ``distribute status``
+  over the larger one's ledger.
+
+The server counts what it receives: a run in which any recipient got no message, or two,
+stops the bench with an error. Nothing here is a test: the figures move with the machine's
+load, so compare the lines of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import dataclasses
+import itertools
+import multiprocessing
+import os
+import shutil
+import smtplib
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import venv
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = ROOT.parent / "shared" / "seeds" / "000_3b1625be7b745785.txt"
+MAILMERGE_VENV = ROOT / "bench" / ".mailmerge-venv"
+SENDER = "press@example.org"
+HEAVY = ("twitter_text", "premailer", "sqlalchemy", "rich", "jinja2", "tweepy", "apscheduler")
+MIB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    messages: int  # live sends against the instant server
+    latency_messages: int  # live sends against the 20 ms server
+    connections: tuple[int, ...]
+    mailmerge: int
+    naive: int  # the per-recipient Jinja2 + premailer sender
+    dry: tuple[int, int]
+    startups: int
+    inlines: int
+
+
+FULL = Sizes(10_000, 2_000, (1, 2, 4, 8), 1_000, 200, (10_000, 100_000), 9, 20)
+SMALL = Sizes(1_000, 100, (1, 4), 50, 5, (100, 500), 3, 3)
+
+
+# ---------------------------------------------------------------- the workspace
+
+
+def release_text() -> tuple[str, str]:
+    """(name, text) of the release mailed: the press office's own when it is beside the
+    checkout, else the bundled example; without its embargo, so a live send may run now."""
+    if SEED.is_file():
+        return "the press office's release (seed)", SEED.read_text("utf-8")
+    lines = (ROOT / "releases" / "hydrogen.md").read_text("utf-8").splitlines(keepends=True)
+    return "releases/hydrogen.md", "".join(x for x in lines if not x.startswith("embargo:"))
+
+
+def people(count: int) -> list[tuple[str, str, str]]:
+    return [(f"j{n:06d}@example.com", f"Jo{n}", "Doe") for n in range(count)]
+
+
+def workspace(folder: Path, count: int, port: int = 25, connections: int = 1) -> Path:
+    """A workspace with one email step to ``count`` journalists; returns the campaign file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "distribute.toml").write_text(
+        '[sender]\nfrom = "Valmont Press Office <press@example.org>"\n'
+        '[unsubscribe]\nurl = "https://www.example.org/unsubscribe?email={email}"\n'
+        '[paths]\nrecipients = "recipients"\n'
+        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+        f"connections = {connections}\n",
+        encoding="utf-8",
+    )
+    lists = folder / "recipients"
+    lists.mkdir(exist_ok=True)
+    with (lists / "desk.csv").open("w", encoding="utf-8") as out:
+        out.write("email,first_name,last_name,outlet,language\n")
+        for address, first, last in people(count):
+            out.write(f"{address},{first},{last},Daily News,en\n")
+    _, text = release_text()
+    (folder / "release.md").write_text(text, encoding="utf-8")
+    campaign = folder / "launch.toml"
+    campaign.write_text(
+        'name = "launch"\nrelease = "release.md"\n'
+        '[[email]]\nname = "desk"\nlists = ["desk"]\nat = "2027-03-10 08:00"\n',
+        encoding="utf-8",
+    )
+    return campaign
+
+
+def set_port(folder: Path, port: int, connections: int) -> None:
+    path = folder / "distribute.toml"
+    text = path.read_text("utf-8").split("[smtp]")[0]
+    path.write_text(
+        text + f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+        f"connections = {connections}\n",
+        encoding="utf-8",
+    )
+
+
+# ------------------------------------------------------- the server, in its own process
+
+WAIT = 60.0  # seconds, at most, for the server process to start, answer or stop
+
+
+class CountingHandler:
+    """Answers each final dot after ``latency`` seconds; counts the mail of each address."""
+
+    def __init__(self, latency: float):
+        self.latency = latency
+        self.received: Counter[str] = Counter()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        self.received.update(address.lower() for address in envelope.rcpt_tos)
+        return "250 2.0.0 queued"
+
+
+def serve(latency: float, pipe: Connection) -> None:
+    """The server process: says its port, then hands over (and forgets) its counts on
+    request, until told to stop or the bench goes away."""
+    import logging
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    logging.getLogger("mail.log").setLevel(logging.CRITICAL)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    handler = CountingHandler(latency)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, server_hostname="sink")
+    controller.start()
+    try:
+        pipe.send(controller.port)
+        while True:
+            try:
+                command = pipe.recv()
+            except EOFError:
+                break
+            if command == "stop":
+                break
+            counts, handler.received = handler.received, Counter()
+            pipe.send(dict(counts))
+    finally:
+        controller.stop()
+        pipe.close()
+
+
+class Sink:
+    """aiosmtpd in a process of its own (no shared interpreter lock); always stopped."""
+
+    def __init__(self, latency: float = 0.0):
+        self.latency = latency
+        context = multiprocessing.get_context("spawn")
+        self.pipe, theirs = context.Pipe()
+        self._theirs = theirs
+        self.process = context.Process(target=serve, args=(latency, theirs), daemon=True)
+        self.port = 0
+
+    def __enter__(self) -> Sink:
+        try:
+            self.process.start()
+            self._theirs.close()
+            if not self.pipe.poll(WAIT):
+                raise RuntimeError(f"the SMTP server process did not start in {WAIT:.0f} s")
+            self.port = self.pipe.recv()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def received(self) -> Counter[str]:
+        """What the server received since the last call."""
+        self.pipe.send("counts")
+        if not self.pipe.poll(WAIT):
+            raise RuntimeError(f"the SMTP server process did not answer in {WAIT:.0f} s")
+        return Counter(self.pipe.recv())
+
+    def check(self, count: int, what: str) -> None:
+        """Every one of the ``count`` recipients received exactly once, and nobody else."""
+        received = self.received()
+        expected = {address for address, _, _ in people(count)}
+        twice = sum(1 for times in received.values() if times > 1)
+        missing = len(expected - set(received))
+        stray = len(set(received) - expected)
+        if twice or missing or stray:
+            raise RuntimeError(
+                f"{what}: the server got {received.total()} messages for {count} recipients: "
+                f"{twice} twice or more, {missing} missing, {stray} unknown"
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self.pipe.send("stop")
+        self.pipe.close()
+        if self.process.pid is not None:
+            self.process.join(WAIT)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join(WAIT)
+
+
+# ------------------------------------------------------------------ child processes
+
+
+@dataclasses.dataclass(frozen=True)
+class Child:
+    seconds: float
+    peak_rss: int  # bytes
+    output: str
+
+
+def child(argv: Sequence[str], cwd: Path, *, env: dict[str, str] | None = None) -> Child:
+    """Run ``argv`` to its end: wall time, its own peak RSS (wait4's rusage), its output."""
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        process = subprocess.Popen(
+            list(argv), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        output = out.read().decode("utf-8", "replace")
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited with {process.returncode}:\n{output[-2000:]}")
+    return Child(seconds, usage.ru_maxrss * 1024, output)
+
+
+def distribute_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "distribute", *args]
+
+
+# ------------------------------------------------------------------------- report
+
+
+class Report:
+    def __init__(self) -> None:
+        self.targets: list[tuple[str, bool]] = []
+
+    def section(self, title: str) -> None:
+        print(f"\n{title}", flush=True)
+
+    def line(self, text: str) -> None:
+        print(f"  {text}", flush=True)
+
+    def target(self, text: str, met: bool) -> None:
+        self.targets.append((text, met))
+        print(f"  target: {text}: {'met' if met else 'NOT MET'}", flush=True)
+
+    def summary(self) -> None:
+        print("\ntargets")
+        for text, met in self.targets:
+            print(f"  {'met    ' if met else 'NOT MET'}  {text}")
+
+
+def median_seconds(argv: Sequence[str], runs: int, cwd: Path) -> float:
+    return statistics.median(child(argv, cwd).seconds for _ in range(runs))
+
+
+# ------------------------------------------------------------------------ start-up
+
+
+def startup(report: Report, sizes: Sizes, scratch: Path) -> None:
+    report.section(f"start-up, whole process, median of {sizes.startups}")
+    bare = median_seconds([sys.executable, "-c", "pass"], sizes.startups, scratch)
+    helped = median_seconds(distribute_argv("--help"), sizes.startups, scratch)
+    probe = (
+        "import sys; sys.argv = ['distribute', '--help']\n"
+        "from distribute.cli import cli\n"
+        "try:\n    cli(prog_name='distribute')\nexcept SystemExit:\n    pass\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))"
+    )
+    loaded = child([sys.executable, "-c", probe], scratch).output.strip().splitlines()[-1]
+    report.line(f"python -c pass (the floor)   {bare:6.3f} s")
+    report.line(f"distribute --help            {helped:6.3f} s")
+    report.line(f"heavy libraries --help imports: {loaded}")
+    report.target("distribute --help under 0.15 s", helped < 0.15)
+
+
+# -------------------------------------------------------------------- live sends
+
+
+@dataclasses.dataclass
+class Phase:
+    """The first message handed to the server to the last reply, across connections."""
+
+    first: float = float("inf")
+    last: float = 0.0
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def mark(self, start: float, end: float) -> None:
+        with self.lock:
+            self.first = min(self.first, start)
+            self.last = max(self.last, end)
+
+    @property
+    def seconds(self) -> float:
+        return self.last - self.first
+
+
+class Prepared:
+    """A workspace, its campaign checked once, and the same messages built ready to send."""
+
+    def __init__(self, folder: Path, count: int):
+        from distribute.campaign import check_campaign, load_campaign
+        from distribute.config import load_settings
+        from distribute.render.message import build_message
+
+        self.folder = folder
+        self.count = count
+        self.path = workspace(folder, count)
+        self.settings = load_settings(workspace=folder)
+        self.campaign = load_campaign(self.path, self.settings)
+        self.check = check_campaign(self.campaign, self.settings, now=AT, send_now=True)
+        step = self.campaign.steps[0]
+        draft = self.check.drafts[step.name]
+        audience = self.check.audiences[step.name].recipients
+        self.messages = [
+            (
+                r.email,
+                build_message(
+                    draft, r, self.settings, campaign="launch", step=step.name, date=AT
+                ).data,
+            )
+            for r in audience
+        ]
+        self.runs = 0
+
+    def send(self, port: int, connections: int) -> Phase:
+        """One live run of the step through the dispatcher, with a fresh ledger."""
+        from distribute.channels.smtp import SmtpChannel
+        from distribute.dispatch import Dispatcher
+        from distribute.ledger import Ledger
+
+        self.runs += 1
+        smtp = dataclasses.replace(self.settings.smtp, port=port, connections=connections)
+        settings = dataclasses.replace(self.settings, smtp=smtp)
+        phase = Phase()
+
+        class Timed(SmtpChannel):
+            def deliver(self, envelope: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return super().deliver(envelope)
+                finally:
+                    phase.mark(start, time.perf_counter())
+
+        ledger = Ledger(f"sqlite:///{self.folder / f'run-{self.runs}.db'}")
+        try:
+            dispatcher = Dispatcher(
+                settings, ledger, live=True, channel_factory=lambda: Timed(smtp, None)
+            )
+            result = dispatcher.run(self.campaign, self.check, self.campaign.steps[0])
+        finally:
+            ledger.close()
+        if result.counts.get("sent") != self.count:
+            raise RuntimeError(f"the ledger says {result.counts} for {self.count} recipients")
+        return phase
+
+    def replay(self, port: int, connections: int) -> Phase:
+        """The same bytes, built beforehand, over ``connections`` smtplib connections."""
+        queue = list(reversed(self.messages))
+        lock = threading.Lock()
+        phase = Phase()
+        ready = threading.Barrier(connections)
+        errors: list[BaseException] = []
+
+        def worker() -> None:
+            try:
+                with smtplib.SMTP("127.0.0.1", port) as conn:
+                    conn.ehlo()
+                    ready.wait()
+                    while True:
+                        with lock:
+                            if not queue:
+                                return
+                            to, data = queue.pop()
+                        start = time.perf_counter()
+                        conn.sendmail(SENDER, [to], data)
+                        phase.mark(start, time.perf_counter())
+            except BaseException as exc:
+                errors.append(exc)
+                ready.abort()
+
+        threads = [threading.Thread(target=worker) for _ in range(connections)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return phase
+
+
+AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def live_sends(report: Report, sizes: Sizes, scratch: Path, release: str) -> float:
+    """Returns distribute's rate at one connection against the instant server."""
+    count = sizes.messages
+    prepared = Prepared(scratch / "live", count)
+    size = statistics.mean(len(data) for _, data in prepared.messages)
+    report.section(
+        f"live send of {count:,} messages ({release}, {size / 1024:.1f} KB each), "
+        "aiosmtpd answering at once; send phases in msg/s"
+    )
+    report.line(f"{'connections':<14}{'distribute':>12}{'replay':>12}{'ratio':>8}")
+    rates: dict[int, tuple[float, float]] = {}
+    with Sink() as sink:
+        for connections in sizes.connections:
+            ours = count / prepared.send(sink.port, connections).seconds
+            sink.check(count, f"distribute, {connections} connections")
+            theirs = count / prepared.replay(sink.port, connections).seconds
+            sink.check(count, f"replay, {connections} connections")
+            rates[connections] = (ours, theirs)
+            report.line(f"{connections:<14}{ours:12,.0f}{theirs:12,.0f}{ours / theirs:8.2f}")
+    for connections in (1, 4):
+        if connections in rates:
+            ours, theirs = rates[connections]
+            report.target(
+                f"at {connections} connection(s), at least 0.8 of the replay ({ours / theirs:.2f})",
+                ours >= 0.8 * theirs,
+            )
+    ordered = [rates[c][0] for c in sizes.connections]
+    report.target(
+        "rising with connections (" + ", ".join(f"{rate:,.0f}" for rate in ordered) + " msg/s)",
+        all(b >= a * 0.95 for a, b in itertools.pairwise(ordered)),
+    )
+
+    latency = 0.020
+    count = sizes.latency_messages
+    slow = Prepared(scratch / "slow", count)
+    report.section(
+        f"live send of {count:,} messages, aiosmtpd waiting {latency * 1e3:.0f} ms "
+        "before each reply; send phases in msg/s"
+    )
+    report.line(f"{'connections':<14}{'distribute':>12}{'bound':>12}{'ratio':>8}{'target':>8}")
+    with Sink(latency) as sink:
+        for connections in sizes.connections:
+            rate = count / slow.send(sink.port, connections).seconds
+            sink.check(count, f"distribute, {connections} connections, {latency * 1e3:.0f} ms")
+            bound = connections / latency
+            want = 0.7 if connections >= 8 else 0.85
+            report.line(
+                f"{connections:<14}{rate:12,.0f}{bound:12,.0f}{rate / bound:8.2f}{want:8.2f}"
+            )
+            report.target(
+                f"{latency * 1e3:.0f} ms server, {connections} connection(s): at least "
+                f"{want} of the bound ({rate / bound:.2f})",
+                rate >= want * bound,
+            )
+    return rates[sizes.connections[0]][0]
+
+
+# ------------------------------------------------------------- other senders
+
+
+def mailmerge_bin() -> tuple[Path | None, str]:
+    """mailmerge in the bench's own virtual environment, installed on first use."""
+    binary = MAILMERGE_VENV / "bin" / "mailmerge"
+    if binary.exists():
+        return binary, ""
+    try:
+        venv.create(MAILMERGE_VENV, with_pip=True, clear=True)
+        subprocess.run(
+            [str(MAILMERGE_VENV / "bin" / "pip"), "install", "-q", "mailmerge"],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        last = detail.decode("utf-8", "replace").strip().splitlines()[-1:] or [str(exc)]
+        return None, f"mailmerge could not be installed: {last[0]}"
+    return binary, ""
+
+
+def mailmerge_files(folder: Path, prepared: Prepared, port: int) -> list[str]:
+    """The campaign's message as a mailmerge template (its slots as Jinja2 fields)."""
+    import re
+
+    draft = prepared.check.drafts[prepared.campaign.steps[0].name]
+    slot = re.compile(rf"%%{re.escape(draft.tag)}\.([A-Za-z_]+)%%")
+
+    def jinja(text: str) -> str:
+        return slot.sub(lambda m: "{{ " + m.group(1) + " }}", text)
+
+    template = (
+        "TO: {{ email }}\nFROM: Valmont Press Office <press@example.org>\n"
+        f"SUBJECT: {jinja(draft.subject)}\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/alternative; boundary="bench-boundary"\n\n'
+        "--bench-boundary\nContent-Type: text/plain; charset=utf-8\n\n"
+        f"{jinja(draft.text)}\n--bench-boundary\nContent-Type: text/html; charset=utf-8\n\n"
+        f"{jinja(draft.html)}\n--bench-boundary--\n"
+    )
+    (folder / "mailmerge_template.txt").write_text(template, encoding="utf-8")
+    with (folder / "mailmerge_database.csv").open("w", encoding="utf-8", newline="") as out:
+        rows = csv.writer(out)
+        rows.writerow(["email", "first_name", "last_name", "name", "greeting", "unsubscribe_url"])
+        for address, first, last in people(prepared.count):
+            link = f"https://www.example.org/unsubscribe?email={address}"
+            rows.writerow([address, first, last, f"{first} {last}", f"Dear {first},", link])
+    (folder / "mailmerge_server.conf").write_text(
+        f"[smtp_server]\nhost = 127.0.0.1\nport = {port}\nratelimit = 0\n", encoding="utf-8"
+    )
+    return ["--no-limit", "--no-dry-run", "--output-format", "raw"]
+
+
+def others(report: Report, sizes: Sizes, scratch: Path) -> None:
+    count = sizes.mailmerge
+    folder = scratch / "whole"
+    prepared = Prepared(folder, count)
+    report.section(f"whole process, {count:,} messages, one connection, aiosmtpd answering at once")
+    with Sink() as sink:
+        set_port(folder, sink.port, 1)
+        ours = child(distribute_argv("send", "launch.toml", "--live"), folder).seconds
+        sink.check(count, "distribute send --live")
+        report.line(f"distribute send --live       {ours:8.2f} s {count / ours:8,.0f} msg/s")
+        binary, why = mailmerge_bin()
+        if binary is None:
+            report.line(why)
+            report.target("at least 3 times mailmerge (mailmerge not installed)", False)
+        else:
+            merge = folder / "mailmerge"
+            merge.mkdir()
+            args = mailmerge_files(merge, prepared, sink.port)
+            theirs = child([str(binary), *args], merge).seconds
+            sink.check(count, "mailmerge")
+            report.line(
+                f"mailmerge (own venv)         {theirs:8.2f} s {count / theirs:8,.0f} msg/s"
+            )
+            report.target(
+                f"at least 3 times mailmerge's rate ({theirs / ours:.2f}x)", theirs >= 3 * ours
+            )
+        naive = naive_sender(prepared, sink.port, sizes.naive)
+        sink.check(sizes.naive, "Jinja2 + premailer per recipient")
+        report.line(
+            f"Jinja2 + premailer per recipient, {sizes.naive} messages: {naive:,.0f} msg/s; "
+            f"distribute is {count / ours / naive:.1f}x as fast"
+        )
+
+
+def naive_sender(prepared: Prepared, port: int, count: int) -> float:
+    """Each recipient's message rendered from the templates (Jinja2, premailer) then sent."""
+    from distribute.campaign import check_campaign
+    from distribute.recipients import Recipient
+    from distribute.render.email import draft_email
+    from distribute.render.message import build_message
+
+    release = prepared.campaign.release
+    step = prepared.campaign.steps[0]
+    check_campaign(prepared.campaign, prepared.settings, now=AT, send_now=True)
+    start = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", port) as conn:
+        for address, first, last in people(count):
+            recipient = Recipient(email=address, first_name=first, last_name=last)
+            draft = draft_email(release, prepared.settings, at=AT)
+            data = build_message(
+                draft, recipient, prepared.settings, campaign="launch", step=step.name, date=AT
+            ).data
+            conn.sendmail(SENDER, [address], data)
+    return count / (time.perf_counter() - start)
+
+
+# ----------------------------------------------------------------------- dry runs
+
+
+def dry_runs(report: Report, sizes: Sizes, scratch: Path) -> None:
+    small, large = sizes.dry
+    report.section("dry run (distribute send, the outbox), whole process")
+    figures: dict[int, Child] = {}
+    for count in (small, large):
+        folder = scratch / f"dry-{count}"
+        workspace(folder, count)
+        figures[count] = result = child(distribute_argv("send", "launch.toml"), folder)
+        report.line(
+            f"{count:>9,} recipients {result.seconds:8.1f} s {count / result.seconds:8,.0f} msg/s"
+            f"   peak RSS {result.peak_rss / MIB:6.0f} MiB"
+        )
+        shutil.rmtree(folder / "outbox")
+    ratio = figures[large].peak_rss / figures[small].peak_rss
+    if large >= 100_000:
+        report.target(
+            f"{large:,} in under 60 s ({figures[large].seconds:.1f} s)",
+            figures[large].seconds < 60,
+        )
+    report.target(
+        f"peak RSS at {large:,} at most 1.5 times the peak at {small:,} ({ratio:.2f}x)",
+        ratio <= 1.5,
+    )
+    report.target(
+        f"peak RSS at {large:,} under 150 MiB ({figures[large].peak_rss / MIB:.0f} MiB)",
+        figures[large].peak_rss < 150 * MIB,
+    )
+
+    folder = scratch / f"dry-{large}"
+    report.section(f"status of {large:,} ledger rows, whole process, median of {sizes.startups}")
+    query = (
+        "import sqlite3; db = sqlite3.connect('distribute.db'); "
+        "print(db.execute('select state, count(*) from deliveries group by state').fetchall())"
+    )
+    bare = median_seconds([sys.executable, "-c", query], sizes.startups, folder)
+    ours = median_seconds(distribute_argv("status"), sizes.startups, folder)
+    report.line(f"python + sqlite3 GROUP BY (the floor)   {bare:6.3f} s")
+    report.line(f"distribute status                      {ours:6.3f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "--small", action="store_true", help="about 1,000 messages: checks the bench runs"
+    )
+    options = parser.parse_args()
+    sizes = SMALL if options.small else FULL
+    release, _ = release_text()
+    report = Report()
+    print(f"distribute bench ({'small' if options.small else 'full'} run), release: {release}")
+    with tempfile.TemporaryDirectory(prefix="distribute-bench-") as tmp:
+        scratch = Path(tmp)
+        startup(report, sizes, scratch)
+        live_sends(report, sizes, scratch, release)
+        others(report, sizes, scratch)
+        dry_runs(report, sizes, scratch)
+    report.summary()
+
+
+if __name__ == "__main__":
+    main()
