@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import click
-from rich.text import Text
 
 from distribute.cli.common import console, settings_of
 from distribute.errors import CampaignError, LedgerError, WorkspaceError
@@ -138,6 +137,7 @@ def run_steps(
         TextColumn,
         TimeRemainingColumn,
     )
+    from rich.text import Text
     from sqlalchemy.exc import SQLAlchemyError
 
     from distribute.dispatch import Dispatcher, StepStopped, stop_on_signals
@@ -268,6 +268,8 @@ def send(
     machine. A journalist is never sent the same step twice: running a finished step
     again sends nothing.
     """
+    from rich.text import Text
+
     from distribute.campaign import EmailStep, check_campaign, hold_embargo, load_campaign
     from distribute.channels.outbox import OutboxChannel
     from distribute.channels.smtp import SmtpChannel
