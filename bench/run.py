@@ -595,6 +595,54 @@ def naive_sender(prepared: Prepared, port: int, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+# ----------------------------------------------------------------------- inlining
+
+
+def inliners(report: Report, sizes: Sizes, scratch: Path) -> None:
+    from distribute.config import load_settings
+    from distribute.release import load_release
+    from distribute.render.email import draft_email
+    from distribute.render.inline import INLINERS
+
+    folder = scratch / "inline"
+    workspace(folder, 1)
+    seen: list[str] = []
+    draft_email(
+        load_release(folder / "release.md"),
+        load_settings(workspace=folder),
+        at=AT,
+        inliner=lambda html: seen.append(html) or html,
+    )
+    html = seen[0]
+    report.section(
+        f"CSS inlining of the release's email ({len(html) / 1024:.0f} KB), "
+        f"median of {sizes.inlines}"
+    )
+    out: dict[str, tuple[float, str]] = {}
+    for name, inline in INLINERS.items():
+        try:
+            times = []
+            for _ in range(sizes.inlines):
+                start = time.perf_counter()
+                result = inline(html)
+                times.append(time.perf_counter() - start)
+        except Exception as exc:  # css-inline not installed: say so, go on
+            report.line(f"{name:<12} not available: {exc}")
+            continue
+        out[name] = (statistics.median(times), result)
+    base = out.get("premailer")
+    for name, (seconds, _) in out.items():
+        ratio = f"{base[0] / seconds:7.0f}x premailer's speed" if base else ""
+        report.line(f"{name:<12}{seconds * 1e3:9.2f} ms {ratio}")
+    if base and "css-inline" in out:
+        same = out["css-inline"][1] == base[1]
+        report.line(
+            "bytes identical: "
+            + ("yes" if same else "no (formatting, <tbody>, bgcolor: distribute/render/inline.py;")
+            + ("" if same else " tests/test_inline.py checks every element's styles agree)")
+        )
+
+
 # ----------------------------------------------------------------------- dry runs
 
 
@@ -653,6 +701,7 @@ def main() -> None:
         startup(report, sizes, scratch)
         live_sends(report, sizes, scratch, release)
         others(report, sizes, scratch)
+        inliners(report, sizes, scratch)
         dry_runs(report, sizes, scratch)
     report.summary()
 

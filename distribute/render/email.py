@@ -12,10 +12,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import html as html_lib
-import logging
 import os
 import re
-import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from distribute.errors import ReleaseError, TemplateError
 from distribute.headers import header_text_problem
 from distribute.links import refused_reference, web_address
 from distribute.release import Release
+from distribute.render.inline import Inliner, premailer
 from distribute.render.templates import (
     environment,
     instant,
@@ -190,29 +189,8 @@ class EmailDraft:
 
 
 def inline_css(html: str) -> str:
-    """Inline CSS with premailer, keeping @media and dark-mode rules in a <style> block."""
-    import cssutils
-    from premailer import Premailer
-
-    # cssutils reports every property it does not know (mso-hide, -webkit-...) through its
-    # own logger and through warnings; neither is news to a press office.
-    cssutils.log.setLevel(logging.CRITICAL)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        inliner = Premailer(
-            html,
-            base_url=None,
-            allow_network=False,
-            allow_loading_external_files=False,
-            keep_style_tags=False,
-            strip_important=False,
-            remove_classes=False,
-            disable_validation=True,
-            disable_leftover_css=False,
-            cssutils_logging_level=logging.CRITICAL,
-        )
-        result: str = inliner.transform(pretty_print=False)
-    return result
+    """The default inliner (premailer): see :mod:`distribute.render.inline`."""
+    return premailer(html)
 
 
 def draft_email(
@@ -225,8 +203,12 @@ def draft_email(
     extra_fields: Iterable[str] = (),
     env: jinja2.Environment | None = None,
     url_hint: str = "add 'url:' to the release's front matter",
+    inliner: Inliner | None = None,
 ) -> EmailDraft:
-    """Render ``release`` with template ``template`` as it would be sent at instant ``at``."""
+    """Render ``release`` with template ``template`` as it would be sent at instant ``at``.
+
+    ``inliner`` inlines the CSS (default: premailer; see :mod:`distribute.render.inline`).
+    """
     env = env or environment(settings)
     tag = slot_tag(release, template, subject)
     if release.url is not None and not web_address(release.url):
@@ -257,7 +239,7 @@ def draft_email(
     }
     html_raw = render(env, f"email/{template}.html.j2", context)
     text = render(env, f"email/{template}.txt.j2", context)
-    html = inline_css(html_raw)
+    html = (inliner or inline_css)(html_raw)
     html_template = _template_file(env, f"email/{template}.html.j2")
     _check_inlined(html_raw, html, html_template, tag)
     refused = refused_reference(html, _slot_re(tag))
