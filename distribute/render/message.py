@@ -7,6 +7,11 @@ classes; what they fold is read back and checked as bytes
 holds can add a header (RFC 5322 section 2.2: a header field ends at CRLF). Bodies are
 quoted-printable, so no line can exceed 998 octets (RFC 5322 section 2.1.1) whatever the
 release holds, and the finished message holds no line ending but CRLF.
+
+Per recipient, the work is substitution: each part is prepared once per draft (the lines
+holding no slot encoded once, see :class:`_Body`), and the headers that are the same in
+every message are written and checked once; only what names the recipient is written,
+folded and checked again for each message.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from __future__ import annotations
 import binascii
 import functools
 import hashlib
+import html as html_lib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy, quoprimime
@@ -25,7 +32,7 @@ from distribute.config import MAX_NAME, Settings
 from distribute.errors import HeaderError
 from distribute.headers import has_bare_line_ending, header_text_problem, verify_folded
 from distribute.recipients import Recipient
-from distribute.render.email import EmailDraft, labels
+from distribute.render.email import EmailDraft, _slot_re, labels
 from distribute.render.templates import single_line
 
 # The email package parses what is written back, to check it reads as intended; headers
@@ -75,6 +82,9 @@ def _mailbox(name: str, address: str, *, utf8: bool) -> str:
     return f"{_phrase(name, utf8=utf8)} <{address}>" if name else address
 
 
+# The Subject is the same in every message of a step unless it names the journalist, and
+# encoding it is most of what its header costs.
+@functools.lru_cache(maxsize=1024)
 def _unstructured(text: str, *, utf8: bool) -> str:
     """Text as written in a Subject: as it is when it can be, else encoded-words."""
     if (utf8 or text.isascii()) and all(
@@ -182,31 +192,32 @@ def build_message(
     the generic generator costs more per message than an SMTP server does to accept one.
     """
     values = recipient_values(recipient, settings, draft.language)
-    subject, html, text = draft.personalise(values)
+    subject = draft.personalise_subject(values)
+    text_body, html_body = _bodies(draft)
     ident = message_id(campaign, step, recipient.email, settings.sender.domain, release)
     boundary = _boundary(ident)
     head = _head(
         draft, recipient, settings, values, subject, ident, boundary, campaign, date, subject_prefix
     )
-    mark = boundary.encode("ascii")
-    data = (
-        head
-        + b"\r\n--"
-        + mark
-        + b"\r\n"
-        + _part("text/plain", text)
-        + b"\r\n--"
-        + mark
-        + b"\r\n"
-        + _part("text/html", html)
-        + b"\r\n--"
-        + mark
-        + b"--\r\n"
-    )
-    if has_bare_line_ending(data):
-        # Every part above writes CRLF; a bare CR or LF here is a bug, and on the wire a bare
-        # LF before "." escapes dot-stuffing (SMTP smuggling, CVE-2023-51764).
+    if has_bare_line_ending(head):
         raise HeaderError("the message holds a bare CR or LF", field="message")
+    mark = boundary.encode("ascii")
+    data = b"".join(
+        (
+            head,
+            b"\r\n--",
+            mark,
+            b"\r\n",
+            text_body.fill(values),
+            b"\r\n--",
+            mark,
+            b"\r\n",
+            html_body.fill(values),
+            b"\r\n--",
+            mark,
+            b"--\r\n",
+        )
+    )
     return Outgoing(data, ident)
 
 
@@ -357,7 +368,18 @@ def _parsed_mailbox(text: str) -> tuple[str, str]:
 
 def _part(content_type: str, body: str) -> bytes:
     """One MIME part, quoted-printable: lines of at most 76 octets (RFC 2045 section 6.7)."""
-    data = re.sub(r"\r\n?|\n", "\r\n", body).encode("utf-8")
+    return _part_head(content_type) + _quoted_printable(body)
+
+
+def _part_head(content_type: str) -> bytes:
+    return (
+        f'Content-Type: {content_type}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    ).encode("ascii")
+
+
+def _quoted_printable(body: str) -> bytes:
+    data = _LINE_ENDING.sub("\r\n", body).encode("utf-8")
     encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
     if b"\r\n" not in data:
         # b2a_qp copies the text's line ending into its soft breaks; with no line ending to
@@ -365,10 +387,76 @@ def _part(content_type: str, body: str) -> bytes:
         encoded = encoded.replace(b"=\n", b"=\r\n")
     if any(len(line) > 76 for line in encoded.split(b"\r\n")):
         encoded = b"\r\n".join(_within_76(line) for line in encoded.split(b"\r\n"))
+    if has_bare_line_ending(encoded):
+        # Every step above writes CRLF; a bare CR or LF here is a bug, and on the wire a bare
+        # LF before "." escapes dot-stuffing (SMTP smuggling, CVE-2023-51764).
+        raise HeaderError("the message holds a bare CR or LF", field="message")
+    return encoded
+
+
+_LINE_ENDING = re.compile(r"\r\n?|\n")
+
+
+@dataclass(frozen=True)
+class _Body:
+    """A MIME part prepared once per draft: encoded where no slot falls, the rest per recipient.
+
+    Quoted-printable is line by line (RFC 2045 section 6.7: soft breaks and the encoding of
+    trailing white space depend only on the line they are in), and b2a_qp's only
+    whole-input decision, which line ending its soft breaks copy, is CRLF either way here.
+    So a body cut after line endings encodes to the concatenation of its pieces' encodings:
+    the lines holding a slot are filled in and encoded for each recipient, the others once.
+    Each piece is checked for bare CR and LF, and pieces that hold none cannot make one.
+    """
+
+    pieces: tuple[bytes | str, ...]  # bytes: encoded once; str: lines holding slots
+    tag: str
+    escape: bool
+
+    @classmethod
+    def of(cls, content_type: str, body: str, tag: str, *, escape: bool) -> _Body:
+        slot = _slot_re(tag)
+        pieces: list[bytes | str] = [_part_head(content_type)]
+        constant: list[str] = []
+        # Cut after CRLF only: str.splitlines would also cut at characters that are text here.
+        lines = _LINE_ENDING.sub("\r\n", body).split("\r\n")
+        for number, line in enumerate(lines, start=1):
+            if number < len(lines):
+                line += "\r\n"
+            elif not line:
+                break
+            if slot.search(line) is None:
+                constant.append(line)
+                continue
+            if constant:
+                pieces.append(_quoted_printable("".join(constant)))
+                constant = []
+            pieces.append(line)
+        if constant or len(pieces) == 1:
+            pieces.append(_quoted_printable("".join(constant)))
+        return cls(tuple(pieces), tag, escape)
+
+    def fill(self, values: Mapping[str, str]) -> bytes:
+        """The part for one recipient: ``values`` substituted, encoded where they fell."""
+        slot = _slot_re(self.tag)
+
+        def one(match: re.Match[str]) -> str:
+            value = values.get(match.group(1), "")
+            return html_lib.escape(value, quote=True) if self.escape else value
+
+        return b"".join(
+            piece if isinstance(piece, bytes) else _quoted_printable(slot.sub(one, piece))
+            for piece in self.pieces
+        )
+
+
+@functools.lru_cache(maxsize=16)
+def _bodies(draft: EmailDraft) -> tuple[_Body, _Body]:
+    """The text and HTML parts of ``draft``, prepared once for every recipient of a step."""
     return (
-        f'Content-Type: {content_type}; charset="utf-8"\r\n'
-        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-    ).encode("ascii") + encoded
+        _Body.of("text/plain", draft.text, draft.tag, escape=False),
+        _Body.of("text/html", draft.html, draft.tag, escape=True),
+    )
 
 
 def _within_76(line: bytes) -> bytes:
