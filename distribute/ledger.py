@@ -35,6 +35,7 @@ count as sent. SQLAlchemy Core only, so the same statements run on SQLite and Po
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import uuid
@@ -56,6 +57,7 @@ STATES = ("pending", "sending", "sent", "failed", "uncertain", "skipped")
 # A runner that has not touched its step for this long is presumed dead (another host).
 STALE_AFTER = timedelta(minutes=10)
 HEARTBEAT_EVERY = timedelta(seconds=5)
+PLAN_CHUNK = 1000  # rows inserted per statement when a step is planned
 # Any constant shared by every distribute process: the key of the schema's advisory lock.
 _SCHEMA_LOCK = 0x64697374  # "dist"
 NOT_LISTED = "no longer on the step's lists"
@@ -229,8 +231,10 @@ class Ledger:
         self.url = url
         self._clock = clock or (lambda: datetime.now(UTC))
         self._beats: dict[int, datetime] = {}
+        self._statements: dict[object, Any] = {}
         try:
             self.engine: Engine = sa.create_engine(url, future=True)
+            self._skip_locked = self.engine.dialect.name == "postgresql"
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             create_schema(self.engine)
@@ -251,6 +255,15 @@ class Ledger:
 
     def _tx(self) -> Any:
         return self.engine.begin()
+
+    def _statement(self, key: object, build: Callable[[], Any]) -> Any:
+        """A statement built the first time it is needed, then reused: a reused statement
+        object also keeps its compiled form's cache key, which SQLAlchemy would otherwise
+        compute again on every execution."""
+        found = self._statements.get(key)
+        if found is None:
+            found = self._statements[key] = build()
+        return found
 
     def _insert_new(self, table: sa.Table) -> Any:
         """An INSERT that leaves an existing row (same unique key) alone instead of failing:
@@ -341,7 +354,7 @@ class Ledger:
                 ).where(deliveries.c.step_id == step.id)
             ).all()
             known = {row.target for row in existing}
-            new = [
+            new = (
                 {
                     "step_id": step.id,
                     "target": row.target,
@@ -356,7 +369,13 @@ class Ledger:
                 }
                 for row in wanted.values()
                 if row.target not in known
-            ]
+            )
+            # In chunks: a list's worth of row dicts at once would be most of a large
+            # step's memory.
+            added = 0
+            while chunk := list(itertools.islice(new, PLAN_CHUNK)):
+                tx.execute(self._insert_new(deliveries), chunk)
+                added += len(chunk)
             changes: list[dict[str, Any]] = []
             for found in existing:
                 if found.state not in ("pending", "skipped"):
@@ -372,8 +391,6 @@ class Ledger:
                     changes.append(
                         {"row": found.id, "was": "skipped", "to": "pending", "why": None}
                     )
-            if new:
-                tx.execute(self._insert_new(deliveries), new)
             if changes:
                 # Guarded by the state read above, row by row: a row claimed meanwhile stays.
                 tx.execute(
@@ -390,7 +407,7 @@ class Ledger:
                     ),
                     changes,
                 )
-        return len(new)
+        return added
 
     def reset(self, step: StepRef) -> None:
         """Forget a step's rows (dry runs only: they are rehearsals, made again each time)."""
@@ -507,24 +524,82 @@ class Ledger:
     ) -> Claim | timedelta | None:
         """Claim the next due row; ``None`` when none is left, or the wait for one.
 
-        The claim is an UPDATE guarded by the row's state: whichever connection's update
-        matches first owns the row, on SQLite and PostgreSQL alike. With ``retry_uncertain``,
-        uncertain rows are claimed too, one at a time like the others, so only the rows
-        actually sent again leave ``uncertain``.
+        The claim is one UPDATE guarded by the row's state, whose row count decides: of two
+        connections, whichever matches first owns the row, on SQLite and PostgreSQL alike.
+        It picks the row and takes it in the same statement (``RETURNING``), so claimers do
+        not all read the same lowest pending id and then race for it; on PostgreSQL the pick
+        skips rows another claimer has locked (``FOR UPDATE SKIP LOCKED``). With
+        ``retry_uncertain``, uncertain rows are claimed too, one at a time like the others,
+        so only the rows actually sent again leave ``uncertain``.
         """
+        if retry_uncertain:
+            return self._claim_either(step, runner)
+        take, later = self._statement("claim", self._build_claim)
+        now = self.clock()
+        with self._tx() as tx:
+            # A heartbeat every few seconds is enough to tell a live runner from a dead one
+            # (STALE_AFTER is minutes); one per message would double the writes.
+            last = self._beats.get(step.id)
+            if last is None or now - last >= HEARTBEAT_EVERY:
+                self._heartbeat(tx, step, runner, now)
+            row = tx.execute(take, {"step": step.id, "now": now, "runner": runner}).first()
+            if row is not None:
+                return Claim(row.id, row.target, row.address, row.name, row.attempts)
+            # Nothing due (on PostgreSQL: or every due row is being claimed by another
+            # connection right now, which the dispatcher waits a moment for).
+            wait = tx.execute(later, {"step": step.id}).scalar()
+            return None if wait is None else max(utc(wait) - now, timedelta(0))
+
+    def _build_claim(self) -> tuple[Any, Any]:
+        """The claim's statements, built once: SQLAlchemy spends more building and keying a
+        statement than SQLite spends running it."""
         due = sa.and_(
+            deliveries.c.step_id == sa.bindparam("step"),
             deliveries.c.state == "pending",
             sa.or_(
                 deliveries.c.not_before.is_(None), deliveries.c.not_before <= sa.bindparam("now")
             ),
         )
-        if retry_uncertain:
-            due = sa.or_(due, deliveries.c.state == "uncertain")
+        pick = sa.select(deliveries.c.id).where(due).order_by(deliveries.c.id).limit(1)
+        if self._skip_locked:
+            pick = pick.with_for_update(skip_locked=True)
+        take = (
+            deliveries.update()
+            .where(deliveries.c.id == pick.scalar_subquery(), due)
+            .values(
+                state="sending",
+                attempts=deliveries.c.attempts + 1,
+                claimed_by=sa.bindparam("runner"),
+                updated_at=sa.bindparam("now"),
+            )
+            .returning(
+                deliveries.c.id,
+                deliveries.c.target,
+                deliveries.c.address,
+                deliveries.c.name,
+                deliveries.c.attempts,
+            )
+        )
+        later = sa.select(sa.func.min(deliveries.c.not_before)).where(
+            deliveries.c.step_id == sa.bindparam("step"), deliveries.c.state == "pending"
+        )
+        return take, later
+
+    def _claim_either(self, step: StepRef, runner: str) -> Claim | timedelta | None:
+        """``claim`` with uncertain rows too: read the row, then take it if its state held."""
+        due = sa.or_(
+            sa.and_(
+                deliveries.c.state == "pending",
+                sa.or_(
+                    deliveries.c.not_before.is_(None),
+                    deliveries.c.not_before <= sa.bindparam("now"),
+                ),
+            ),
+            deliveries.c.state == "uncertain",
+        )
         while True:
             now = self.clock()
             with self._tx() as tx:
-                # A heartbeat every few seconds is enough to tell a live runner from a dead one
-                # (STALE_AFTER is minutes); one per message would double the writes.
                 last = self._beats.get(step.id)
                 if last is None or now - last >= HEARTBEAT_EVERY:
                     self._heartbeat(tx, step, runner, now)
@@ -595,24 +670,21 @@ class Ledger:
         if state not in STATES:
             raise ValueError(state)
         now = self.clock()
-        values: dict[str, Any] = {
-            "state": state,
-            "last_code": code,
-            "last_text": text,
-            "updated_at": now,
-            "not_before": utc(retry_at) if retry_at else None,
-        }
-        if message_id:
-            values["message_id"] = message_id
-        if release:
-            values["release"] = release
-        if state == "sent":
-            values["sent_at"] = now
+        key = ("finish", bool(message_id), bool(release), state == "sent")
+        statement = self._statement(key, lambda: _finish_statement(*key[1:]))
         with self._tx() as tx:
             tx.execute(
-                deliveries.update()
-                .where(deliveries.c.id == claim.id, deliveries.c.state == "sending")
-                .values(**values)
+                statement,
+                {
+                    "row": claim.id,
+                    "to": state,
+                    "code": code,
+                    "text": text,
+                    "now": now,
+                    "not_before": utc(retry_at) if retry_at else None,
+                    "message_id": message_id,
+                    "release": release,
+                },
             )
 
     def unclaim(self, claim: Claim) -> None:
@@ -950,6 +1022,28 @@ class Ledger:
                 .order_by(sa.func.min(deliveries.c.sent_at))
             ).all()
         return {str(version): int(count) for version, count in rows}
+
+
+def _finish_statement(message_id: bool, release: bool, sent: bool) -> Any:
+    """The UPDATE recording a claimed row's outcome, with the columns this outcome sets."""
+    values: dict[str, Any] = {
+        "state": sa.bindparam("to"),
+        "last_code": sa.bindparam("code"),
+        "last_text": sa.bindparam("text"),
+        "updated_at": sa.bindparam("now"),
+        "not_before": sa.bindparam("not_before"),
+    }
+    if message_id:
+        values["message_id"] = sa.bindparam("message_id")
+    if release:
+        values["release"] = sa.bindparam("release")
+    if sent:
+        values["sent_at"] = sa.bindparam("now")
+    return (
+        deliveries.update()
+        .where(deliveries.c.id == sa.bindparam("row"), deliveries.c.state == "sending")
+        .values(**values)
+    )
 
 
 def create_schema(engine: Engine) -> None:

@@ -550,3 +550,47 @@ def test_of_many_runners_acquiring_at_once_exactly_one_wins(ledger: Ledger) -> N
         winners = [r for r, held in results.items() if held is None]
         assert len(winners) == 1, results
         assert {held.runner for held in results.values() if held is not None} == set(winners)
+
+
+def test_a_claim_is_one_statement_even_when_connections_race(ledger: Ledger) -> None:
+    """Claimers do not all read the lowest pending id and race to update it: each claim is
+    one UPDATE that picks and takes its row, so 8 connections claiming 400 rows make 400
+    claiming statements plus one empty claim each, and no retries."""
+    step = make_step(ledger)
+    total, workers = 400, 8
+    ledger.plan(step, planned(*(f"j{n:04d}@example.com" for n in range(total))))
+    statements: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        verb, _, rest = statement.partition(" ")
+        if "deliveries" in rest.split("WHERE")[0]:  # not the step's heartbeat
+            with lock:
+                statements[verb.upper()] += 1
+
+    sa.event.listen(ledger.engine, "before_cursor_execute", count)
+    start = threading.Barrier(workers)
+    claimed = Counter[int]()
+    failures: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            start.wait()
+            while isinstance(got := ledger.claim(step, f"test:{index}:w"), Claim):
+                with lock:
+                    claimed[got.id] += 1
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    sa.event.remove(ledger.engine, "before_cursor_execute", count)
+    assert not failures
+    assert len(claimed) == total and set(claimed.values()) == {1}
+    # One UPDATE per claimed row and per worker's last, empty claim, which then asks when
+    # the next row is due (one SELECT each).
+    assert statements["UPDATE"] == total + workers
+    assert statements["SELECT"] == workers
