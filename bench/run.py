@@ -697,8 +697,17 @@ def main() -> None:
     parser.add_argument(
         "--small", action="store_true", help="about 1,000 messages: checks the bench runs"
     )
+    parser.add_argument(
+        "--dry",
+        type=int,
+        nargs=2,
+        metavar=("SMALL", "LARGE"),
+        help="the two dry-run list sizes (default: 10000 100000)",
+    )
     options = parser.parse_args()
     sizes = SMALL if options.small else FULL
+    if options.dry:
+        sizes = dataclasses.replace(sizes, dry=tuple(options.dry))
     release, _ = release_text()
     report = Report()
     print(f"distribute bench ({'small' if options.small else 'full'} run), release: {release}")

@@ -404,6 +404,19 @@ def test_dot_stuffing_leaves_one_end_of_data(data: bytes) -> None:
     assert not re.search(rb"(^|\r\n)\.(?!\.)", body)
 
 
+@given(
+    st.lists(st.sampled_from([b"\r\n", b"\r", b"\n", b".", b"..", b"a", b"\xc3\xa9"])).map(b"".join)
+)
+@hypothesis_settings(max_examples=500, deadline=None)
+def test_dot_stuffing_is_line_by_line(data: bytes) -> None:
+    """The same bytes as normalising, splitting into lines and stuffing each line."""
+    lines = re.sub(rb"\r\n|\r|\n", b"\r\n", data).split(b"\r\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    each = b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines)
+    assert _dot_stuffed(data) == each + b"\r\n.\r\n"
+
+
 def test_a_lone_lf_before_a_dot_is_stuffed() -> None:
     """The SMTP-smuggling sequence: LF "." CRLF must not end the data early."""
     stuffed = _dot_stuffed(b"Subject: x\r\n\r\nhello\n.\r\nMAIL FROM:<a@evil.example>\r\n")

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from distribute.channels.base import Channel, Envelope, Outcome
 from distribute.config import SMTP_PASSWORD_ENV, SmtpSettings
 from distribute.errors import ConfigError, SmtpError
+from distribute.headers import has_bare_line_ending
 
 Connector = Callable[[], smtplib.SMTP]
 _LINE_ENDING = re.compile(rb"\r\n|\r|\n")
@@ -240,10 +241,14 @@ def _dot_stuffed(data: bytes) -> bytes:
     end lines at a bare LF would otherwise read "LF.CRLF" (or "LF.LF") as the end of the
     data, and what follows as commands of their own (SMTP smuggling, CVE-2023-51764).
     """
-    lines = _LINE_ENDING.sub(b"\r\n", data).split(b"\r\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    body = b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines)
+    if has_bare_line_ending(data):
+        data = _LINE_ENDING.sub(b"\r\n", data)
+    # CRLF only from here: a line starts after CRLF, so stuffing is one replacement.
+    if data.endswith(b"\r\n"):
+        data = data[:-2]
+    body = data.replace(b"\r\n.", b"\r\n..")
+    if body.startswith(b"."):
+        body = b"." + body
     return body + b"\r\n.\r\n"
 
 
