@@ -32,6 +32,7 @@ import contextlib
 import csv
 import dataclasses
 import itertools
+import json
 import multiprocessing
 import os
 import shutil
@@ -248,21 +249,36 @@ class Child:
 CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
+# Spawns the command and reports its rusage: a child forked from the bench itself would
+# count the bench's own memory, copied at the fork, in its peak RSS.
+SPAWN = """
+import json, os, sys, time
+start = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    json.dump([time.perf_counter() - start, usage.ru_utime + usage.ru_stime,
+               usage.ru_maxrss, os.waitstatus_to_exitcode(status)], out)
+"""
+
+
 def child(argv: Sequence[str], cwd: Path, *, env: dict[str, str] | None = None) -> Child:
-    """Run ``argv`` to its end: wall time, its own peak RSS (wait4's rusage), its output."""
-    with tempfile.TemporaryFile() as out:
-        start = time.perf_counter()
-        process = subprocess.Popen(
-            list(argv), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env or CHILD_ENV
+    """Run ``argv`` to its end: wall time, CPU time, its own peak RSS, its output."""
+    with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as figures:
+        subprocess.run(
+            [sys.executable, "-c", SPAWN, figures.name, *argv],
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env or CHILD_ENV,
+            check=True,
         )
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
+        seconds, cpu, peak, code = json.load(figures)
         out.seek(0)
         output = out.read().decode("utf-8", "replace")
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited with {process.returncode}:\n{output[-2000:]}")
-    return Child(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, output)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited with {code}:\n{output[-2000:]}")
+    return Child(seconds, cpu, peak * 1024, output)
 
 
 def distribute_argv(*args: str) -> list[str]:
