@@ -8,7 +8,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
-from rich.text import Text
 
 from distribute.cli.common import console
 
@@ -107,6 +106,8 @@ class _Display:
         self.shown: dict[str, int] = {}
 
     def event(self, event: Any) -> None:
+        from rich.text import Text
+
         step = event.step
         label = f"{step.name} ({step.channel}, {'dry run' if step.mode == 'dry' else 'live'})"
         now = datetime.now(ZoneInfo(step.timezone)).strftime("%H:%M:%S")

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.text import Text
 
 from distribute.cli.common import console, settings_of
 
@@ -88,6 +87,8 @@ def schedule(ctx: click.Context, campaign: Path, live: bool) -> None:
     Scheduling again after an edit replaces the pending steps; a step already sent is not
     sent again. Without --live the worker writes the messages to the outbox.
     """
+    from rich.text import Text
+
     from distribute.campaign import check_campaign, load_campaign
     from distribute.ledger import Ledger
     from distribute.scheduler import missing_x_credentials, schedule_campaign
