@@ -61,6 +61,8 @@ PLAN_CHUNK = 1000  # rows inserted per statement when a step is planned
 # Any constant shared by every distribute process: the key of the schema's advisory lock.
 _SCHEMA_LOCK = 0x64697374  # "dist"
 NOT_LISTED = "no longer on the step's lists"
+# Why ``recover`` made a row uncertain; the runner that claimed it may still record it.
+STRANDED = "the sending process stopped during the transaction"
 
 metadata = sa.MetaData()
 
@@ -147,6 +149,8 @@ class Claim:
     attempts: int
     # The state the row was claimed from: an uncertain row given back stays uncertain.
     was: str = "pending"
+    # Who claimed it: only that runner records its outcome (see ``Ledger.finish``).
+    runner: str = ""
 
 
 @dataclass(frozen=True)
@@ -232,6 +236,7 @@ class Ledger:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._beats: dict[int, datetime] = {}
         self._statements: dict[object, Any] = {}
+        self._acquired: set[int] = set()
         try:
             self.engine: Engine = sa.create_engine(url, future=True)
             self._skip_locked = self.engine.dialect.name == "postgresql"
@@ -444,6 +449,7 @@ class Ledger:
                 ).rowcount
                 if taken == 1:
                     self._beats[step.id] = now
+                    self._acquired.add(step.id)
                     return None
                 held = tx.execute(
                     sa.select(steps.c.runner, steps.c.heartbeat).where(steps.c.id == step.id)
@@ -459,6 +465,7 @@ class Ledger:
                 ).rowcount
                 if swapped == 1:
                     self._beats[step.id] = now
+                    self._acquired.add(step.id)
                     return None
         return self.holder(step) or Holder.of("unknown:?")
 
@@ -485,6 +492,7 @@ class Ledger:
                 .values(runner=None, heartbeat=None)
             )
         self._beats.pop(step.id, None)
+        self._acquired.discard(step.id)
 
     def recover(self, step: StepRef, runner: str) -> int:
         """Rows left ``sending`` by a dead run become ``uncertain``; returns how many.
@@ -500,7 +508,7 @@ class Ledger:
                 .where(deliveries.c.step_id == step.id, deliveries.c.state == "sending", held)
                 .values(
                     state="uncertain",
-                    last_text="the sending process stopped during the transaction",
+                    last_text=STRANDED,
                     updated_at=now,
                 )
             ).rowcount
@@ -544,7 +552,7 @@ class Ledger:
                 self._heartbeat(tx, step, runner, now)
             row = tx.execute(take, {"step": step.id, "now": now, "runner": runner}).first()
             if row is not None:
-                return Claim(row.id, row.target, row.address, row.name, row.attempts)
+                return Claim(row.id, row.target, row.address, row.name, row.attempts, runner=runner)
             # Nothing due (on PostgreSQL: or every due row is being claimed by another
             # connection right now, which the dispatcher waits a moment for).
             wait = tx.execute(later, {"step": step.id}).scalar()
@@ -635,22 +643,26 @@ class Ledger:
                     )
                 ).rowcount
             if claimed == 1:
-                return Claim(row.id, row.target, row.address, row.name, row.attempts + 1, row.state)
+                return Claim(
+                    row.id, row.target, row.address, row.name, row.attempts + 1, row.state, runner
+                )
 
     def _heartbeat(self, tx: Connection, step: StepRef, runner: str, now: datetime) -> None:
+        # A step this runner acquired must still be its own: one that was let go meanwhile
+        # was taken over and finished by another process, which may be taken again by a
+        # third; claiming on would make two holders.
+        mine = steps.c.runner == runner
+        if step.id not in self._acquired:
+            mine = sa.or_(mine, steps.c.runner.is_(None))
         beat = tx.execute(
-            steps.update()
-            .where(
-                steps.c.id == step.id, sa.or_(steps.c.runner == runner, steps.c.runner.is_(None))
-            )
-            .values(heartbeat=now)
+            steps.update().where(steps.c.id == step.id, mine).values(heartbeat=now)
         ).rowcount
         if beat == 0:
             # Another process took the step over (ours looked dead): stop claiming.
             held = tx.execute(sa.select(steps.c.runner).where(steps.c.id == step.id)).scalar()
             raise LedgerError(
                 f"step {step.name} of {step.campaign} was taken over by "
-                f"{Holder.of(str(held))}; this run stops"
+                f"{Holder.of(held) if held else 'another process'}; this run stops"
             )
         self._beats[step.id] = now
 
@@ -666,17 +678,25 @@ class Ledger:
         release: str | None = None,
     ) -> None:
         """Record the outcome of a claimed row: sent, failed, uncertain, skipped or pending
-        (a retry at ``retry_at``). ``release`` is the release version the message carried."""
+        (a retry at ``retry_at``). ``release`` is the release version the message carried.
+
+        Only the runner that claimed the row records it, and only while the row is still
+        that claim's: ``sending``, or ``uncertain`` when another process took the step over
+        from this one (frozen past its heartbeat) and could not know the outcome. The
+        outcome this runner saw is then the truth, and a row left uncertain instead would be
+        sent twice by ``--retry-uncertain``.
+        """
         if state not in STATES:
             raise ValueError(state)
         now = self.clock()
-        key = ("finish", bool(message_id), bool(release), state == "sent")
+        key = ("finish", bool(message_id), bool(release), state == "sent", bool(claim.runner))
         statement = self._statement(key, lambda: _finish_statement(*key[1:]))
         with self._tx() as tx:
             tx.execute(
                 statement,
                 {
                     "row": claim.id,
+                    "runner": claim.runner,
                     "to": state,
                     "code": code,
                     "text": text,
@@ -692,8 +712,9 @@ class Ledger:
         with self._tx() as tx:
             tx.execute(
                 deliveries.update()
-                .where(deliveries.c.id == claim.id, deliveries.c.state == "sending")
-                .values(state=claim.was, attempts=deliveries.c.attempts - 1)
+                .where(_still_claimed(bool(claim.runner)))
+                .values(state=claim.was, attempts=deliveries.c.attempts - 1),
+                {"row": claim.id, "runner": claim.runner},
             )
 
     # ------------------------------------------------------------------ the schedule
@@ -1024,7 +1045,7 @@ class Ledger:
         return {str(version): int(count) for version, count in rows}
 
 
-def _finish_statement(message_id: bool, release: bool, sent: bool) -> Any:
+def _finish_statement(message_id: bool, release: bool, sent: bool, by_runner: bool) -> Any:
     """The UPDATE recording a claimed row's outcome, with the columns this outcome sets."""
     values: dict[str, Any] = {
         "state": sa.bindparam("to"),
@@ -1039,10 +1060,21 @@ def _finish_statement(message_id: bool, release: bool, sent: bool) -> Any:
         values["release"] = sa.bindparam("release")
     if sent:
         values["sent_at"] = sa.bindparam("now")
-    return (
-        deliveries.update()
-        .where(deliveries.c.id == sa.bindparam("row"), deliveries.c.state == "sending")
-        .values(**values)
+    return deliveries.update().where(_still_claimed(by_runner)).values(**values)
+
+
+def _still_claimed(by_runner: bool) -> Any:
+    """The row (``:row``) is still its claim's: being sent by its runner (``:runner``), or
+    made uncertain by another process's ``recover`` while that runner was frozen (not by
+    the runner's own outcome). A claim made without a runner: any row being sent."""
+    sending = deliveries.c.state == "sending"
+    if not by_runner:
+        return sa.and_(deliveries.c.id == sa.bindparam("row"), sending)
+    stranded = sa.and_(deliveries.c.state == "uncertain", deliveries.c.last_text == STRANDED)
+    return sa.and_(
+        deliveries.c.id == sa.bindparam("row"),
+        deliveries.c.claimed_by == sa.bindparam("runner"),
+        sa.or_(sending, stranded),
     )
 
 

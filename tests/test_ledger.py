@@ -594,3 +594,68 @@ def test_a_claim_is_one_statement_even_when_connections_race(ledger: Ledger) -> 
     # the next row is due (one SELECT each).
     assert statements["UPDATE"] == total + workers
     assert statements["SELECT"] == workers
+
+
+def test_a_stalled_holder_records_what_it_sent_and_stops_after_a_takeover(
+    url: str, clock: FakeClock
+) -> None:
+    """A holder frozen mid-transaction (SIGSTOP, a suspended VM) past the stale heartbeat,
+    then resumed: the message it was sending is recorded as what it is, not left uncertain
+    for a retry to send twice, and it claims nothing more once another process took over,
+    even after that process finished and let the step go."""
+    first, second = Ledger(url, clock=clock), Ledger(url, clock=clock)
+    try:
+        step = make_step(first)
+        first.plan(step, planned("a@example.com", "b@example.com", "c@example.com"))
+        frozen, fresh = "elsewhere.example.org:4242:y", "here:1:z"
+        assert first.acquire(step, frozen) is None
+        inflight = claim(first, step, frozen)
+        clock.advance(STALE_AFTER.total_seconds() + 1)
+        assert second.acquire(step, fresh) is None
+        assert second.recover(step, fresh) == 1  # it cannot know the frozen one's fate
+        taken = claim(second, step, fresh)
+        second.finish(taken, "sent", code=250)
+        second.release(step, fresh)
+        first.finish(inflight, "sent", code=250)  # the frozen process wakes up: 250
+        states = {row["target"]: row["state"] for row in second.rows(step)}
+        assert states == {
+            "a@example.com": "sent",
+            "b@example.com": "sent",
+            "c@example.com": "pending",
+        }
+        clock.advance(HEARTBEAT_EVERY.total_seconds())
+        with pytest.raises(LedgerError, match="this run stops"):
+            first.claim(step, frozen)
+        assert second.counts(step)["pending"] == 1
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_late_finish_never_overwrites_another_runners_claim(ledger: Ledger) -> None:
+    """A row resent by --retry-uncertain belongs to that run: the first run, waking up
+    late, does not record its outcome over the second's."""
+    step = make_step(ledger)
+    ledger.plan(step, planned("a@example.com"))
+    late = claim(ledger, step, "one:1:a")
+    ledger.finish(late, "uncertain", text="connection lost")
+    again = ledger.claim(step, "two:2:b", retry_uncertain=True)
+    assert isinstance(again, Claim)
+    ledger.finish(late, "failed", code=550)
+    ledger.unclaim(late)
+    [row] = ledger.rows(step)
+    assert (row["state"], row["claimed_by"]) == ("sending", "two:2:b")
+    ledger.finish(again, "sent", code=250)
+    assert ledger.rows(step)[0]["state"] == "sent"
+
+
+def test_a_row_its_runner_made_uncertain_stays_uncertain(ledger: Ledger) -> None:
+    """Only a takeover's uncertainty is lifted by the frozen runner: its own is final."""
+    step = make_step(ledger)
+    ledger.plan(step, planned("a@example.com"))
+    got = claim(ledger, step, "one:1:a")
+    ledger.finish(got, "uncertain", text="unexpected error during the transaction")
+    ledger.unclaim(got)
+    ledger.finish(got, "sent")
+    [row] = ledger.rows(step)
+    assert (row["state"], row["attempts"]) == ("uncertain", 1)
