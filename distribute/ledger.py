@@ -226,8 +226,42 @@ def _alive(runner: str) -> bool:
     return True
 
 
-def _same_file(recorded: str, path: str) -> bool:
-    return Path(recorded).resolve() == Path(path).resolve()
+def same_file(recorded: str, path: str | Path) -> bool:
+    """Whether the campaign file a ledger recorded is ``path``.
+
+    Ledgers written before campaign paths were made absolute hold the path as it was typed
+    (``releases/launch.toml``), relative to a working directory nobody knows any more: it
+    names ``path`` when it is the end of ``path``'s absolute form.
+    """
+    here = Path(path).resolve()
+    if Path(recorded).resolve() == here:
+        return True
+    written = Path(recorded).parts
+    return (
+        not Path(recorded).is_absolute()
+        and ".." not in written
+        and here.parts[-len(written) :] == written
+    )
+
+
+def identity_problem(campaign: str, recorded: str) -> str:
+    """Why a campaign file cannot use a name the ledger gives to ``recorded``.
+
+    A new name makes a new campaign whose steps go to everyone again, so that advice comes
+    with its cost; when the recorded file is gone, the file at hand is most likely that
+    campaign moved, and the way to go on without a second mailing comes first.
+    """
+    if Path(recorded).is_absolute() and not Path(recorded).exists():
+        return (
+            f"campaign {campaign!r} was planned from {recorded}, which no longer exists; if "
+            "this file is that campaign moved, move it back or link it there to go on (a new "
+            'name = "..." would send every step to everyone again)'
+        )
+    return (
+        f"campaign name {campaign!r} is already used by {recorded}; two campaign files "
+        'cannot share a name: set name = "..." in this file (a new campaign: its steps go '
+        "to everyone again)"
+    )
 
 
 class Ledger:
@@ -306,11 +340,15 @@ class Ledger:
             row = tx.execute(
                 sa.select(campaigns.c.id, campaigns.c.path).where(campaigns.c.name == campaign)
             ).one()
-            if not _same_file(row.path, path):
-                raise CampaignError(
-                    f"campaign name {campaign!r} is already used by {row.path}; two campaign "
-                    'files cannot share a name: set name = "..." in this file',
-                    path=path,
+            if not same_file(row.path, path):
+                raise CampaignError(identity_problem(campaign, row.path), path=path)
+            if row.path != path:
+                # The same file, recorded relative or through another link: record it as
+                # it is now, so a later move is told apart from another campaign.
+                tx.execute(
+                    campaigns.update()
+                    .where(campaigns.c.id == row.id, campaigns.c.path == row.path)
+                    .values(path=path)
                 )
             tx.execute(
                 self._insert_new(steps).values(

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from distribute.errors import LedgerError
+from distribute.errors import CampaignError, LedgerError
 from distribute.ledger import (
     HEARTBEAT_EVERY,
     STALE_AFTER,
@@ -659,3 +659,30 @@ def test_a_row_its_runner_made_uncertain_stays_uncertain(ledger: Ledger) -> None
     ledger.finish(got, "sent")
     [row] = ledger.rows(step)
     assert (row["state"], row["attempts"]) == ("uncertain", 1)
+
+
+@pytest.mark.parametrize("typed", ["launch.toml", "w/launch.toml", "./w/launch.toml"])
+def test_a_campaign_path_recorded_relative_by_an_older_ledger_is_the_same_campaign(
+    ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, typed: str
+) -> None:
+    """Older ledgers kept the path as typed, relative to where the command ran; run from
+    anywhere else now, it is still that campaign (and is recorded absolute from then on),
+    while a file of another name is not."""
+    campaign = tmp_path / "w" / "launch.toml"
+    campaign.parent.mkdir()
+    campaign.write_text("", "utf-8")
+    with ledger.engine.begin() as conn:
+        conn.execute(
+            sa.insert(metadata.tables["campaigns"]).values(
+                name="launch", path=typed, timezone="UTC", created_at=START
+            )
+        )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    ledger.step("launch", str(campaign), "UTC", "desk", "email", "live", START)
+    assert ledger.campaign_path("launch") == str(campaign)
+    other = tmp_path / "w" / "relaunch.toml"
+    other.write_text("", "utf-8")
+    with pytest.raises(CampaignError, match="already used by"):
+        ledger.step("launch", str(other), "UTC", "desk", "email", "live", START)

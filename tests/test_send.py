@@ -489,20 +489,18 @@ def test_a_second_campaign_file_under_the_same_name_is_refused(
         )
     assert run("send", str(files["march"]), "--live").exit_code == 0
     assert len(server.received) == 3
+    refused = (
+        f"Error: {files['april']}: campaign name 'campaign' is already used by "
+        f'{files["march"]}; two campaign files cannot share a name: set name = "..." '
+        "in this file (a new campaign: its steps go to everyone again)\n"
+    )
     for mode in (["--live"], []):
         april = run("send", str(files["april"]), *mode)
         assert april.exit_code == 1
-        assert april.stderr == (
-            f"Error: {files['april']}: campaign name 'campaign' is already used by "
-            f'{files["march"]}; two campaign files cannot share a name: set name = "..." '
-            "in this file\n"
-        )
+        assert april.stderr == refused
     shown = run("status", str(files["april"]))
     assert shown.exit_code == 1
-    assert shown.stderr == (
-        f"Error: {files['april']}: campaign name 'campaign' belongs to {files['march']}, "
-        'not to this file; set name = "..." in this file\n'
-    )
+    assert shown.stderr == refused
     assert len(server.received) == 3
     # Named, April is a campaign of its own and goes out.
     text = files["april"].read_text("utf-8")
@@ -670,3 +668,32 @@ def test_a_database_failure_is_one_line_without_addresses(
     assert result.stderr == "Error: the state database failed: database or disk is full\n"
     assert "example.com" not in result.output
     assert not server.received
+
+
+def test_a_moved_campaign_is_not_taken_for_another_one(workspace: Path, server: SmtpServer) -> None:
+    """A campaign folder renamed after a send: the refusal says how to go on without mailing
+    anyone twice (not only "give it a new name", which would), and going on works."""
+    write_config(workspace, server.port)
+    write_campaign(workspace, 3)
+    (workspace / "march").mkdir()
+    shutil.move(workspace / "hydrogen.md", workspace / "march" / "hydrogen.md")
+    first = workspace / "march" / "launch.toml"
+    shutil.move(workspace / "launch.toml", first)
+    assert run("send", str(first), "--live", "--limit", "1").exit_code == 0
+    (workspace / "march").rename(workspace / "2027-march")
+    moved = workspace / "2027-march" / "launch.toml"
+    refused = (
+        f"Error: {moved}: campaign 'launch' was planned from {first}, which no longer exists; "
+        "if this file is that campaign moved, move it back or link it there to go on (a new "
+        'name = "..." would send every step to everyone again)\n'
+    )
+    for command in (["send", str(moved), "--live"], ["status", str(moved)]):
+        result = run(*command)
+        assert (result.exit_code, result.stderr) == (1, refused)
+    assert len(server.received) == 1
+    (workspace / "march").symlink_to(workspace / "2027-march")
+    assert run("send", str(moved), "--live").exit_code == 0
+    # Going on through the link recorded the file where it is now: the link can go.
+    (workspace / "march").unlink()
+    assert run("send", str(moved), "--live").exit_code == 0
+    assert server.handler.per_recipient() == Counter({f"j{n:05d}@example.com": 1 for n in range(3)})

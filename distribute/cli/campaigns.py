@@ -388,7 +388,7 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool, dry: bool) -
     from rich.table import Table
     from sqlalchemy.exc import SQLAlchemyError
 
-    from distribute.ledger import Ledger
+    from distribute.ledger import Ledger, identity_problem, same_file
     from distribute.scheduler import send_hint
 
     settings = settings_of(ctx)
@@ -405,12 +405,8 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool, dry: bool) -
         ledger = Ledger(settings.database_url)
         try:
             recorded = ledger.campaign_path(name) if path and name else None
-            if path and recorded and Path(recorded).resolve() != path:
-                raise CampaignError(
-                    f"campaign name {name!r} belongs to {recorded}, not to this file; "
-                    f'set name = "..." in this file',
-                    path=campaign,
-                )
+            if path and recorded and not same_file(recorded, path):
+                raise CampaignError(identity_problem(str(name), recorded), path=campaign)
             entries = ledger.status(name)
         except SQLAlchemyError as exc:
             raise _database_error(exc) from None
