@@ -97,6 +97,13 @@ _PLAIN_TAGS = {
 }
 # Front matter is "key: value" lines and a list of hashtags; deeper is a mistake or an attack.
 _MAX_NESTING = 10
+# Control characters no release means to hold: a NUL ends the text where libxml2 reads it
+# (premailer would then drop the rest of the email) and an escape sequence redraws the
+# terminal of whoever renders the release. Tab, line breaks and the form feed of a PDF's
+# page break are whitespace and stay, in the body; a front matter value may hold tab and
+# newline only (YAML writes the others as escapes: "\0", "\e").
+_CONTROL_IN_BODY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_CONTROL_IN_VALUE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _PlainLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in _PLAIN_TAGS]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
@@ -236,10 +243,20 @@ def parse_release(text: str, *, source: Path | None = None) -> Release:
     if size > MAX_RELEASE_BYTES:
         raise _too_large(size, source)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if control := _CONTROL_IN_BODY.search(text):
+        raise ReleaseError(
+            f"the release holds a control character ({_codepoint(control.group())}); remove it",
+            path=source,
+            line=text.count("\n", 0, control.start()) + 1,
+        )
     meta, body, body_line = _split_front_matter(text, source)
     blocks = _repair_page_breaks(_blocks(body, body_line))
     release = _infer(blocks, meta, source)
     return release
+
+
+def _codepoint(char: str) -> str:
+    return f"U+{ord(char):04X}"
 
 
 def _split_front_matter(text: str, source: Path | None) -> tuple[dict[str, Any], str, int]:
@@ -320,6 +337,9 @@ def _check_front_matter(
             raise fail(f"{key} must be text")
         if key == "title" and (value is None or not str(value).strip()):
             raise fail("title is empty")
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and (control := _CONTROL_IN_VALUE.search(text)):
+                raise fail(f"{key} holds a control character ({_codepoint(control.group())})")
         if value is None:
             continue
         if key == "hashtags":

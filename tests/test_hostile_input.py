@@ -11,9 +11,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from distribute.cli import cli
 from distribute.config import bundled
+from distribute.errors import ReleaseError
+from distribute.release import parse_release
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -173,3 +177,49 @@ def test_missing_templates_folder_is_an_error(workspace: Path, example_path: Pat
         f"Error: {workspace / 'distribute.toml'}:2: [paths] templates: "
         f"'{workspace / 'press-templates'}' is not a folder\n"
     )
+
+
+# Every C0 control but tab, line breaks and the PDF page break's form feed; DEL; C1.
+BODY_CONTROLS = [chr(c) for c in [*range(0x00, 0x09), *range(0x0E, 0x20), *range(0x7F, 0xA0)]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    control=st.sampled_from(BODY_CONTROLS),
+    before=st.text(st.characters(codec="utf-8", exclude_categories=["Cc", "Cs", "Zl", "Zp"])),
+    paragraph=st.integers(min_value=0, max_value=2),
+)
+def test_a_control_character_in_a_release_names_its_line(
+    control: str, before: str, paragraph: int
+) -> None:
+    """Never cut at a NUL by the HTML parser, never an escape sequence in a terminal: one
+    error naming the release's line, wherever in the body the character sits."""
+    paragraphs = ["First paragraph.", "Second paragraph.", "Third paragraph."]
+    paragraphs[paragraph] += before + control
+    text = "---\ntitle: A launch\n---\n\n# A launch\n\n" + "\n\n".join(paragraphs) + "\n"
+    with pytest.raises(ReleaseError) as caught:
+        parse_release(text, source=Path("r.md"))
+    assert caught.value.format() == (
+        f"r.md:{7 + 2 * paragraph}: the release holds a control character "
+        f"(U+{ord(control):04X}); remove it"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(r'"Launch \0 now"', "U+0000"), (r'"Launch \e[2J now"', "U+001B"), (r'"a\u2028b"', "U+2028")],
+    ids=["nul", "escape", "line-separator"],
+)
+def test_a_control_character_in_a_front_matter_value(
+    workspace: Path, value: str, shown: str
+) -> None:
+    (workspace / "r.md").write_text(
+        f"---\ntitle: Launch\nsummary: {value}\n---\n\nBody.\n", encoding="utf-8"
+    )
+    code, out, err = run("render", "r.md", "--out", "out")
+    assert (code, out, err) == (
+        1,
+        "",
+        f"Error: r.md:3: summary holds a control character ({shown})\n",
+    )
+    assert not (workspace / "out").exists()
