@@ -32,7 +32,15 @@ from distribute.errors import (
     LedgerError,
     RecipientError,
 )
-from distribute.ledger import NOT_LISTED, Claim, Ledger, Planned, StepRef, runner_id
+from distribute.ledger import (
+    HEARTBEAT_EVERY,
+    NOT_LISTED,
+    Claim,
+    Ledger,
+    Planned,
+    StepRef,
+    runner_id,
+)
 from distribute.recipients import Recipient, SuppressionWatch, suppression_folders
 from distribute.render.email import EmailDraft
 from distribute.render.message import build_message, message_bytes
@@ -324,14 +332,22 @@ class Dispatcher:
             for channel in opened:
                 channel.close()
             raise
-        limiter = RateLimiter(
-            self.settings.smtp.rate if self.live else None, self.sleep, self.monotonic
-        )
         lock = threading.Lock()
         budget = [total]
         done = [0]
         stop = threading.Event()
         errors: list[DeliveryError] = []
+
+        def pause(seconds: float) -> None:
+            # A rate may space messages up to an hour apart: beat while waiting, or the step
+            # would look abandoned (STALE_AFTER) and another process would take it over.
+            beat = HEARTBEAT_EVERY.total_seconds()
+            while seconds > 0 and not (stop.is_set() or self.halt.is_set()):
+                self.sleep(min(seconds, beat))
+                seconds -= beat
+                self.ledger.keep_alive(ref, runner)
+
+        limiter = RateLimiter(self.settings.smtp.rate if self.live else None, pause, self.monotonic)
 
         def take() -> bool:
             with lock:
@@ -363,13 +379,13 @@ class Dispatcher:
 
         def deliver_rows(channel: Channel) -> None:
             while take():
-                claim = self._next_claim(ref, runner, stop, retry_uncertain)
-                if claim is None:
-                    return
+                # The slot first, then the claim: a row is `sending` only while it is sent,
+                # never while its runner sleeps.
                 limiter.wait()
                 if stop.is_set() or self.halt.is_set():
-                    # Stopped while waiting for a sending slot: this message never started.
-                    self.ledger.unclaim(claim)
+                    return  # stopped while waiting for a sending slot
+                claim = self._next_claim(ref, runner, stop, retry_uncertain)
+                if claim is None:
                     return
                 try:
                     outcome = self._send_one(channel, claim, draft, by_key, campaign, step)

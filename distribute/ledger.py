@@ -685,6 +685,12 @@ class Ledger:
                     row.id, row.target, row.address, row.name, row.attempts + 1, row.state, runner
                 )
 
+    def keep_alive(self, step: StepRef, runner: str) -> None:
+        """Tell others the holder is alive while it waits (a slow rate, a long retry);
+        :class:`LedgerError` when the step was taken over meanwhile."""
+        with self._tx() as tx:
+            self._heartbeat(tx, step, runner, self.clock())
+
     def _heartbeat(self, tx: Connection, step: StepRef, runner: str, now: datetime) -> None:
         # A step this runner acquired must still be its own: one that was let go meanwhile
         # was taken over and finished by another process, which may be taken again by a

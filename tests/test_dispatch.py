@@ -628,3 +628,38 @@ def test_an_uncertain_row_now_suppressed_is_not_resent(harness: Harness) -> None
     assert nonzero(report.counts) == {"sent": 1, "skipped": 1}
     assert harness.rows()[address(1)]["last_text"] == "on the suppression list; was uncertain"
     assert len(harness.script.times(address(1))) == 1
+
+
+def test_a_slow_rate_keeps_the_step_held_while_waiting(harness: Harness) -> None:
+    """One message every 20 minutes (a rate may be as low as one an hour): the sending
+    process never looks abandoned, so a second process started meanwhile is told who sends
+    the step instead of taking it over, and no row is `sending` while its runner sleeps."""
+    harness.write(3, rate=1 / 1200)
+    seen: list[tuple[object, dict[str, int]]] = []
+
+    def sleep(seconds: float) -> None:
+        harness.clock.sleep(seconds)
+        [ref] = [
+            s["ref"] for s in harness.ledger.status("launch")[0]["steps"] if s["name"] == "desk"
+        ]
+        seen.append(
+            (harness.ledger.acquire(ref, "other.example.org:1:z"), harness.ledger.counts(ref))
+        )
+
+    settings = load_settings(workspace=harness.workspace)
+    campaign, check = harness.load()
+    dispatcher = Dispatcher(
+        settings,
+        harness.ledger,
+        live=True,
+        channel_factory=harness.factory,
+        clock=harness.clock,
+        sleep=sleep,
+        monotonic=lambda: (harness.clock() - START).total_seconds(),
+    )
+    report = dispatcher.run(campaign, check, campaign.step("desk"))
+    assert nonzero(report.counts) == {"sent": 3}
+    assert harness.script.per_recipient() == Counter({address(n): 1 for n in range(3)})
+    assert len(seen) >= 2 * 1200 / 5
+    assert all(holder is not None for holder, _ in seen)
+    assert all(counts["sending"] == 0 for _, counts in seen)
