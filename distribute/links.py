@@ -116,6 +116,17 @@ _URL_ATTRIBUTES = {
 }
 _CSS_URL = re.compile(r"url\(\s*(?P<quote>['\"]?)(?P<url>.*?)(?P=quote)\s*\)", re.IGNORECASE)
 _CSS_IMPORT = re.compile(r"@import\s+(['\"])(?P<url>.*?)\1", re.IGNORECASE)
+# image-set() takes its addresses as plain strings, without url().
+_CSS_IMAGE_SET = re.compile(r"image-set\((?P<args>[^)]*)\)", re.IGNORECASE)
+_CSS_STRING = re.compile(r"(['\"])(?P<url>.*?)\1")
+# A CSS escape: up to six hex digits and one optional space, or any other character
+# (https://www.w3.org/TR/css-syntax-3/#consume-escaped-code-point): "u\72l(" is "url(".
+_CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})[ \t\n\r\f]?|(.))", re.DOTALL)
+# SVG animation sets an attribute to these values: a link when it animates href.
+_ANIMATION = {"set", "animate", "animatetransform", "animatemotion", "animatecolor"}
+_ANIMATED_VALUES = ("to", "from", "by", "values")
+# Active content is not a link but does what a javascript: link would: never sent.
+_SCRIPT = Reference("script", "", "")
 
 
 class _References(HTMLParser):
@@ -126,11 +137,25 @@ class _References(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._in_style = tag == "style"
+        if tag == "script":
+            self.found.append(_SCRIPT)
+        animated = tag in _ANIMATION and any(
+            name == "attributename" and (value or "").strip().lower() in {"href", "xlink:href"}
+            for name, value in attrs
+        )
         for name, value in attrs:
+            if name.startswith("on"):
+                self.found.append(Reference(tag, name, value or ""))
             if value is None:
                 continue
             if name in _URL_ATTRIBUTES:
                 self.found.append(Reference(tag, name, value))
+            elif animated and name in _ANIMATED_VALUES:
+                for part in value.split(";"):
+                    self.found.append(Reference("a", "href", part.strip()))
+            elif name == "srcdoc":
+                # A document of its own, shown in the frame: judged the same way.
+                self.found.extend(references(value))
             elif name == "style":
                 self._css(tag, "style", value)
             elif tag == "meta" and name == "content" and re.search(r"url\s*=", value, re.I):
@@ -149,9 +174,20 @@ class _References(HTMLParser):
             self._css("style", "", data)
 
     def _css(self, tag: str, attribute: str, css: str) -> None:
+        css = _CSS_ESCAPE.sub(_css_unescape, css)
         for pattern in (_CSS_URL, _CSS_IMPORT):
             for match in pattern.finditer(css):
                 self.found.append(Reference(tag, attribute or "url()", match.group("url")))
+        for images in _CSS_IMAGE_SET.finditer(css):
+            for match in _CSS_STRING.finditer(images.group("args")):
+                self.found.append(Reference(tag, attribute or "url()", match.group("url")))
+
+
+def _css_unescape(match: re.Match[str]) -> str:
+    if match.group(1) is None:
+        return match.group(2)
+    code = int(match.group(1), 16)
+    return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
 
 
 def references(document: str) -> list[Reference]:
@@ -173,6 +209,8 @@ def refused_reference(document: str, slots: re.Pattern[str] = _SLOT) -> Referenc
     unsubscribe address, which distribute builds itself, may stand alone).
     """
     for reference in references(document):
+        if reference == _SCRIPT or reference.attribute.startswith("on"):
+            return reference  # never a link: nothing makes it acceptable
         value = reference.value
         if reference.attribute == "srcset":
             candidates = [part.strip().split(" ")[0] for part in value.split(",") if part.strip()]

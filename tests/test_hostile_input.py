@@ -223,3 +223,27 @@ def test_a_control_character_in_a_front_matter_value(
         f"Error: r.md:3: summary holds a control character ({shown})\n",
     )
     assert not (workspace / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("added", "shown"),
+    [
+        ('<p onclick="alert(1)">x</p>', "<p onclick> runs a script: an email cannot carry one"),
+        ("<script>alert(1)</script>", "<script> runs a script: an email cannot carry one"),
+        (
+            '<svg><a><set attributeName="href" to="javascript:alert(1)"/></a></svg>',
+            "<a href> points to 'javascript:alert(1)': only http, https and mailto links "
+            "(and http(s) images) can be sent",
+        ),
+    ],
+    ids=["handler", "script", "svg-animation"],
+)
+def test_a_template_with_active_content_is_refused(
+    workspace: Path, example_path: Path, added: str, shown: str
+) -> None:
+    shipped = (bundled("templates") / "email" / "press-release.html.j2").read_text("utf-8")
+    _override(workspace, "press-release.html.j2", shipped.replace("</body>", f"{added}</body>", 1))
+    code, out, err = run("render", str(example_path), "--out", "out")
+    assert (code, out) == (1, "")
+    assert err == f"Error: templates/email/press-release.html.j2: {shown}\n"
+    assert not (workspace / "out").exists()

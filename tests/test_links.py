@@ -182,9 +182,64 @@ def test_allowed_hrefs_in_an_email(href: str) -> None:
         ('<meta http-equiv="refresh" content="0; url=javascript:x">', "javascript:x"),
         ('<img srcset="https://example.org/a.png 1x, javascript:x 2x">', "javascript:x"),
         ('<svg><a xlink:href="javascript:x">y</a></svg>', "javascript:x"),
+        (
+            '<svg><a><set attributeName="href" to="javascript:x"/><text>y</text></a></svg>',
+            "javascript:x",
+        ),
+        (
+            '<svg><a><animate attributeName="xlink:href" values="https://a.example/;'
+            'javascript:x"/></a></svg>',
+            "javascript:x",
+        ),
+        ('<iframe srcdoc="&lt;a href=&quot;javascript:x&quot;&gt;y&lt;/a&gt;">', "javascript:x"),
+        ('<p style="background:u\\72l(javascript:x)">', "javascript:x"),
+        ('<p style="background:url(\\6a avascript:x)">', "javascript:x"),
+        ("<p style=\"background-image:image-set('javascript:x' 1x)\">", "javascript:x"),
     ],
 )
 def test_refused_references(document: str, value: str) -> None:
     refused = refused_reference(document)
     assert refused is not None
     assert refused.value == value
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "<script>location = 'https://example.org/'</script>",
+        '<p onclick="alert(1)">x</p>',
+        '<a href="https://example.org/" onmouseover="alert(1)">x</a>',
+        '<svg onload="alert(1)"></svg>',
+    ],
+)
+def test_scripts_are_refused_wherever_they_sit(document: str) -> None:
+    """A script does what a javascript: link would, without a link: never sent."""
+    assert refused_reference(f"<p>{document}</p>") is not None
+
+
+def _css_spelling(draw: st.DrawFn, text: str) -> str:
+    """``text`` as CSS could write it: each character itself or as a CSS escape."""
+    out = []
+    for char in text:
+        form = draw(st.sampled_from(["plain", "hex", "hex-space", "char"]))
+        if form == "hex":
+            out.append(f"\\{ord(char):x}" + (" " if char in "0123456789abcdefABCDEF " else ""))
+        elif form == "hex-space":
+            out.append(f"\\{ord(char):06x}")
+        elif form == "char" and char not in "0123456789abcdefABCDEF\n":
+            out.append(f"\\{char}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.sampled_from(DANGEROUS), st.sampled_from(["", "'", '"']))
+def test_no_css_spelling_of_a_dangerous_url_is_accepted(
+    data: st.DataObject, scheme: str, quote: str
+) -> None:
+    """CSS escapes are undone before a url() is judged, as a browser's CSS parser does."""
+    function = _css_spelling(data.draw, "url")
+    target = _css_spelling(data.draw, f"{scheme}:x")
+    style = html.escape(f"background:{function}({quote}{target}{quote})", quote=True)
+    assert refused_reference(f'<p style="{style}">y</p>') is not None

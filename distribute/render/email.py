@@ -243,6 +243,9 @@ def draft_email(
     html_template = _template_file(env, f"email/{template}.html.j2")
     _check_inlined(html_raw, html, html_template, tag)
     refused = refused_reference(html, _slot_re(tag))
+    if refused is not None and (refused.tag == "script" or refused.attribute.startswith("on")):
+        where = f"<{refused.tag} {refused.attribute}>" if refused.attribute else "<script>"
+        raise TemplateError(f"{where} runs a script: an email cannot carry one", path=html_template)
     if refused is not None:
         shown = _slot_re(tag).sub(lambda m: f"{{{{ recipient.{m.group(1)} }}}}", refused.value)
         raise TemplateError(
