@@ -52,7 +52,6 @@ from distribute.errors import (
     CampaignError,
     HeaderError,
     RecipientError,
-    ReleaseError,
     TemplateError,
 )
 from distribute.recipients import (
@@ -72,7 +71,7 @@ from distribute.recipients import (
     recipients_dir,
     suppressions_of,
 )
-from distribute.release import Release, parse_release
+from distribute.release import Release, parse_release, read_release
 from distribute.render.templates import instant, template_dirs
 from distribute.textfile import read_text
 from distribute.words import agree, plural
@@ -483,7 +482,7 @@ class _Loader:
         if not steps:
             raise self.fail("no steps: add an [[email]] or a [[post]] table")
 
-        release_text = read_text(release_path, ReleaseError, "release")
+        release_text = read_release(release_path)
         release = parse_release(release_text, source=release_path)
         # Stable: steps due at the same time keep their order in the file.
         steps.sort(key=lambda step: step.at)

@@ -11,6 +11,7 @@ break split in two (``*... It is also a*`` then ``*commitment ...*``) are joined
 
 from __future__ import annotations
 
+import codecs
 import functools
 import re
 from dataclasses import dataclass, field, replace
@@ -222,16 +223,21 @@ def _too_large(size: int, source: Path | None) -> ReleaseError:
     )
 
 
-def load_release(path: Path) -> Release:
-    """Read and parse a release file; every failure is a :class:`ReleaseError` naming it."""
+def read_release(path: Path) -> str:
+    """A release file's text, refused by its size before it is read (a campaign may name a
+    video or a disk image by mistake); a byte-order mark is not counted."""
     try:
         size = path.stat().st_size
     except OSError:
         size = 0  # read_text says what is wrong with it
-    if size > MAX_RELEASE_BYTES:
+    if size > MAX_RELEASE_BYTES + len(codecs.BOM_UTF8):
         raise _too_large(size, path)
-    text = read_text(path, ReleaseError, "release")
-    return parse_release(text, source=path)
+    return read_text(path, ReleaseError, "release")
+
+
+def load_release(path: Path) -> Release:
+    """Read and parse a release file; every failure is a :class:`ReleaseError` naming it."""
+    return parse_release(read_release(path), source=path)
 
 
 def parse_release(text: str, *, source: Path | None = None) -> Release:

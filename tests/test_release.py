@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -604,3 +605,46 @@ def test_html_part_that_lost_its_body_is_refused(settings: Settings) -> None:
 def test_web_link_in_capitals_is_kept_in_the_text_part() -> None:
     block = parse_release("# T\n\nSee [the page](HTTPS://WWW.EXAMPLE.ORG/A).\n").body_blocks[0]
     assert block.urls == ("HTTPS://WWW.EXAMPLE.ORG/A",)
+
+
+def test_a_release_at_the_limit_with_a_byte_order_mark_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limit is on the Markdown: the three bytes of a BOM an editor adds do not count."""
+    monkeypatch.setattr(release_module, "MAX_RELEASE_BYTES", 2000)
+    path = tmp_path / "release.md"
+    body = "# A fictional headline\n\n"
+    path.write_bytes(codecs.BOM_UTF8 + (body + "é" * ((2000 - len(body)) // 2)).encode())
+    assert path.stat().st_size == 2003
+    assert load_release(path).title == "A fictional headline"
+
+
+def test_a_campaign_refuses_a_huge_release_before_reading_it(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A campaign naming a video by mistake: refused from its size, never loaded into memory."""
+    from click.testing import CliRunner
+
+    from distribute.cli import cli
+
+    huge = workspace / "film.md"
+    with huge.open("wb") as sparse:
+        sparse.truncate(8 * 1024**3)  # no disk used: a sparse file
+    (workspace / "launch.toml").write_text(
+        'release = "film.md"\n[[email]]\nname = "desk"\nlists = ["science-press"]\n'
+        'at = "2027-03-10 08:00"\n',
+        encoding="utf-8",
+    )
+    read = Path.read_bytes
+
+    def guarded(self: Path) -> bytes:
+        assert self.name != huge.name, "the huge release was read"
+        return read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", guarded)
+    result = CliRunner().invoke(cli, ["send", "launch.toml"])
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        "Error: film.md: the release is 8,589,934,592 bytes; a release may be at most 2 MB "
+        "(2,097,152 bytes) of Markdown\n"
+    )
