@@ -73,7 +73,7 @@ from distribute.recipients import (
 )
 from distribute.release import Release, parse_release, read_release
 from distribute.render.templates import instant, template_dirs
-from distribute.textfile import read_text
+from distribute.textfile import long_number_line, read_text
 from distribute.words import agree, plural
 
 if TYPE_CHECKING:
@@ -384,6 +384,11 @@ def load_campaign(path: Path, settings: Settings) -> Campaign:
             line = int(match.group(1))
             message = f"{message[: match.start()]} (column {match.group(2)})"
         raise CampaignError(f"invalid TOML: {message}", path=path, line=line) from None
+    except ValueError:
+        line = long_number_line(text)
+        raise CampaignError(
+            "invalid TOML: a number too long to read", path=path, line=line
+        ) from None
     return _Loader(path, text, settings).campaign(data)
 
 

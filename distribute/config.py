@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from distribute.errors import ConfigError
 from distribute.headers import header_text_problem
+from distribute.textfile import long_number_line
 
 CONFIG_NAME = "distribute.toml"
 SMTP_PASSWORD_ENV = "DISTRIBUTE_SMTP_PASSWORD"  # noqa: S105 (a variable name)
@@ -34,6 +35,9 @@ DEFAULT_TIMEZONE = "Europe/Paris"
 # and the most retries, so the doubling delay stays within days, not centuries.
 MAX_SECONDS = 3600
 MAX_RETRIES = 10
+# More SMTP connections than this is a typo, not a plan: each one is a thread and a socket.
+MAX_CONNECTIONS = 100
+MAX_INTEGER = 2**53
 
 
 @dataclass(frozen=True)
@@ -276,6 +280,17 @@ def _typed(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: 
     wrong = value is not None and not isinstance(value, kind)
     if wrong or (isinstance(value, bool) and kind is int):
         raise ConfigError(f"{key} has the wrong type ({type(value).__name__})", path=path)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+        # Past this, an int no longer converts to float exactly, or at all (OverflowError).
+        line = next(
+            (
+                number
+                for number, text in enumerate(path.read_text("utf-8").split("\n"), start=1)
+                if re.match(rf"\s*{re.escape(key)}\s*=\s*[-+]?\d[\d_]{{15,}}", text)
+            ),
+            None,
+        )
+        raise ConfigError(f"{key} is too large a number", path=path, line=line)
     return value
 
 
@@ -298,7 +313,21 @@ def load_settings(config: Path | None = None, *, workspace: Path | None = None) 
             raise ConfigError(f"cannot read the configuration: {exc}", path=path) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"invalid TOML: {exc}", path=path) from None
-    return _build(data, workspace, path)
+        except ValueError:
+            text = path.read_text(encoding="utf-8")
+            raise ConfigError(
+                "invalid TOML: a number too long to read", path=path, line=long_number_line(text)
+            ) from None
+    try:
+        return _build(data, workspace, path)
+    except ConfigError as exc:
+        # A check that names its setting ("[smtp] timeout must be ...") but not its line:
+        # find the line, so every settings error points at what to change.
+        named = re.match(r"\[([\w.-]+)\] ([\w-]+)", exc.message)
+        if exc.line is None and path is not None and named and exc.path == path:
+            exc.line = _line_of(path, named.group(1), named.group(2))
+            exc.args = (exc.format(),)
+        raise
 
 
 def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings:
@@ -359,6 +388,7 @@ def _build(data: dict[str, Any], workspace: Path, path: Path | None) -> Settings
     connections = defaults.connections if connections is None else connections
     if connections < 1:
         raise ConfigError("[smtp] connections must be at least 1", path=where)
+    _at_most(connections, MAX_CONNECTIONS, "smtp", "connections", where)
     timeout = _typed(smtp_t, "timeout", (int, float), where)
     if timeout is not None and timeout <= 0:
         raise ConfigError("[smtp] timeout must be a positive number of seconds", path=where)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
 from distribute.errors import DistributeError
@@ -23,3 +25,14 @@ def read_text(path: Path, error: type[DistributeError], what: str) -> str:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise error("is not UTF-8 text; save it as UTF-8", path=path, line=line) from None
+
+
+# Python refuses to turn more digits than this into an int (CVE-2020-10735); tomllib then
+# raises a bare ValueError instead of its decode error.
+_LONG_NUMBER = re.compile(rf"\d[\d_]{{{sys.get_int_max_str_digits()},}}")
+
+
+def long_number_line(text: str) -> int | None:
+    """The line of the first number too long for Python to read, if there is one."""
+    found = _LONG_NUMBER.search(text)
+    return None if found is None else text.count("\n", 0, found.start()) + 1

@@ -163,7 +163,8 @@ def test_bad_config_is_one_line(workspace: Path, example_path: Path) -> None:
     code, _, err = run("render", str(example_path))
     assert code == 1
     assert err == (
-        f"Error: {workspace / 'distribute.toml'}: [sender] from: 'nobody' is not an email address\n"
+        f"Error: {workspace / 'distribute.toml'}:2: [sender] from: 'nobody' is not an email "
+        "address\n"
     )
 
 

@@ -362,7 +362,8 @@ def test_a_sender_name_with_a_bidi_override_is_refused(workspace: Path) -> None:
     result = run("render", "release.md", "--out", "out")
     assert result.exit_code == 1
     assert result.stderr == (
-        f"Error: {workspace / 'distribute.toml'}: [sender] from: the name 'Valmont \\u202eecilop' "
+        f"Error: {workspace / 'distribute.toml'}:2: [sender] from: the name "
+        "'Valmont \\u202eecilop' "
         "holds U+202E, a bidirectional control that can make the text display as something "
         "else\n"
     )

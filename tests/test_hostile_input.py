@@ -247,3 +247,64 @@ def test_a_template_with_active_content_is_refused(
     assert (code, out) == (1, "")
     assert err == f"Error: templates/email/press-release.html.j2: {shown}\n"
     assert not (workspace / "out").exists()
+
+
+NUMERIC_SETTINGS = [
+    ("smtp", "port"),
+    ("smtp", "connections"),
+    ("smtp", "timeout"),
+    ("smtp", "retry_delay"),
+    ("smtp", "rate"),
+    ("smtp", "max_retries"),
+    ("x", "timeout"),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    setting=st.sampled_from(NUMERIC_SETTINGS),
+    digits=st.integers(min_value=1, max_value=6000),
+    sign=st.sampled_from(["", "-", "+"]),
+)
+def test_any_integer_in_a_setting_is_read_or_refused_in_one_line(
+    tmp_path_factory: pytest.TempPathFactory,
+    setting: tuple[str, str],
+    digits: int,
+    sign: str,
+) -> None:
+    """However many digits a number has, the settings load or say which line is wrong:
+    no OverflowError from a float conversion, no ValueError from Python's digit limit."""
+    from distribute.config import load_settings
+    from distribute.errors import ConfigError
+
+    folder = tmp_path_factory.mktemp("settings")
+    section, key = setting
+    (folder / "distribute.toml").write_text(
+        f"# settings\n[{section}]\n{key} = {sign}{'9' * digits}\n", encoding="utf-8"
+    )
+    try:
+        loaded = load_settings(workspace=folder)
+    except ConfigError as exc:
+        assert exc.format().startswith(f"{folder / 'distribute.toml'}:3: "), exc.format()
+        return
+    assert digits < 16 and loaded is not None
+
+
+def test_a_campaign_number_too_long_for_python_is_one_line(workspace: Path) -> None:
+    (workspace / "c.toml").write_text(
+        f'name = "c"\nrelease = "r.md"\nsize = {"1" * 5000}\n', encoding="utf-8"
+    )
+    code, out, err = run("send", "c.toml")
+    assert (code, out, err) == (1, "", "Error: c.toml:3: invalid TOML: a number too long to read\n")
+
+
+def test_too_many_connections_is_refused(workspace: Path) -> None:
+    from distribute.config import load_settings
+    from distribute.errors import ConfigError
+
+    (workspace / "distribute.toml").write_text("[smtp]\nconnections = 1000000\n", "utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(workspace=workspace)
+    assert caught.value.format() == (
+        f"{workspace / 'distribute.toml'}:2: [smtp] connections must be at most 100, not 1e+06"
+    )
