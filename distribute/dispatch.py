@@ -418,8 +418,24 @@ class Dispatcher:
             threading.Thread(target=worker, args=(channel, end), name=f"smtp-{n}", daemon=True)
             for n, (channel, end) in enumerate(zip(channels, ends, strict=True))
         ]
+        # Taken before any worker starts: the heartbeat is due from this instant on.
+        beaten = [self.ledger.clock()]
         for thread in threads:
             thread.start()
+
+        def keep_alive() -> None:
+            # One message can take long (an SMTP timeout may be an hour; a server may drip
+            # its replies): the waiting main thread keeps the step's heartbeat, so a live
+            # holder is never taken for a dead one. A takeover found here stops the workers.
+            now = self.ledger.clock()
+            if abs(now - beaten[0]) < HEARTBEAT_EVERY:
+                return
+            beaten[0] = now
+            try:
+                self.ledger.keep_alive(ref, runner)
+            except Exception as exc:
+                stop.set()
+                errors.append(_delivery_error(exc))
 
         def wait_for_workers() -> None:
             # Events, not Thread.join: a join interrupted by Ctrl-C can mark a thread that is
@@ -427,7 +443,7 @@ class Dispatcher:
             # and a second join would then return while a message is still under way.
             for end in ends:
                 while not end.wait(0.5):
-                    pass
+                    keep_alive()
 
         try:
             wait_for_workers()

@@ -28,7 +28,7 @@ from distribute.channels.base import Channel, Envelope, Outcome
 from distribute.config import load_settings
 from distribute.dispatch import Dispatcher, Interrupted, RateLimiter, StepReport, StepStopped
 from distribute.errors import ConfigError, DeliveryError, SmtpError
-from distribute.ledger import Claim, Ledger, StepRef
+from distribute.ledger import STALE_AFTER, Claim, Ledger, StepRef
 
 ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2027, 3, 10, 7, 0, tzinfo=UTC)
@@ -663,3 +663,45 @@ def test_a_slow_rate_keeps_the_step_held_while_waiting(harness: Harness) -> None
     assert len(seen) >= 2 * 1200 / 5
     assert all(holder is not None for holder, _ in seen)
     assert all(counts["sending"] == 0 for _, counts in seen)
+
+
+def test_a_long_transaction_keeps_the_step_held(harness: Harness) -> None:
+    """A server that takes longer than the stale delay over one message (a timeout may be
+    an hour): the sending process keeps its heartbeat meanwhile, so a second process is told
+    who sends the step instead of taking it over and marking the message uncertain."""
+    harness.write(2)
+    held: list[object] = []
+
+    class SlowChannel(RecordingChannel):
+        def deliver(self, envelope: Envelope) -> Outcome:
+            if not held:
+                harness.clock.sleep(STALE_AFTER.total_seconds() + 60)
+                [ref] = [
+                    s["ref"]
+                    for s in harness.ledger.status("launch")[0]["steps"]
+                    if s["name"] == "desk"
+                ]
+                # The main thread wakes every half second; wait for it to write the heartbeat
+                # at the new time (at most half a minute, on a very busy machine).
+                for _ in range(600):
+                    holder = harness.ledger.holder(ref)
+                    if holder is not None and holder.heartbeat == harness.clock():
+                        break
+                    time.sleep(0.05)
+                held.append(harness.ledger.acquire(ref, "other.example.org:1:z"))
+            return super().deliver(envelope)
+
+    settings = load_settings(workspace=harness.workspace)
+    campaign, check = harness.load()
+    dispatcher = Dispatcher(
+        settings,
+        harness.ledger,
+        live=True,
+        channel_factory=lambda: SlowChannel(harness.script, harness.clock),
+        clock=harness.clock,
+        sleep=harness.sleep,
+    )
+    report = dispatcher.run(campaign, check, campaign.step("desk"))
+    assert held and held[0] is not None
+    assert nonzero(report.counts) == {"sent": 2}
+    assert harness.script.per_recipient() == Counter({address(0): 1, address(1): 1})
