@@ -97,6 +97,7 @@ _DURATION = re.compile(r"(\d+)\s*([smhd]?)")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION_HINT = '3600, "90s", "15m" or "1h"'
 DEFAULT_LATE_GRACE = timedelta(hours=1)
+MAX_LATE_GRACE = timedelta(days=365)
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 
 
@@ -308,6 +309,14 @@ def parse_at(value: object, zone: ZoneInfo) -> datetime:
         raise ValueError(f"{value.isoformat()} is a date without a time, like {_TIME_HINT}")
     else:
         raise ValueError(f"must be a time like {_TIME_HINT}, not {type(value).__name__}")
+    try:
+        return _instant(value, moment, zone)
+    except OverflowError:
+        # Within a day of year 1 or 9999, the UTC instant falls outside what datetime holds.
+        raise ValueError(f"{value!s} is too far in the past or the future") from None
+
+
+def _instant(value: object, moment: datetime, zone: ZoneInfo) -> datetime:
     if moment.tzinfo is not None and moment.utcoffset() is not None:
         return moment.astimezone(UTC)
     local = moment.replace(tzinfo=zone, fold=0)
@@ -348,6 +357,9 @@ def parse_duration(value: object) -> timedelta:
         raise ValueError(f"must be seconds or a duration like {_DURATION_HINT}, not {value!r}")
     if seconds < 0:
         raise ValueError(f"must not be negative, not {value!r}")
+    # Beyond this a step is never "too late", and the ledger's integer column overflows.
+    if seconds > MAX_LATE_GRACE.total_seconds():
+        raise ValueError(f"must be at most {MAX_LATE_GRACE.days} days, not {value!r}")
     return timedelta(seconds=seconds)
 
 

@@ -688,6 +688,44 @@ def test_every_accepted_local_time_is_the_instant_shown_back(moment: datetime, n
     assert instant.tzinfo is UTC
 
 
+@given(
+    st.one_of(
+        st.datetimes(timezones=st.none()),
+        # The edges, where a zone's offset carries the instant out of datetime's range.
+        st.datetimes(min_value=datetime(9999, 12, 30), timezones=st.none()),
+        st.datetimes(max_value=datetime(1, 1, 2), timezones=st.none()),
+    ),
+    st.sampled_from(
+        ["Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Pacific/Kiritimati", "UTC"]
+    ),
+    st.sampled_from(["", "Z", "+14:00", "-12:00", "+05:30"]),
+)
+def test_any_time_of_any_year_is_an_instant_or_a_clear_refusal(
+    moment: datetime, name: str, offset: str
+) -> None:
+    """Near year 1 or 9999 the UTC instant may not exist: refused in words, never a crash."""
+    from zoneinfo import ZoneInfo
+
+    text = moment.isoformat(sep=" ") + offset
+    try:
+        instant = parse_at(text, ZoneInfo(name))
+    except ValueError as exc:
+        assert text in str(exc) or repr(text) in str(exc)
+        return
+    assert instant.tzinfo is UTC
+
+
+def test_a_time_beyond_year_9999_in_utc_names_its_line(ws: Path, cfg: Settings) -> None:
+    path = write(ws, edit('at = "2027-03-10 08:00"', 'at = "9999-12-31T23:59-05:00"'))
+    with pytest.raises(CampaignError) as caught:
+        load_campaign(path, cfg)
+    assert re.fullmatch(
+        rf"{re.escape(str(path))}:\d+: .*9999-12-31T23:59-05:00 is too far in the past or "
+        "the future",
+        str(caught.value),
+    )
+
+
 GRACES = [
     pytest.param(None, timedelta(hours=1), id="default"),
     pytest.param("90", timedelta(seconds=90), id="integer"),
@@ -708,6 +746,10 @@ def test_late_grace(ws: Path, cfg: Settings, value: str | None, expected: timede
 @given(st.integers(min_value=0, max_value=10**6), st.sampled_from(["", "s", "m", "h", "d"]))
 def test_every_duration_spelling_means_what_it_says(count: int, unit: str) -> None:
     seconds = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    if count * seconds > 365 * 86400:
+        with pytest.raises(ValueError, match="must be at most 365 days"):
+            parse_duration(f"{count}{unit}")
+        return
     assert parse_duration(f"{count}{unit}") == timedelta(seconds=count * seconds)
     assert parse_duration(f" {count} {unit} ".replace("  ", " ")) == parse_duration(
         f"{count}{unit}"
@@ -716,7 +758,37 @@ def test_every_duration_spelling_means_what_it_says(count: int, unit: str) -> No
         assert parse_duration(count) == timedelta(seconds=count)
 
 
-@pytest.mark.parametrize("value", ['"soon"', "-5", '"15 minutes"', "true", "1.5"])
+@given(
+    st.integers(min_value=-(10**40), max_value=10**40),
+    st.sampled_from(["", "s", "m", "h", "d"]),
+    st.booleans(),
+)
+def test_any_duration_is_at_most_a_year_or_refused(count: int, unit: str, text: bool) -> None:
+    """However large, a late_grace is a duration the ledger can store, or a ValueError."""
+    value: object = f"{count}{unit}" if text or unit else count
+    try:
+        grace = parse_duration(value)
+    except ValueError as exc:
+        assert str(exc).startswith("must ")
+        return
+    assert timedelta(0) <= grace <= timedelta(days=365)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '"soon"',
+        "-5",
+        '"15 minutes"',
+        "true",
+        "1.5",
+        '"1H"',
+        '"1e9s"',
+        '"-1h"',
+        "10000000000000000000",
+        '"366d"',
+    ],
+)
 def test_bad_late_grace_names_its_line(ws: Path, cfg: Settings, value: str) -> None:
     path = write(ws, f"late_grace = {value}\n{BASE}")
     with pytest.raises(CampaignError) as caught:
