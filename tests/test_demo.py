@@ -63,3 +63,21 @@ def test_demo_runs_the_whole_campaign(workspace: Path) -> None:
     assert (folder / "email.eml").is_file()
     # The demo used its own folder, nothing of the workspace it was started from.
     assert sorted(p.name for p in workspace.iterdir()) == ["demo"]
+
+
+def test_demo_refuses_a_folder_that_holds_anything(workspace: Path) -> None:
+    """A workspace's settings are never overwritten, and a second demo in the same folder
+    is refused rather than finding every step done and sending nothing."""
+    (workspace / "press").mkdir()
+    settings = workspace / "press" / "distribute.toml"
+    settings.write_text('[smtp]\nhost = "smtp.example.com"\n', encoding="utf-8")
+    (workspace / "empty").mkdir()
+
+    result = CliRunner().invoke(cli, ["demo", "--out", "press"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1] == (
+        "Error: Invalid value for --out: press is not empty; the demo writes a workspace "
+        "of its own, so give it a new or empty folder"
+    )
+    assert settings.read_text(encoding="utf-8") == '[smtp]\nhost = "smtp.example.com"\n'
+    assert sorted(p.name for p in (workspace / "press").iterdir()) == ["distribute.toml"]

@@ -20,7 +20,7 @@ GAP = timedelta(seconds=2)
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Folder the demo writes to. Default: a new temporary folder.",
+    help="A new or empty folder the demo writes to. Default: a new temporary folder.",
 )
 @click.pass_context
 def demo(ctx: click.Context, out: Path | None) -> None:
@@ -43,6 +43,15 @@ def demo(ctx: click.Context, out: Path | None) -> None:
     from distribute.scheduler import Worker, schedule_campaign
 
     con = console()
+    if out is not None and out.is_dir() and any(out.iterdir()):
+        # The demo writes a distribute.toml, lists, templates and a ledger of its own: in a
+        # press office's workspace it would overwrite theirs, and in an earlier demo's folder
+        # its ledger says every step is done already, so nothing would be sent.
+        raise click.BadParameter(
+            f"{out} is not empty; the demo writes a workspace of its own, so give it a new "
+            "or empty folder",
+            param_hint="--out",
+        )
     folder = (out or Path(tempfile.mkdtemp(prefix="distribute-demo-"))).resolve()
     received = folder / "received"
     with MaildirServer(received) as server:
