@@ -365,7 +365,15 @@ class Ledger:
                     steps.c.campaign_id == row.id, steps.c.name == name, steps.c.mode == mode
                 )
             ).scalar_one()
-            tx.execute(steps.update().where(steps.c.id == step_id).values(at=at))
+            # A step running or done keeps the time it went out at, whatever the file now says.
+            tx.execute(
+                steps.update()
+                .where(
+                    steps.c.id == step_id,
+                    sa.or_(steps.c.state.is_(None), steps.c.state.not_in(("running", "done"))),
+                )
+                .values(at=at)
+            )
         return StepRef(step_id, campaign, name, channel, mode)
 
     def campaign_path(self, campaign: str) -> str | None:

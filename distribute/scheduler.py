@@ -115,12 +115,13 @@ def schedule_campaign(
         kept.append(ref.id)
         state = ledger.schedule(ref, step.at, campaign.late_grace) or "done"
         counts = ledger.counts(ref)
+        held = ledger.timed_step(ref.id)  # a step left alone keeps its own time
         entries.append(
             Entry(
                 name=step.name,
                 channel=step.channel,
                 mode=mode,
-                at=step.at,
+                at=held.at if held is not None else step.at,
                 audience=_audience(check, step),
                 state=state,
                 sent=counts.get("sent", 0),

@@ -266,6 +266,26 @@ def test_a_sent_step_is_never_sent_again(ws: Path, server: SmtpServer) -> None:
     )
 
 
+def test_a_step_sent_keeps_its_time_when_the_file_moves_it(ws: Path, server: SmtpServer) -> None:
+    """Scheduling again after an edit that moves a step already sent changes nothing of it:
+    the ledger and the timeline still say when it went out, not the file's new time."""
+    write_list(ws, "desk", 2)
+    write_list(ws, "wire", 2)
+    campaign = write_campaign(
+        ws, email("desk", "2027-03-10 09:00") + email("wire", "2027-03-10 10:00")
+    )
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    assert worker_at(T).run_due() == ["done"]
+    write_campaign(ws, email("desk", "2027-03-12 09:00") + email("wire", "2027-03-12 10:00"))
+    again = run("schedule", str(campaign), "--live")
+    assert again.exit_code == 0, again.output
+    assert re.search(r"desk\s*│.*│ 2027-03-10 09:00:00 CET │.*│\s*done \(sent 2\)", again.stdout)
+    steps = status_json()
+    assert (steps["desk"]["state"], steps["desk"]["at"]) == ("done", "2027-03-10T08:00:00+00:00")
+    assert steps["wire"]["next_run"] == "2027-03-12T09:00:00+00:00"
+    assert len(server.received) == 2
+
+
 # --------------------------------------------------------------------------- late and missed
 
 
