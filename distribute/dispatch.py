@@ -110,13 +110,20 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+class DatabaseLost(DeliveryError):
+    """The state database failed mid-run (a PostgreSQL restart, a locked file): nothing is
+    wrong with the step, which a worker resumes once the database is back."""
+
+
 class StepStopped(DeliveryError):
     """A step stopped by an error; ``report`` holds the ledger's counts and problem rows
-    at that moment, so the uncertain ones can be listed at once."""
+    at that moment, so the uncertain ones can be listed at once. ``lost``: the error was
+    the state database's (:class:`DatabaseLost`)."""
 
-    def __init__(self, message: str, report: StepReport):
+    def __init__(self, message: str, report: StepReport, *, lost: bool = False):
         super().__init__(message)
         self.report = report
+        self.lost = lost
 
 
 @contextlib.contextmanager
@@ -287,7 +294,8 @@ class Dispatcher:
                     )
                 except DeliveryError as exc:
                     self._fill(report, ref)
-                    raise StepStopped(exc.format(), report) from None
+                    lost = isinstance(exc, DatabaseLost)
+                    raise StepStopped(exc.format(), report, lost=lost) from None
         finally:
             self.ledger.release(ref, runner)
         self._fill(report, ref)
@@ -393,7 +401,8 @@ class Dispatcher:
                     # The server may have the message: the row stays `sending`, and the next
                     # run reports it as uncertain instead of sending it again.
                     stop.set()
-                    errors.append(DeliveryError(str(exc)))
+                    lost = getattr(exc.__cause__, "orig", None) is not None  # the database's
+                    errors.append((DatabaseLost if lost else DeliveryError)(str(exc)))
                     return
                 except Exception as exc:
                     # Stop the others first, so none of them takes the row given back.
@@ -625,5 +634,5 @@ def _delivery_error(exc: Exception) -> DeliveryError:
         # A database error: the driver's first line, without SQLAlchemy's statement and
         # parameters (a server reply in a parameter can hold an address).
         first = str(orig).strip().partition("\n")[0]
-        return DeliveryError(f"the state database failed: {first or type(orig).__name__}")
+        return DatabaseLost(f"the state database failed: {first or type(orig).__name__}")
     return DeliveryError(f"{type(exc).__name__}: {exc}")

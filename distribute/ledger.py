@@ -932,6 +932,26 @@ class Ledger:
             ).rowcount
         return bool(changed)
 
+    def requeue(self, step_id: int, worker: str, note: str) -> bool:
+        """Put back on the schedule a step ``worker`` was running but no longer runs (it lost
+        the database mid-step), to be resumed. This process's hold on the step goes with it:
+        the run that held it has ended, and its last release may not have reached the
+        database."""
+        mine = f"{socket.gethostname()}:{os.getpid()}:%"
+        with self._tx() as tx:
+            changed = tx.execute(
+                steps.update()
+                .where(steps.c.id == step_id, steps.c.state == "running", steps.c.worker == worker)
+                .values(state="scheduled", worker=None, note=note)
+            ).rowcount
+            if changed:
+                tx.execute(
+                    steps.update()
+                    .where(steps.c.id == step_id, steps.c.runner.like(mine))
+                    .values(runner=None, heartbeat=None)
+                )
+        return bool(changed)
+
     def note(self, step_id: int, note: str) -> None:
         with self._tx() as tx:
             tx.execute(steps.update().where(steps.c.id == step_id).values(note=note))

@@ -225,6 +225,7 @@ class Worker:
         self.started = self.clock()
         self.stopping = threading.Event()
         self.halts: dict[int, threading.Event] = {}
+        self.busy: set[int] = set()  # steps fire() is on, from before they are taken
         self.armed: dict[int, datetime] = {}
         self._factory = channel_factory
         self._on_event = on_event
@@ -250,15 +251,40 @@ class Worker:
     def fire(self, step_id: int) -> str | None:
         """Run one step if it is still scheduled and due; returns the state it ends in.
 
-        None when there was nothing to do: another worker took it, it was cancelled, or
-        this worker is stopping.
+        None when there was nothing to do: another worker took it, it was cancelled, this
+        worker is stopping, or the database could not be reached (the step is tried again
+        at the next read of the table).
         """
+        from sqlalchemy.exc import SQLAlchemyError
+
         if self.stopping.is_set():
             return None
+        with self._lock:
+            # Before the step is taken: reclaim() must never see it running here and idle.
+            self.busy.add(step_id)
+        try:
+            return self._fire(step_id)
+        except SQLAlchemyError as exc:
+            # Not a traceback from the timer's thread: one line, and the next read retries.
+            log.error(
+                "cannot start step %s (%s); tried again once the database answers",
+                step_id,
+                _reason(exc),
+            )
+            return None
+        finally:
+            with self._lock:
+                self.busy.discard(step_id)
+            self.armed.pop(step_id, None)  # re-armed at the next read if still scheduled
+
+    def _fire(self, step_id: int) -> str | None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from distribute.dispatch import DatabaseLost
+
         now = self.clock()
         step = self.ledger.timed_step(step_id)
         if step is None or step.state != "scheduled" or step.at > now:
-            self.armed.pop(step_id, None)  # re-armed at the next read if still scheduled
             return None
         zone = step.timezone
         late = now - step.at
@@ -276,34 +302,44 @@ class Worker:
                 return "missed"
             return None
         if not self.ledger.take(step_id, self.id, due=now):
-            self.armed.pop(step_id, None)
             return None
         halt = threading.Event()
         with self._lock:
             self.halts[step_id] = halt
             if self.stopping.is_set():
                 halt.set()
-        note: str | None = None
-        if step.started_at is not None:
-            log.info("resumed %s (due at %s)", where, instant(step.at, zone))
-        elif late >= timedelta(seconds=1):
-            note = f"started {span(late)} late (due at {instant(step.at, zone)})"
-            self.ledger.note(step_id, note)
-            log.info("started %s, %s late (due at %s)", where, span(late), instant(step.at, zone))
-        else:
-            log.info("started %s", where)
-        self.emit(Event("started", step, text=note or ""))
         try:
-            report = self._dispatch(step, now, halt)
-        except DistributeError as exc:
-            return self._fail(step, where, exc.format())
-        except Exception as exc:
-            log.exception("step %s broke", where)
-            return self._fail(step, where, f"{type(exc).__name__}: {exc}")
+            note: str | None = None
+            if step.started_at is not None:
+                log.info("resumed %s (due at %s)", where, instant(step.at, zone))
+            elif late >= timedelta(seconds=1):
+                note = f"started {span(late)} late (due at {instant(step.at, zone)})"
+                self.ledger.note(step_id, note)
+                log.info(
+                    "started %s, %s late (due at %s)", where, span(late), instant(step.at, zone)
+                )
+            else:
+                log.info("started %s", where)
+            self.emit(Event("started", step, text=note or ""))
+            try:
+                report = self._dispatch(step, now, halt)
+            except SQLAlchemyError as exc:
+                return self._lost(step, where, _reason(exc))
+            except DistributeError as exc:
+                if isinstance(exc, DatabaseLost) or getattr(exc, "lost", False):
+                    return self._lost(step, where, exc.format())
+                return self._fail(step, where, exc.format())
+            except Exception as exc:
+                log.exception("step %s broke", where)
+                return self._fail(step, where, f"{type(exc).__name__}: {exc}")
+            return self._settle(step, where, report, halt, note)
         finally:
             with self._lock:
                 self.halts.pop(step_id, None)
-            self.armed.pop(step_id, None)
+
+    def _settle(
+        self, step: Timed, where: str, report: Any, halt: threading.Event, note: str | None
+    ) -> str:
         counts = report.counts
         sent = "sent" if step.mode == "live" else "written"
         summary = (
@@ -312,7 +348,7 @@ class Worker:
         )
         pending = counts.get("pending", 0)
         if halt.is_set() and pending:
-            if self.ledger.settle(step_id, self.id, "scheduled", note):
+            if self.ledger.settle(step.id, self.id, "scheduled", note):
                 text = f"{summary}; {pending} left pending for the next worker"
                 log.info("stopped %s: %s", where, text)
             else:
@@ -320,10 +356,24 @@ class Worker:
                 log.info("cancelled %s: %s", where, text)
             self.emit(Event("stopped", step, text=text))
             return "scheduled"
-        self.ledger.settle(step_id, self.id, "done", note)
+        self.ledger.settle(step.id, self.id, "done", note)
         log.info("finished %s: %s", where, summary)
         self.emit(Event("finished", step, text=summary))
         return "done"
+
+    def _lost(self, step: Timed, where: str, reason: str) -> str | None:
+        """The database went away mid-step: not the step's failure. What was sent is in the
+        ledger (a message whose outcome could not be recorded turns uncertain, never resent),
+        and the rest is sent once the step is resumed."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        text = f"the database was lost mid-step ({reason}); it resumes once it is back"
+        log.error("interrupted %s: %s", where, text)
+        self.emit(Event("stopped", step, text=text))
+        with contextlib.suppress(SQLAlchemyError, LedgerError):
+            if self.ledger.requeue(step.id, self.id, text):
+                return "scheduled"
+        return None  # still running here in the ledger: reclaim() puts it back later
 
     def _fail(self, step: Timed, where: str, reason: str) -> str:
         text = f"{reason}. To send it once fixed: {_hint(step)}"
@@ -376,7 +426,9 @@ class Worker:
     # ------------------------------------------------------------------ the table
 
     def reclaim(self) -> None:
-        """Steps left running by a worker that died go back on the schedule, to resume."""
+        """Steps left running by a worker that died go back on the schedule, to resume;
+        so do this worker's own, when it is no longer running them (the database was away
+        as a step ended, so its end was never recorded)."""
         for step in self.ledger.reclaim():
             log.info(
                 "resuming %s/%s (%s): its worker %s stopped mid-step",
@@ -385,6 +437,19 @@ class Worker:
                 step.mode,
                 step.worker,
             )
+        mine = [s for s in self.ledger.timed(("running",)) if s.worker == self.id]
+        with self._lock:  # read after the table: a step taken since is in busy already
+            busy = set(self.busy)
+        for step in mine:
+            if step.id not in busy and self.ledger.requeue(
+                step.id, self.id, "resumed after the database came back"
+            ):
+                log.info(
+                    "resuming %s/%s (%s) now the database is back",
+                    step.campaign,
+                    step.name,
+                    step.mode,
+                )
 
     def run_due(self) -> list[str | None]:
         """Fire every scheduled step that is due by the clock, soonest first."""
@@ -440,7 +505,7 @@ class Worker:
         try:
             self.sync(scheduler)
         except (SQLAlchemyError, LedgerError) as exc:
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            reason = _reason(exc)
             if reason != self._trouble:
                 log.error(
                     "cannot read the schedule (%s); trying again every %g s", reason, self.poll
@@ -526,6 +591,11 @@ class Worker:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             previous[signum] = signal.signal(signum, handler)
         return previous
+
+
+def _reason(exc: Exception) -> str:
+    """A database error's first line, without SQLAlchemy's statement and links."""
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
 
 
 def _where(url: str) -> str:

@@ -344,6 +344,75 @@ def test_a_worker_up_at_the_time_never_calls_its_own_step_missed(
     assert len(server.received) == 2
 
 
+def test_a_database_restart_mid_step_is_resumed_not_failed(ws: Path, server: SmtpServer) -> None:
+    """PostgreSQL drops every connection while a step sends: the step is put back and
+    resumed, each journalist gets one message, and the one whose outcome could not be
+    recorded is uncertain, not sent again."""
+    import sqlalchemy as sa
+
+    url = os.environ.get("DISTRIBUTE_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("set DISTRIBUTE_TEST_POSTGRES_URL to run this on PostgreSQL")
+    from test_worker_processes import configure, empty
+
+    empty(url)
+    configure(ws, server.port, url)
+    config = ws / "distribute.toml"
+    config.write_text(config.read_text("utf-8").replace("connections = 2", "connections = 1"))
+    addresses = write_list(ws, "desk", 4)
+    assert run("schedule", str(write_campaign(ws, email("desk", "2027-03-10 09:00"))), "--live")
+    admin = sa.create_engine(url)
+    original = server.handler.handle_DATA
+
+    async def restart_on_the_second(srv: Any, session: Any, envelope: Any) -> str:
+        if len(server.received) == 1:
+            with admin.connect() as conn:  # as a restart does: every other session ends
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+        return await original(srv, session, envelope)
+
+    server.handler.handle_DATA = restart_on_the_second  # type: ignore[method-assign]
+    try:
+        worker = worker_at(T)
+        try:
+            assert worker.run_due() == ["scheduled"]
+            assert worker.run_due() == ["done"]
+        finally:
+            worker.close()
+        assert server.handler.per_recipient() == Counter(dict.fromkeys(addresses, 1))
+        counts = status_json()["desk"]["counts"]
+        assert (counts["sent"], counts["uncertain"], counts["pending"]) == (3, 1, 0)
+    finally:
+        admin.dispose()
+        empty(url)
+
+
+def test_a_step_whose_end_was_never_recorded_is_resumed_by_its_own_worker(
+    ws: Path, server: SmtpServer
+) -> None:
+    """The ledger still says this worker runs the step (the database was away as the step
+    ended), but nothing runs it here: the worker's next read puts it back and finishes it,
+    instead of holding it `running` for as long as the process lives (and never idle)."""
+    write_list(ws, "desk", 3)
+    assert run("schedule", str(write_campaign(ws, email("desk", "2027-03-10 09:00"))), "--live")
+    worker = worker_at(T)
+    try:
+        (step,) = worker.ledger.timed(("scheduled",))
+        assert worker.ledger.take(step.id, worker.id, due=T)
+        assert not worker.idle()
+        assert worker.run_due() == ["done"]
+        assert worker.idle()
+    finally:
+        worker.close()
+    assert server.handler.per_recipient() == Counter(
+        {f"desk{n:03d}@example.com": 1 for n in range(3)}
+    )
+
+
 # --------------------------------------------------------------------------- at fire time
 
 
