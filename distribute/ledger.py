@@ -350,6 +350,8 @@ class Ledger:
                     .where(campaigns.c.id == row.id, campaigns.c.path == row.path)
                     .values(path=path)
                 )
+            # The file's zone now: its times are shown in it, even after an edit.
+            tx.execute(campaigns.update().where(campaigns.c.id == row.id).values(timezone=timezone))
             tx.execute(
                 self._insert_new(steps).values(
                     campaign_id=row.id,

@@ -286,6 +286,26 @@ def test_a_step_sent_keeps_its_time_when_the_file_moves_it(ws: Path, server: Smt
     assert len(server.received) == 2
 
 
+def test_a_new_time_zone_in_the_file_is_the_one_shown_after_scheduling_again(
+    ws: Path, server: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_list(ws, "desk", 2)
+    campaign = write_campaign(ws, email("desk", "2027-03-10 09:00"))
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    text = campaign.read_text("utf-8").replace("Europe/Paris", "America/New_York")
+    campaign.write_text(text.replace("2027-03-10 09:00", "2027-03-10 03:00"), "utf-8")
+    again = run("schedule", str(campaign), "--live")
+    assert again.exit_code == 0, again.output
+    assert "2027-03-10 03:00:00 EST" in again.stdout
+    assert status_json()["desk"]["next_run"] == "2027-03-10T08:00:00+00:00"
+    assert "2027-03-10 03:00 EST" in run("status").stdout
+    with caplog.at_level("INFO", logger="distribute.scheduler"):
+        assert worker_at(T + timedelta(minutes=2)).run_due() == ["done"]
+    assert "started launch/desk (live), 2 min late (due at 10 March 2027 03:00 EST)" in (
+        caplog.messages
+    )
+
+
 # --------------------------------------------------------------------------- late and missed
 
 
