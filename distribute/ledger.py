@@ -846,13 +846,22 @@ class Ledger:
                 query = query.where(steps.c.name.in_(list(names)))
             found = []
             for row in tx.execute(query).all():
-                # Guarded by the state read above: a step that finished meanwhile stays done.
-                if tx.execute(
-                    steps.update()
-                    .where(steps.c.id == row.id, steps.c.state == row.state)
-                    .values(state="cancelled")
-                ).rowcount:
-                    found.append((str(row.name), str(row.mode), str(row.state)))
+                state = str(row.state)
+                # Guarded by the state read: a step that finished meanwhile stays done. One
+                # a worker took meanwhile (scheduled -> running) is read again and cancelled
+                # as running, so its worker stops.
+                for _ in range(3):
+                    if tx.execute(
+                        steps.update()
+                        .where(steps.c.id == row.id, steps.c.state == state)
+                        .values(state="cancelled")
+                    ).rowcount:
+                        found.append((str(row.name), str(row.mode), state))
+                        break
+                    now = tx.execute(sa.select(steps.c.state).where(steps.c.id == row.id)).scalar()
+                    if now not in ("scheduled", "missed", "running"):
+                        break
+                    state = str(now)
         return found
 
     def timed(self, states: Sequence[str] = ("scheduled", "running")) -> list[Timed]:

@@ -496,6 +496,33 @@ def test_cancel_before_the_time_sends_nothing(ws: Path, server: SmtpServer) -> N
     assert unknown.stderr == "Error: no campaign named 'other' has been scheduled\n"
 
 
+def test_cancel_as_a_worker_takes_the_step_cancels_it_running(ws: Path) -> None:
+    """A worker takes the step between cancel's read and its update: cancel still cancels
+    it (as a running step) rather than saying there was nothing to cancel."""
+    import sqlalchemy as sa
+
+    write_list(ws, "desk", 2)
+    assert run("schedule", str(write_campaign(ws, email("desk", "2027-03-10 09:00"))), "--live")
+    url = load_settings(workspace=ws).database_url
+    canceller, worker = Ledger(url), worker_at(T)
+    (step,) = worker.ledger.timed(("scheduled",))
+
+    raced: list[bool] = []
+
+    def worker_first(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE STEPS") and not raced:
+            raced.append(worker.ledger.take(step.id, worker.id, due=T))
+
+    sa.event.listen(canceller.engine, "before_cursor_execute", worker_first)
+    try:
+        assert canceller.cancel("launch") == [("desk", "live", "running")]
+        assert raced == [True]
+        assert worker.ledger.timed_step(step.id).state == "cancelled"  # type: ignore[union-attr]
+    finally:
+        canceller.close()
+        worker.close()
+
+
 def test_cancel_stops_a_running_step_after_the_messages_under_way(workspace: Path) -> None:
     with SmtpServer(Faults(latency=0.05)) as server:
         write_config(workspace, server.port)
