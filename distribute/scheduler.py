@@ -231,6 +231,7 @@ class Worker:
         self._on_event = on_event
         self._lock = threading.Lock()
         self._trouble: str | None = None  # the last database error, said once
+        self.signal: int | None = None  # the signal that stopped serve(), if one did
 
     def close(self) -> None:
         self.ledger.close()
@@ -585,6 +586,7 @@ class Worker:
         def handler(signum: int, _frame: Any) -> None:
             name = signal.Signals(signum).name
             log.info("%s: finishing the messages under way, then stopping", name)
+            self.signal = signum
             self.stop()
 
         previous: dict[int, Any] = {}

@@ -81,3 +81,38 @@ def test_demo_refuses_a_folder_that_holds_anything(workspace: Path) -> None:
     )
     assert settings.read_text(encoding="utf-8") == '[smtp]\nhost = "smtp.example.com"\n'
     assert sorted(p.name for p in (workspace / "press").iterdir()) == ["distribute.toml"]
+
+
+def test_demo_stopped_by_ctrl_c_says_so_and_exits_130(workspace: Path) -> None:
+    """A real process, interrupted once its first step has gone out: it says what it got
+    and exits as a shell expects, rather than exiting 0 with a summary of a whole campaign."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "distribute", "demo", "--out", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"},
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if " finished science-desk " in line:
+                break
+        process.send_signal(signal.SIGINT)
+        rest, errors = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, errors
+    received = len(list((workspace / "demo" / "received" / "new").iterdir()))
+    assert errors.splitlines()[-1] == (
+        f"Interrupted by SIGINT before the last step: {received} messages received; the "
+        f"demo's workspace is {workspace / 'demo'}"
+    )
+    assert "Where to look" not in rest

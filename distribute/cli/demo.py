@@ -33,6 +33,7 @@ def demo(ctx: click.Context, out: Path | None) -> None:
     are done, and shows the status. Nothing leaves the machine; your own settings and
     lists are not used.
     """
+    import signal
     import tempfile
 
     from distribute.cli.campaigns import _setup_log, status
@@ -41,6 +42,7 @@ def demo(ctx: click.Context, out: Path | None) -> None:
     from distribute.demo import RELEASE, MaildirServer, modes, plan, prepare
     from distribute.ledger import Ledger
     from distribute.scheduler import Worker, schedule_campaign
+    from distribute.words import plural
 
     con = console()
     if out is not None and out.is_dir() and any(out.iterdir()):
@@ -90,6 +92,15 @@ def demo(ctx: click.Context, out: Path | None) -> None:
         finally:
             worker.close()
         count = server.count
+    if worker.signal is not None:
+        # Stopped before its last step: the summary below would claim a whole campaign.
+        name = signal.Signals(worker.signal).name
+        click.echo(
+            f"Interrupted by {name} before the last step: {plural(count, 'message')} received; "
+            f"the demo's workspace is {folder}",
+            err=True,
+        )
+        ctx.exit(128 + worker.signal)
     con.print()
     ctx.invoke(status)
     ctx.invoke(status, dry=True)
