@@ -824,9 +824,15 @@ class Ledger:
         return str(state) if state else None
 
     def cancel(
-        self, campaign: str, names: Sequence[str] | None = None, *, keep: Iterable[int] = ()
+        self,
+        campaign: str,
+        names: Sequence[str] | None = None,
+        *,
+        keep: Iterable[int] = (),
+        states: Sequence[str] = ("scheduled", "missed", "running"),
     ) -> list[tuple[str, str, str]]:
-        """Scheduled, missed and running steps become ``cancelled``: (name, mode, was).
+        """Steps in ``states`` (scheduled, missed and running ones) become ``cancelled``:
+        (name, mode, was).
 
         A running step is stopped by its worker, which watches its state, after the
         messages under way. ``keep`` spares those step ids (rescheduling replaces the rest).
@@ -837,7 +843,7 @@ class Ledger:
                 .join(campaigns, campaigns.c.id == steps.c.campaign_id)
                 .where(
                     campaigns.c.name == campaign,
-                    steps.c.state.in_(("scheduled", "missed", "running")),
+                    steps.c.state.in_(list(states)),
                     steps.c.id.not_in(list(keep)),
                 )
                 .order_by(steps.c.at, steps.c.id)
@@ -859,7 +865,7 @@ class Ledger:
                         found.append((str(row.name), str(row.mode), state))
                         break
                     now = tx.execute(sa.select(steps.c.state).where(steps.c.id == row.id)).scalar()
-                    if now not in ("scheduled", "missed", "running"):
+                    if now not in states:
                         break
                     state = str(now)
         return found

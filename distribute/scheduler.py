@@ -127,7 +127,10 @@ def schedule_campaign(
                 sent=counts.get("sent", 0),
             )
         )
-    return Timeline(entries, ledger.cancel(campaign.name, keep=kept))
+    # What is pending is replaced; a step under way (a live send while a dry schedule is
+    # typed, a step since dropped from the file) is stopped only by `distribute cancel`.
+    replaced = ledger.cancel(campaign.name, keep=kept, states=("scheduled", "missed"))
+    return Timeline(entries, replaced)
 
 
 def _audience(check: CampaignCheck, step: Step) -> int:

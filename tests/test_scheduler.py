@@ -247,6 +247,33 @@ def test_schedule_again_keeps_one_entry_per_step_and_replaces_pending(ws: Path) 
     }
 
 
+def test_scheduling_again_never_stops_a_step_under_way(ws: Path) -> None:
+    """A dry schedule typed while the live step is sending (--live forgotten), or a file
+    that dropped the step, replaces what is pending, not a send under way."""
+    write_list(ws, "desk", 2)
+    write_list(ws, "wire", 2)
+    campaign = write_campaign(
+        ws, email("desk", "2027-03-10 09:00") + email("wire", "2027-03-10 10:00")
+    )
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    worker = worker_at(T)
+    try:
+        desk = next(s for s in worker.ledger.timed() if s.name == "desk")
+        assert worker.ledger.take(desk.id, worker.id, due=T)
+        dry = run("schedule", str(campaign))
+        assert dry.exit_code == 0, dry.output
+        assert "Replaced: wire (live, was scheduled) is no longer scheduled" in dry.stdout
+        assert "Replaced: desk (live" not in dry.stdout
+        assert status_json()["desk"]["state"] == "running"
+        write_campaign(ws, email("wire", "2027-03-10 10:00"))
+        dropped = run("schedule", str(campaign), "--live")
+        assert dropped.exit_code == 0, dropped.output
+        assert "Replaced: desk (live" not in dropped.stdout
+        assert status_json()["desk"]["state"] == "running"
+    finally:
+        worker.close()
+
+
 def test_a_sent_step_is_never_sent_again(ws: Path, server: SmtpServer) -> None:
     write_list(ws, "desk", 3)
     write_list(ws, "wire", 2)
