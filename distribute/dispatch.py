@@ -29,7 +29,6 @@ from distribute.errors import (
     CampaignError,
     DeliveryError,
     DistributeError,
-    LedgerError,
     RecipientError,
 )
 from distribute.ledger import (
@@ -38,6 +37,7 @@ from distribute.ledger import (
     Claim,
     Ledger,
     Planned,
+    StepHeld,
     StepRef,
     runner_id,
 )
@@ -252,7 +252,7 @@ class Dispatcher:
         runner = runner_id()
         holder = self.ledger.acquire(ref, runner)
         if holder is not None:
-            raise LedgerError(
+            raise StepHeld(
                 f"step {step.name} is being sent by {holder} (campaign {campaign.name}); "
                 "wait for it to finish (distribute status shows how far it got)"
             )

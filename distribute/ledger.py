@@ -202,6 +202,11 @@ class Holder:
         return f"PID {self.pid} on {self.host}" if self.pid else self.runner
 
 
+class StepHeld(LedgerError):
+    """Another live process runs the step (a ``send`` by hand, another worker): nothing is
+    wrong with the step, which can be run once that process is done."""
+
+
 def utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes: everything stored is UTC, so say so."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

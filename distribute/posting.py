@@ -47,8 +47,8 @@ from distribute.channels.x import (
     tweet_body,
 )
 from distribute.config import LOOPBACK
-from distribute.errors import LedgerError, ReleaseError, SocialError
-from distribute.ledger import Claim, Planned, StepRef, runner_id
+from distribute.errors import ReleaseError, SocialError
+from distribute.ledger import Claim, Planned, StepHeld, StepRef, runner_id
 from distribute.release import Release
 
 if TYPE_CHECKING:
@@ -307,7 +307,7 @@ class PostRun:
         runner = runner_id()
         holder = self.ledger.acquire(ref, runner)
         if holder is not None:
-            raise LedgerError(
+            raise StepHeld(
                 f"step {step.name} is being posted by {holder} (campaign {campaign.name}); "
                 "wait for it to finish"
             )

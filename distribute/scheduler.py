@@ -34,7 +34,7 @@ from typing import Any
 from distribute.campaign import Campaign, CampaignCheck, PostStep, Step
 from distribute.config import Settings
 from distribute.errors import CampaignError, DistributeError, LedgerError
-from distribute.ledger import Ledger, Timed, runner_id
+from distribute.ledger import Ledger, StepHeld, Timed, runner_id
 from distribute.render.templates import instant
 
 log = logging.getLogger("distribute.scheduler")
@@ -235,6 +235,7 @@ class Worker:
         self._lock = threading.Lock()
         self._trouble: str | None = None  # the last database error, said once
         self.signal: int | None = None  # the signal that stopped serve(), if one did
+        self._waiting: dict[int, str] = {}  # steps held by another process, and by whom
 
     def close(self) -> None:
         self.ledger.close()
@@ -329,6 +330,8 @@ class Worker:
                 report = self._dispatch(step, now, halt)
             except SQLAlchemyError as exc:
                 return self._lost(step, where, _reason(exc))
+            except StepHeld as exc:
+                return self._held(step, where, exc.message)
             except DistributeError as exc:
                 if isinstance(exc, DatabaseLost) or getattr(exc, "lost", False):
                     return self._lost(step, where, exc.format())
@@ -364,6 +367,20 @@ class Worker:
         log.info("finished %s: %s", where, summary)
         self.emit(Event("finished", step, text=summary))
         return "done"
+
+    def _held(self, step: Timed, where: str, reason: str) -> str | None:
+        """Another process sends the step right now (a ``send`` by hand): not a failure. The
+        step waits on the schedule and is resumed once that process is done, sending what
+        it left (nothing, when it sent everything)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if self._waiting.get(step.id) != reason:  # said once, not at every read
+            log.info("waiting %s: %s", where, reason)
+        self._waiting[step.id] = reason
+        with contextlib.suppress(SQLAlchemyError, LedgerError):
+            if self.ledger.requeue(step.id, self.id, reason):
+                return "scheduled"
+        return None
 
     def _lost(self, step: Timed, where: str, reason: str) -> str | None:
         """The database went away mid-step: not the step's failure. What was sent is in the

@@ -460,6 +460,32 @@ def test_a_step_whose_end_was_never_recorded_is_resumed_by_its_own_worker(
     )
 
 
+def test_a_step_sent_by_hand_at_its_time_waits_and_is_not_failed(
+    ws: Path, server: SmtpServer
+) -> None:
+    """`send` holds the step as the worker fires it: the worker leaves it scheduled, not
+    failed, and finishes it once the send is done; each journalist gets one message."""
+    import socket
+
+    write_list(ws, "desk", 3)
+    assert run("schedule", str(write_campaign(ws, email("desk", "2027-03-10 09:00"))), "--live")
+    worker = worker_at(T)
+    try:
+        (step,) = worker.ledger.timed(("scheduled",))
+        by_hand = f"{socket.gethostname()}:{os.getpid()}:send"  # a live process on this host
+        assert worker.ledger.acquire(step.ref, by_hand) is None
+        assert worker.run_due() == ["scheduled"]
+        assert status_json()["desk"]["state"] == "scheduled"
+        assert not server.received
+        worker.ledger.release(step.ref, by_hand)
+        assert worker.run_due() == ["done"]
+    finally:
+        worker.close()
+    assert server.handler.per_recipient() == Counter(
+        {f"desk{n:03d}@example.com": 1 for n in range(3)}
+    )
+
+
 # --------------------------------------------------------------------------- at fire time
 
 
