@@ -391,6 +391,12 @@ class Ledger:
             ).scalar()
         return None if found is None else str(found)
 
+    def campaign_of(self, path: str) -> str | None:
+        """The campaign planned from file ``path``, if one was."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(campaigns.c.name, campaigns.c.path)).all()
+        return next((str(row.name) for row in rows if same_file(row.path, path)), None)
+
     def plan(self, step: StepRef, rows: Iterable[Planned]) -> int:
         """Make the step's rows match its audience now; returns how many rows are new.
 

@@ -549,6 +549,28 @@ def test_cancel_before_the_time_sends_nothing(ws: Path, server: SmtpServer) -> N
     assert unknown.stderr == "Error: no campaign named 'other' has been scheduled\n"
 
 
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        pytest.param(lambda ws: (ws / "hydrogen.md").unlink(), id="release-deleted"),
+        pytest.param(
+            lambda ws: (ws / "launch.toml").write_text("name = [", "utf-8"), id="file-broken"
+        ),
+        pytest.param(lambda ws: (ws / "launch.toml").unlink(), id="file-deleted"),
+    ],
+)
+def test_cancel_by_file_works_when_the_campaign_is_broken(ws: Path, breakage: Any) -> None:
+    """Stopping a campaign must not need a campaign that still loads: the file is known to
+    the ledger by its path."""
+    write_list(ws, "desk", 2)
+    campaign = write_campaign(ws, email("desk", "2027-03-10 09:00"))
+    assert run("schedule", str(campaign), "--live").exit_code == 0
+    breakage(ws)
+    result = run("cancel", "launch.toml")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "desk (live): cancelled (was scheduled).\n"
+
+
 def test_cancel_as_a_worker_takes_the_step_cancels_it_running(ws: Path) -> None:
     """A worker takes the step between cancel's read and its update: cancel still cancels
     it (as a running step) rather than saying there was nothing to cancel."""

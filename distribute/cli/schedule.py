@@ -181,11 +181,16 @@ def cancel(ctx: click.Context, campaign: str, step_names: tuple[str, ...]) -> No
     from distribute.ledger import Ledger
 
     settings = settings_of(ctx)
-    name = campaign_name(settings, campaign)
     if not (settings.state_url or (settings.workspace / "distribute.db").exists()):
+        name = campaign_name(settings, campaign)
         raise click.ClickException(f"no campaign named {name!r} has been scheduled")
     ledger = Ledger(settings.database_url)
     try:
+        # A file the ledger knows is found by its path: stopping a campaign must work when
+        # its file or its release is broken, or gone.
+        as_file = campaign.endswith(".toml") or Path(campaign).is_file()
+        known_file = as_file and ledger.campaign_of(str(Path(campaign).resolve()))
+        name = known_file or campaign_name(settings, campaign)
         known = {step for step, _mode in ledger.states(name)}
         if not known:
             raise click.ClickException(f"no campaign named {name!r} has been scheduled")
