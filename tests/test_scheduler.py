@@ -559,13 +559,19 @@ def test_cancel_before_the_time_sends_nothing(ws: Path, server: SmtpServer) -> N
         pytest.param(lambda ws: (ws / "launch.toml").unlink(), id="file-deleted"),
     ],
 )
-def test_cancel_by_file_works_when_the_campaign_is_broken(ws: Path, breakage: Any) -> None:
-    """Stopping a campaign must not need a campaign that still loads: the file is known to
-    the ledger by its path."""
+def test_status_and_cancel_by_file_work_when_the_campaign_is_broken(
+    ws: Path, breakage: Any
+) -> None:
+    """Seeing and stopping a campaign must not need a campaign that still loads: the file
+    is known to the ledger by its path."""
     write_list(ws, "desk", 2)
     campaign = write_campaign(ws, email("desk", "2027-03-10 09:00"))
     assert run("schedule", str(campaign), "--live").exit_code == 0
     breakage(ws)
+    if (ws / "launch.toml").exists():
+        shown = run("status", "launch.toml")
+        assert shown.exit_code == 0, shown.output
+        assert "desk" in shown.stdout
     result = run("cancel", "launch.toml")
     assert result.exit_code == 0, result.output
     assert result.stdout == "desk (live): cancelled (was scheduled).\n"

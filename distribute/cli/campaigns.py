@@ -394,16 +394,25 @@ def status(ctx: click.Context, campaign: str | None, as_json: bool, dry: bool) -
     settings = settings_of(ctx)
     name = campaign
     path: Path | None = None
-    if campaign and campaign.endswith(".toml") and Path(campaign).is_file():
+    as_file = bool(campaign and campaign.endswith(".toml") and Path(campaign).is_file())
+
+    def name_in_file() -> str:
         from distribute.campaign import load_campaign
 
-        path = Path(campaign).resolve()
-        name = load_campaign(Path(campaign), settings).name
+        return load_campaign(Path(str(campaign)), settings).name
+
     entries: list[dict[str, Any]] = []
     # Looking must not create: a workspace where nothing was planned has no database yet.
-    if settings.state_url or (settings.workspace / "distribute.db").exists():
+    if not (settings.state_url or (settings.workspace / "distribute.db").exists()):
+        name = name_in_file() if as_file else name
+    else:
         ledger = Ledger(settings.database_url)
         try:
+            if as_file:
+                path = Path(str(campaign)).resolve()
+                # Known by its path, a campaign is shown even when its file or release no
+                # longer loads (what was sent matters most then).
+                name = ledger.campaign_of(str(path)) or name_in_file()
             recorded = ledger.campaign_path(name) if path and name else None
             if path and recorded and not same_file(recorded, path):
                 raise CampaignError(identity_problem(str(name), recorded), path=campaign)
