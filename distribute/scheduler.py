@@ -563,6 +563,7 @@ class Worker:
         from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
+        from sqlalchemy.exc import SQLAlchemyError
 
         scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -584,11 +585,17 @@ class Worker:
         _WORKERS[self.id] = self
         scheduler.start()
         log.info("worker %s started on %s", self.id, _where(self.ledger.url))
-        self.check_credentials()
+        checked = False
         try:
             while not self.stopping.is_set():
-                if self.tick(scheduler) and until_idle and self.idle():
-                    break
+                if self.tick(scheduler):
+                    # Every read may find the database gone again: the next tick says so.
+                    with contextlib.suppress(SQLAlchemyError):
+                        if not checked:
+                            self.check_credentials()
+                            checked = True
+                        if until_idle and self.idle():
+                            break
                 self.stopping.wait(self.poll)
         finally:
             stopped = self.stopping.is_set()

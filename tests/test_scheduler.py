@@ -486,6 +486,40 @@ def test_a_step_sent_by_hand_at_its_time_waits_and_is_not_failed(
     )
 
 
+def test_a_database_gone_as_the_worker_starts_is_waited_for(
+    ws: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ledger is readable when the worker opens it and gone a moment later (here: the
+    file removed, so every read finds no table): the worker says so and keeps reading,
+    rather than dying on its first read with a traceback."""
+    write_list(ws, "desk", 2)
+    assert run("schedule", str(write_campaign(ws, email("desk", "2027-03-10 09:00"))), "--live")
+    worker = Worker(load_settings(workspace=ws), poll=0.05)
+    for name in ("distribute.db", "distribute.db-wal", "distribute.db-shm"):
+        (ws / name).unlink(missing_ok=True)
+    worker.ledger.engine.dispose()  # its open connections still read the removed file
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            worker.serve(handle_signals=False)
+        except BaseException as exc:
+            errors.append(exc)
+
+    with caplog.at_level("INFO", logger="distribute.scheduler"):
+        thread = threading.Thread(target=serve)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while thread.is_alive() and not any("cannot read" in m for m in caplog.messages):
+            assert time.monotonic() < deadline, "the worker never said it cannot read"
+            time.sleep(0.01)
+        worker.stop()
+        thread.join(10)
+    worker.close()
+    assert errors == []
+    assert any(m.startswith("cannot read the schedule (no such table") for m in caplog.messages)
+
+
 # --------------------------------------------------------------------------- at fire time
 
 
