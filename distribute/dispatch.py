@@ -304,15 +304,7 @@ class Dispatcher:
     def _fill(self, report: StepReport, ref: StepRef) -> None:
         """The step's counts and problem rows as the ledger holds them now."""
         report.counts = self.ledger.counts(ref)
-        report.problems = [
-            {
-                "address": row["address"],
-                "state": row["state"],
-                "code": row["last_code"],
-                "text": row["last_text"],
-            }
-            for row in self.ledger.rows(ref, ("failed", "uncertain"))
-        ]
+        report.problems = self.ledger.problems(ref)
 
     def _deliver_all(
         self,

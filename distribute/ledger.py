@@ -1060,6 +1060,10 @@ class Ledger:
         counts.update({state: int(count) for state, count in rows})
         return counts
 
+    def problems(self, step: StepRef) -> list[dict[str, Any]]:
+        """The step's failed and uncertain rows, as runs and ``status`` report them."""
+        return [_problem(row) for row in self.rows(step, ("failed", "uncertain"))]
+
     def rows(self, step: StepRef, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
         query = sa.select(deliveries).where(deliveries.c.step_id == step.id)
         if states:
@@ -1119,14 +1123,7 @@ class Ledger:
                             {"address": row["address"], "reason": row["last_text"] or "skipped"}
                         )
                         continue
-                    step_entry["problems"].append(
-                        {
-                            "address": row["address"],
-                            "state": row["state"],
-                            "code": row["last_code"],
-                            "text": row["last_text"],
-                        }
-                    )
+                    step_entry["problems"].append(_problem(row))
         return out
 
     def releases(self, step: StepRef) -> dict[str, int]:
@@ -1233,6 +1230,15 @@ def _timed(row: Any) -> Timed:
         worker=row.worker,
         started_at=utc(row.started_at) if row.started_at else None,
     )
+
+
+def _problem(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "address": row["address"],
+        "state": row["state"],
+        "code": row["last_code"],
+        "text": row["last_text"],
+    }
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

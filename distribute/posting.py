@@ -327,15 +327,7 @@ class PostRun:
         finally:
             self.ledger.release(ref, runner)
         report.counts = self.ledger.counts(ref)
-        report.problems = [
-            {
-                "address": row["address"],
-                "state": row["state"],
-                "code": row["last_code"],
-                "text": row["last_text"],
-            }
-            for row in self.ledger.rows(ref, ("failed", "uncertain"))
-        ]
+        report.problems = self.ledger.problems(ref)
         return report
 
     # ------------------------------------------------------------------ dry run
