@@ -2,6 +2,7 @@
 
     python bench/run.py            # the full run (15 to 30 minutes on a 2-core machine)
     python bench/run.py --small    # every measurement on about 1,000 messages, in seconds
+    python bench/run.py --only dry # one section (repeatable; see --help)
 
 Every figure is printed beside its baseline, measured in the same run on the same machine,
 and every target is printed as met or not:
@@ -457,8 +458,10 @@ class Prepared:
 AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
-def live_sends(report: Report, sizes: Sizes, scratch: Path, release: str) -> float:
-    """Returns distribute's rate at one connection against the instant server."""
+SECTIONS = ("startup", "live", "slow", "whole", "inline", "dry")
+
+
+def instant_sends(report: Report, sizes: Sizes, scratch: Path, release: str) -> None:
     count = sizes.messages
     prepared = Prepared(scratch / "live", count)
     size = statistics.mean(len(data) for _, data in prepared.messages)
@@ -489,6 +492,8 @@ def live_sends(report: Report, sizes: Sizes, scratch: Path, release: str) -> flo
         all(b >= a * 0.95 for a, b in itertools.pairwise(ordered)),
     )
 
+
+def slow_sends(report: Report, sizes: Sizes, scratch: Path) -> None:
     latency = 0.020
     count = sizes.latency_messages
     slow = Prepared(scratch / "slow", count)
@@ -519,7 +524,6 @@ def live_sends(report: Report, sizes: Sizes, scratch: Path, release: str) -> flo
     report.line(
         "(ratio: distribute / bound; the replay shows what a sender doing nothing else gets)"
     )
-    return rates[sizes.connections[0]][0]
 
 
 # ------------------------------------------------------------- other senders
@@ -735,6 +739,13 @@ def main() -> None:
         metavar=("SMALL", "LARGE"),
         help="the two dry-run list sizes (default: 10000 100000)",
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        metavar="SECTION",
+        help=f"run only this section (repeatable): {', '.join(SECTIONS)}",
+    )
     options = parser.parse_args()
     sizes = SMALL if options.small else FULL
     if options.dry:
@@ -744,11 +755,19 @@ def main() -> None:
     print(f"distribute bench ({'small' if options.small else 'full'} run), release: {release}")
     with tempfile.TemporaryDirectory(prefix="distribute-bench-") as tmp:
         scratch = Path(tmp)
-        startup(report, sizes, scratch)
-        live_sends(report, sizes, scratch, release)
-        others(report, sizes, scratch)
-        inliners(report, sizes, scratch)
-        dry_runs(report, sizes, scratch)
+        chosen = options.only or SECTIONS
+        if "startup" in chosen:
+            startup(report, sizes, scratch)
+        if "live" in chosen:
+            instant_sends(report, sizes, scratch, release)
+        if "slow" in chosen:
+            slow_sends(report, sizes, scratch)
+        if "whole" in chosen:
+            others(report, sizes, scratch)
+        if "inline" in chosen:
+            inliners(report, sizes, scratch)
+        if "dry" in chosen:
+            dry_runs(report, sizes, scratch)
     report.summary()
 
 
