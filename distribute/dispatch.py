@@ -11,6 +11,7 @@ server's words, and the others go on.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import signal
 import threading
@@ -263,15 +264,14 @@ class Dispatcher:
                 maildir(outbox, clear=True)
                 report.outbox = outbox / "new"
             by_key = {r.key: r for r in audience.recipients}
-            rows = [
-                Planned(r.key, r.email, r.display_name, r.list_name) for r in audience.recipients
-            ]
-            rows += [
-                Planned(
-                    r.key, r.email, r.display_name, r.list_name, skipped=True, reason=SUPPRESSED
-                )
-                for r in audience.suppressed
-            ]
+            # Made as the ledger reads them: a list of them would be the audience again.
+            rows = itertools.chain(
+                (Planned(r.key, r.email, r.display_name, r.list_name) for r in audience.recipients),
+                (
+                    Planned(r.key, r.email, r.display_name, r.list_name, True, SUPPRESSED)
+                    for r in audience.suppressed
+                ),
+            )
             report.planned = self.ledger.plan(ref, rows)
             report.recovered = self.ledger.recover(ref, runner)
             counts = self.ledger.counts(ref)

@@ -39,7 +39,7 @@ import itertools
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -400,13 +400,13 @@ class Ledger:
     def plan(self, step: StepRef, rows: Iterable[Planned]) -> int:
         """Make the step's rows match its audience now; returns how many rows are new.
 
-        ``rows`` is everything the step selects now, suppressed recipients included (as
-        ``skipped``). Rows already sent, failed, uncertain or being sent keep their state.
+        ``rows`` is everything the step selects now, one row per target, suppressed
+        recipients included (as ``skipped``); it is read once, lazily, so it may be a
+        generator. Rows already sent, failed, uncertain or being sent keep their state.
         A pending row whose recipient is now suppressed, or no longer in ``rows``, becomes
         ``skipped`` with the reason; a skipped row whose recipient is selected and not
         suppressed again becomes ``pending``.
         """
-        wanted = {row.target: row for row in rows}
         now = self.clock()
         with self._tx() as tx:
             existing = tx.execute(
@@ -418,24 +418,32 @@ class Ledger:
                 ).where(deliveries.c.step_id == step.id)
             ).all()
             known = {row.target for row in existing}
-            new = (
-                {
-                    "step_id": step.id,
-                    "target": row.target,
-                    "address": row.address,
-                    "name": row.name,
-                    "list_name": row.list_name,
-                    "state": "skipped" if row.skipped else "pending",
-                    "last_text": (row.reason or "skipped") if row.skipped else None,
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for row in wanted.values()
-                if row.target not in known
-            )
-            # In chunks: a list's worth of row dicts at once would be most of a large
-            # step's memory.
+            # Of the rows the step already has, the ones selected now, each with why it is
+            # skipped ("" when it is to be sent): all ``plan`` keeps of ``rows``, read once
+            # and inserted a chunk at a time, so a large audience is not held here again
+            # (and a fresh step, with no rows, keeps nothing).
+            selected: dict[str, str] = {}
+
+            def fresh() -> Iterator[dict[str, Any]]:
+                for row in rows:
+                    reason = (row.reason or "skipped") if row.skipped else ""
+                    if row.target in known:
+                        selected[row.target] = reason
+                        continue
+                    yield {
+                        "step_id": step.id,
+                        "target": row.target,
+                        "address": row.address,
+                        "name": row.name,
+                        "list_name": row.list_name,
+                        "state": "skipped" if row.skipped else "pending",
+                        "last_text": reason or None,
+                        "attempts": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+
+            new = fresh()
             added = 0
             while chunk := list(itertools.islice(new, PLAN_CHUNK)):
                 tx.execute(self._insert_new(deliveries), chunk)
@@ -444,9 +452,8 @@ class Ledger:
             for found in existing:
                 if found.state not in ("pending", "skipped"):
                     continue  # sent, failed, uncertain and sending rows are history
-                row = wanted.get(found.target)
-                if row is None or row.skipped:
-                    reason = NOT_LISTED if row is None else (row.reason or "skipped")
+                reason = selected.get(found.target, NOT_LISTED)
+                if reason:
                     if (found.state, found.last_text) != ("skipped", reason):
                         changes.append(
                             {"row": found.id, "was": found.state, "to": "skipped", "why": reason}

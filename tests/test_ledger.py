@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from hypothesis import strategies as st
 from distribute.errors import CampaignError, LedgerError
 from distribute.ledger import (
     HEARTBEAT_EVERY,
+    PLAN_CHUNK,
     STALE_AFTER,
     STATES,
     Claim,
@@ -146,6 +148,35 @@ def test_later_suppression_from_a_generator(ledger: Ledger) -> None:
     ledger.plan(step, planned("a@example.com"))
     ledger.plan(step, (row for row in planned("a@example.com", skipped=True)))
     assert nonzero(ledger.counts(step)) == {"skipped": 1}
+
+
+def _counted(rows: list[Planned], alive: list[int]) -> Iterator[Planned]:
+    """``rows`` one by one, noting before each how many of those already given are alive."""
+    refs: list[weakref.ref[Planned]] = []
+    while rows:
+        alive.append(sum(ref() is not None for ref in refs))
+        row = rows.pop(0)
+        refs.append(weakref.ref(row))
+        yield row
+        del row
+
+
+@pytest.mark.parametrize("again", [False, True], ids=["fresh step", "planned before"])
+def test_plan_reads_its_rows_lazily_and_keeps_none(ledger: Ledger, again: bool) -> None:
+    """Planning a large audience holds at most one chunk of it, not every row."""
+    step = make_step(ledger)
+    total = 3 * PLAN_CHUNK + 7
+    targets = [f"j{n:05d}@example.com" for n in range(total)]
+    if again:
+        ledger.plan(step, planned(*targets[::2]))
+    alive: list[int] = []
+    rows = planned(*targets[:-1]) + planned(targets[-1], skipped=True)
+    added = ledger.plan(step, _counted(rows, alive))
+    assert len(alive) == total
+    assert max(alive) <= PLAN_CHUNK
+    assert added == (total // 2 if again else total)
+    expected = {"pending": total - 1, "skipped": 1}
+    assert nonzero(ledger.counts(step)) == expected
 
 
 def test_concurrent_claims_take_each_row_exactly_once(ledger: Ledger) -> None:
