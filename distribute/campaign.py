@@ -205,14 +205,22 @@ class CampaignCheck:
 
 def _overlap(audiences: dict[str, Audience]) -> tuple[str, tuple[str, ...]] | None:
     """A warning when journalists are in more than one of these email steps, and the steps."""
-    seen: dict[str, list[str]] = {}
+    if len(audiences) < 2:
+        return None
+    # The first step of each journalist, and the steps of those in several: a list per
+    # journalist would cost more than the audience itself on a large list.
+    first: dict[str, str] = {}
+    repeated: dict[str, list[str]] = {}
     for name, audience in audiences.items():
         for recipient in audience.recipients:
-            seen.setdefault(recipient.key, []).append(name)
-    repeated = {key: steps for key, steps in seen.items() if len(steps) > 1}
+            key = recipient.key
+            was = first.setdefault(key, name)
+            if was != name:
+                repeated.setdefault(key, [was]).append(name)
     if not repeated:
         return None
-    example, steps = next(iter(repeated.items()))
+    example = next(key for key in first if key in repeated)  # the earliest in the lists
+    steps = repeated[example]
     count = len(repeated)
     involved = tuple(sorted({name for names in repeated.values() for name in names}))
     return (

@@ -123,8 +123,12 @@ def address_key(address: str) -> str:
     writing the domain in Unicode or in punycode. Over-matching can only suppress.
     """
     text = address.strip()
-    if text.isascii() and "xn--" not in text.lower():
-        return text.lower()
+    if text.isascii():
+        lowered = text.lower()
+        if "xn--" not in lowered:
+            # The address itself when it is its own key (most are): a large list then holds
+            # one string per address, not two.
+            return text if lowered == text else lowered
     text = unicodedata.normalize("NFKC", text).casefold()
     local, at, domain = text.rpartition("@")
     # A domain in punycode is read back as Unicode first: mail programs write it with
@@ -396,8 +400,6 @@ def read_lists(files: Sequence[Path], suppressions: Collection[str]) -> Audience
                 continue
             stats.valid += 1
             key = item.key
-            if key == item.email:
-                key = item.email  # one string instead of two when the address is lowercase
             first = first_seen.get(key)
             if first is not None:
                 stats.duplicates += 1

@@ -246,6 +246,23 @@ def test_loading_streams_rows(tmp_path: Path) -> None:
         list(rows)
 
 
+def test_a_loaded_list_holds_each_value_once(tmp_path: Path) -> None:
+    """An address already in its normal form is its own key, and the values that repeat
+    down a list are one string: a large list costs its recipients and little more."""
+    rows = "".join(f"j{n}@example.org,Jo,Doe,Daily News,en,Europe/Paris,a;b\n" for n in range(300))
+    path = write(tmp_path, "big.csv", HEADER + rows + "Mixed@Example.ORG,Mo,,Daily News,,,\n")
+
+    audience = read_lists([path], set())
+
+    *plain, mixed = audience.recipients
+    assert len(plain) == 300
+    assert all(r.key is r.email for r in plain)
+    assert mixed.key == "mixed@example.org"
+    for name in ("outlet", "language", "timezone", "tags"):
+        assert len({id(getattr(r, name)) for r in plain}) == 1, name
+    assert mixed.outlet is plain[0].outlet
+
+
 @pytest.mark.parametrize(
     ("text", "line"),
     [
