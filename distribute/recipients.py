@@ -1246,11 +1246,49 @@ def address_problem(email: str) -> str | None:
         # "=" and "?" are allowed in an address, but the email package decodes such text
         # into something else in the To header than the address the server is given.
         return f"invalid address {email!r}: it {problem}"
+    if _plainly_valid(email):
+        return None
     try:
         validate_email(email, check_deliverability=False)
     except EmailNotValidError as exc:
         return f"invalid address {email!r}: {exc}"
     return None
+
+
+# email_validator's limit on a whole address (RFC 3696 errata 1690, RFC 5321 4.5.3.1.3).
+_ADDRESS_MAX = 254
+# Its dot-atom-text (RFC 5322 section 3.2.3), the ASCII local parts it accepts as they are.
+_DOT_ATOM = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
+
+
+def _plainly_valid(address: str) -> bool:
+    """Whether email_validator accepts ``address``, told without running it in full on the
+    addresses nearly every list holds: ASCII, a dot-atom local part, a domain it already
+    accepted once (its checks of the domain do not depend on the local part). Anything else
+    is left to it, for its exact reason.
+
+    A domain in punycode is left to it too: its Unicode form, not the address as written,
+    is what it measures against the length limit.
+    """
+    if len(address) > _ADDRESS_MAX or not address.isascii():
+        return False
+    local, at, domain = address.partition("@")
+    return (
+        bool(at)
+        and _DOT_ATOM.fullmatch(local) is not None
+        and "xn--" not in domain.lower()
+        and _accepted_domain(domain)
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _accepted_domain(domain: str) -> bool:
+    """Whether email_validator accepts ``domain`` after the shortest local part."""
+    try:
+        validate_email(f"a@{domain}", check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=512)
