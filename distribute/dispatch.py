@@ -263,7 +263,7 @@ class Dispatcher:
                 self.ledger.reset(ref)
                 maildir(outbox, clear=True)
                 report.outbox = outbox / "new"
-            by_key = {r.key: r for r in audience.recipients}
+            by_key = audience.by_key()
             # Made as the ledger reads them: a list of them would be the audience again.
             rows = itertools.chain(
                 (Planned(r.key, r.email, r.display_name, r.list_name) for r in audience.recipients),

@@ -207,6 +207,16 @@ class Audience:
     suppressed: list[Recipient] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     lists: list[ListStats] = field(default_factory=list)
+    # The recipients as read, by key (reading needs it to deduplicate): see :meth:`by_key`.
+    read_by_key: dict[str, Recipient] = field(default_factory=dict, repr=False)
+
+    def by_key(self) -> dict[str, Recipient]:
+        """:attr:`recipients` by :attr:`Recipient.key`: the dictionary reading built when
+        nothing was filtered out since (on a large list, a second one costs megabytes)."""
+        # A selection only ever leaves recipients out, so one as long is all of them.
+        if len(self.read_by_key) == len(self.recipients):
+            return self.read_by_key
+        return {recipient.key: recipient for recipient in self.recipients}
 
     @property
     def invalid(self) -> list[Problem]:
@@ -382,7 +392,8 @@ def read_lists(files: Sequence[Path], suppressions: Collection[str]) -> Audience
     ``suppressions`` holds normalised addresses (see :func:`load_suppressions`).
     """
     audience = Audience()
-    first_seen: dict[str, Recipient] = {}
+    sendable = audience.read_by_key
+    suppressed: dict[str, Recipient] = {}
     files_by_list: dict[str, Path] = {}
     for path in files:
         if is_suppression_file(path):
@@ -400,7 +411,7 @@ def read_lists(files: Sequence[Path], suppressions: Collection[str]) -> Audience
                 continue
             stats.valid += 1
             key = item.key
-            first = first_seen.get(key)
+            first = sendable.get(key) or suppressed.get(key)
             if first is not None:
                 stats.duplicates += 1
                 where = files_by_list.get(first.list_name, path).name
@@ -413,13 +424,13 @@ def read_lists(files: Sequence[Path], suppressions: Collection[str]) -> Audience
                         kind="duplicate",
                     )
                 )
+            elif key in suppressions:
+                suppressed[key] = item
+                stats.suppressed += 1
+                audience.suppressed.append(item)
             else:
-                first_seen[key] = item
-                if key in suppressions:
-                    stats.suppressed += 1
-                    audience.suppressed.append(item)
-                else:
-                    audience.recipients.append(item)
+                sendable[key] = item
+                audience.recipients.append(item)
     return audience
 
 
@@ -1141,8 +1152,8 @@ def _read_list(path: Path, stats: ListStats) -> Iterator[Recipient | Problem]:
     i_email, i_first, i_last, i_name, i_outlet, i_beat, i_language, i_timezone, i_tags = (
         at(name, -1) for name in STANDARD_FIELDS
     )
-    # Outlets, beats, languages, zones and tag sets repeat over thousands of rows:
-    # sharing one string or tuple per distinct value keeps a large list small.
+    # Outlets, beats, languages, zones, tag sets and many names repeat over thousands of
+    # rows: sharing one string or tuple per distinct value keeps a large list small.
     shared: dict[str, str] = {}
     tag_sets: dict[str, tuple[str, ...]] = {}
 
@@ -1210,9 +1221,9 @@ def _read_list(path: Path, stats: ListStats) -> Iterator[Recipient | Problem]:
             continue
         yield Recipient(
             email=email,
-            first_name=first_name,
-            last_name=last_name,
-            name=name,
+            first_name=shared.setdefault(first_name, first_name),
+            last_name=shared.setdefault(last_name, last_name),
+            name=shared.setdefault(name, name),
             outlet=shared.setdefault(outlet, outlet),
             beat=shared.setdefault(beat, beat),
             language=shared.setdefault(language, language),

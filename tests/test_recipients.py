@@ -263,6 +263,21 @@ def test_a_loaded_list_holds_each_value_once(tmp_path: Path) -> None:
     assert mixed.outlet is plain[0].outlet
 
 
+def test_recipients_by_key_reuse_the_dictionary_reading_built(tmp_path: Path) -> None:
+    """The send finds each recipient by key; a large list is not indexed twice for it."""
+    rows = "A@example.org,Ann,,,,,x\nb@example.org,Bo,,,,,y\nc@example.org,Cy,,,,,x\n"
+    path = write(tmp_path, "desk.csv", HEADER + rows + "gone@example.org,Go,,,,,x\n")
+
+    audience = read_lists([path], {"gone@example.org"})
+
+    assert audience.by_key() is audience.read_by_key
+    assert audience.by_key() == {r.key: r for r in audience.recipients}
+    assert [r.key for r in audience.suppressed] == ["gone@example.org"]
+    audience.recipients = filter_recipients(audience.recipients, tags=["x"])
+    assert audience.by_key() == {r.key: r for r in audience.recipients}
+    assert sorted(audience.by_key()) == ["a@example.org", "c@example.org"]
+
+
 @pytest.mark.parametrize(
     ("text", "line"),
     [
