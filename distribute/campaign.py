@@ -35,6 +35,7 @@ tomllib keeps no positions, so lines are found again by scanning the text.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import tomllib
@@ -64,6 +65,7 @@ from distribute.recipients import (
     filter_recipients,
     invalid_rows_error,
     known_list,
+    list_file,
     list_names,
     load_audience,
     misnamed_suppression_notes,
@@ -794,11 +796,16 @@ def check_campaign(
     result.suppressions = suppressions_of(settings)
     for note in misnamed_suppression_notes(folder):
         result.warn(note)
-    audiences = {
-        step.name: load_audience(folder, step.lists, result.suppressions)
-        for step in campaign.steps
-        if isinstance(step, EmailStep)
-    }
+    # Steps naming the same lists (an English and a French version) share one reading of
+    # them: each step's audience is its own, its recipients the same objects.
+    loaded: dict[tuple[Path, ...], Audience] = {}
+    audiences: dict[str, Audience] = {}
+    for step in campaign.steps:
+        if isinstance(step, EmailStep):
+            lists = tuple(dict.fromkeys(list_file(folder, name) for name in step.lists))
+            if lists not in loaded:
+                loaded[lists] = load_audience(folder, step.lists, result.suppressions)
+            audiences[step.name] = dataclasses.replace(loaded[lists])
     # Every invalid row at once, each once however many steps mail its list.
     invalid = list({(p.file, p.line): p for a in audiences.values() for p in a.invalid}.values())
     if invalid and not skip_invalid:

@@ -510,6 +510,22 @@ def test_past_steps_warn(ws: Path, cfg: Settings) -> None:
     ]
 
 
+def test_steps_naming_the_same_lists_share_one_reading(ws: Path, cfg: Settings) -> None:
+    """A second version of a release to the same lists does not hold them a second time."""
+    second = '[[email]]\nname = "all"\nlists = ["Science-Press"]\nat = "2027-03-10 09:00"\n'
+    path = write(ws, edit('where = { language = "en" }', 'tags = ["health"]') + second)
+    check = check_campaign(load_campaign(path, cfg), cfg, now=BEFORE)
+
+    english = check.audiences["science-desk"].recipients
+    everyone = check.audiences["all"].recipients
+    assert english and len(everyone) > len(english)
+    assert all("health" in r.tags for r in english)
+    by_key = check.audiences["all"].by_key()
+    assert all(by_key[r.key] is r for r in english)
+    assert check.audiences["all"].suppressed == check.audiences["science-desk"].suppressed
+    assert any("more than one email step" in text for text in check.warnings)
+
+
 def test_filter_selecting_nobody_warns(ws: Path, cfg: Settings) -> None:
     path = write(ws, edit('{ language = "en" }', '{ language = "de" }'))
     check = check_campaign(load_campaign(path, cfg), cfg, now=BEFORE)
