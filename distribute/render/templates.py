@@ -199,4 +199,11 @@ _LINE_BREAKING = re.compile(r"(?:(?![\u00a0\u2007\u202f])[\s\x00-\x1f\x7f])+")
 
 def single_line(text: str) -> str:
     """Collapse whitespace (and control characters) so a value can sit in a header."""
+    if text.isascii() and text.isprintable() and "  " not in text:
+        # The only white space printable ASCII holds is the space: nothing to collapse.
+        return text.strip()
+    return _single_line(text)
+
+
+def _single_line(text: str) -> str:
     return _LINE_BREAKING.sub(" ", text).strip()
