@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from distribute.cli.common import console, settings_of
+from distribute.cli.common import console, settings_of, start_up
 from distribute.errors import CampaignError, LedgerError, WorkspaceError
 from distribute.words import agree, plural
 
@@ -268,19 +268,20 @@ def send(
     machine. A journalist is never sent the same step twice: running a finished step
     again sends nothing.
     """
-    from rich.text import Text
+    with start_up():
+        from rich.text import Text
 
-    from distribute.campaign import EmailStep, check_campaign, hold_embargo, load_campaign
-    from distribute.channels.outbox import OutboxChannel
-    from distribute.channels.smtp import SmtpChannel
-    from distribute.config import SMTP_PASSWORD_ENV, secret
-    from distribute.dispatch import outbox_folder, send_test
+        from distribute.campaign import EmailStep, check_campaign, hold_embargo, load_campaign
+        from distribute.channels.outbox import OutboxChannel
+        from distribute.channels.smtp import SmtpChannel
+        from distribute.config import SMTP_PASSWORD_ENV, secret
+        from distribute.dispatch import outbox_folder, send_test
 
-    settings = settings_of(ctx)
-    con = console()
-    loaded = load_campaign(campaign, settings)
-    now = datetime.now(UTC)
-    check = check_campaign(loaded, settings, now=now, send_now=True, skip_invalid=skip_invalid)
+        settings = settings_of(ctx)
+        con = console()
+        loaded = load_campaign(campaign, settings)
+        now = datetime.now(UTC)
+        check = check_campaign(loaded, settings, now=now, send_now=True, skip_invalid=skip_invalid)
     steps = [loaded.step(name) for name in step_names] if step_names else list(loaded.steps)
     # With --step, what concerns the other steps is not this run's business.
     for note in check.warnings_for([s.name for s in steps] if step_names else None):
