@@ -129,3 +129,16 @@ def test_a_send_that_fails_its_check_leaves_the_collector_on(
     assert result.exit_code == 1
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
+
+
+def test_a_send_after_a_dry_run_imports_no_inliner(workspace: Path) -> None:
+    """The dry run kept premailer's result: the send that follows reads it."""
+    campaign = _dry_run_workspace(workspace)
+    first = _run("send", str(campaign))
+    assert first["code"] == 0
+    assert isinstance(first["modules"], list) and "premailer" in first["modules"]
+    again = _run("send", str(campaign))
+    assert again["code"] == 0
+    modules = again["modules"]
+    assert isinstance(modules, list)
+    assert [m for m in modules if m.split(".")[0] in ("premailer", "cssutils", "requests")] == []
