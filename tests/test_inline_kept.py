@@ -101,3 +101,17 @@ def test_the_oldest_results_are_removed(tmp_path: Path) -> None:
     assert len(left) == KEPT
     assert kept(f"<p>{KEPT + 4}</p>", tmp_path, str.title) == f"<P>{KEPT + 4}</P>"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_same_release_read_from_another_path_is_not_inlined_again(
+    example_path: Path, settings: Settings, calls: list[str], tmp_path: Path
+) -> None:
+    """A campaign named by a relative path on the command line and by a full one elsewhere
+    read the same release: one inlining serves both."""
+    copy = tmp_path / "elsewhere" / "release.md"
+    copy.parent.mkdir()
+    copy.write_bytes(example_path.read_bytes())
+    first = draft_email(load_release(example_path), settings, at=AT)
+    second = draft_email(load_release(copy), settings, at=AT)
+    assert len(calls) == 1
+    assert second.html == first.html

@@ -16,7 +16,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -214,7 +214,9 @@ def draft_email(
     ``inliner`` inlines the CSS (default: premailer; see :mod:`distribute.render.inline`).
     """
     env = env or environment(settings)
-    tag = slot_tag(release, template, subject)
+    # Where the release was read from is not what it says: the same text, reached by another
+    # path, gets the same mark, and its inlined HTML is found again (see inline.kept).
+    tag = slot_tag(replace(release, source=None), template, subject)
     if release.url is not None and not web_address(release.url):
         raise ReleaseError(
             f"the release's url {release.url!r} is not a full http(s) address",
