@@ -1,20 +1,25 @@
-"""premailer's result is kept in the workspace: the next run that inlines the same HTML with
-the same inliner code reads it instead of importing and running premailer again."""
+"""premailer's result and the compiled templates are kept in the workspace: the next run that
+inlines the same HTML with the same inliner code reads it instead of importing and running
+premailer again, and Jinja reads the templates' compiled code instead of compiling them."""
 
 from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import jinja2
 import pytest
 
 from distribute.config import Settings
+from distribute.errors import TemplateError
 from distribute.release import load_release
 from distribute.render import email as email_render
 from distribute.render import inline
 from distribute.render.email import INLINED, draft_email
 from distribute.render.inline import KEPT, kept
+from distribute.render.templates import COMPILED
 
 AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -115,3 +120,71 @@ def test_the_same_release_read_from_another_path_is_not_inlined_again(
     second = draft_email(load_release(copy), settings, at=AT)
     assert len(calls) == 1
     assert second.html == first.html
+
+
+@pytest.fixture
+def compiles(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The name of each template Jinja compiles from its source."""
+    seen: list[str | None] = []
+    real = jinja2.Environment.compile
+
+    def counted(self: jinja2.Environment, source: Any, name: str | None = None, *a: Any) -> Any:
+        seen.append(name)
+        return real(self, source, name, *a)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counted)
+    return seen
+
+
+def test_the_next_run_does_not_compile_the_templates_again(
+    example_path: Path, settings: Settings, compiles: list[str | None]
+) -> None:
+    release = load_release(example_path)
+    first = draft_email(release, settings, at=AT)
+    assert "email/press-release.html.j2" in compiles
+    compiles.clear()
+    # Another environment, as in another process: compiled code is read back.
+    second = draft_email(release, settings, at=AT)
+    assert compiles == []
+    assert second == first
+
+
+def test_a_template_edited_since_is_compiled_again(
+    example_path: Path, settings: Settings, compiles: list[str | None]
+) -> None:
+    ours = settings.workspace / "templates" / "email"
+    ours.mkdir(parents=True)
+    template = ours / "press-release.txt.j2"
+    template.write_text("{{ release.title }}\n", "utf-8")
+    release = load_release(example_path)
+    assert draft_email(release, settings, at=AT).text == f"{release.title}\n"
+    template.write_text("Title:\n{{ release.title }}\n", "utf-8")
+    compiles.clear()
+    assert draft_email(release, settings, at=AT).text == f"Title:\n{release.title}\n"
+    assert compiles == ["email/press-release.txt.j2"]
+
+
+def test_a_kept_template_names_the_line_that_fails(example_path: Path, settings: Settings) -> None:
+    ours = settings.workspace / "templates" / "email"
+    ours.mkdir(parents=True)
+    (ours / "press-release.txt.j2").write_text("{{ release.title }}\n{{ release.nope }}\n", "utf-8")
+    release = load_release(example_path)
+    errors = []
+    for _ in range(2):
+        with pytest.raises(TemplateError) as raised:
+            draft_email(release, settings, at=AT)
+        errors.append(raised.value.format())
+    assert list((settings.workspace / COMPILED).iterdir())
+    assert errors[0] == errors[1]
+    assert "press-release.txt.j2:2:" in errors[0]
+
+
+def test_a_folder_that_cannot_hold_compiled_templates_only_means_compiling_again(
+    example_path: Path, settings: Settings, compiles: list[str | None]
+) -> None:
+    (settings.workspace / ".cache").write_text("a file where the folder would be", "utf-8")
+    release = load_release(example_path)
+    first = draft_email(release, settings, at=AT)
+    compiles.clear()
+    assert draft_email(release, settings, at=AT) == first
+    assert "email/press-release.html.j2" in compiles
