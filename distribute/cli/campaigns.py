@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +70,32 @@ def _problem_line(step: str, problem: dict[str, Any]) -> str:
     return f"  {step}: {problem['state']} {problem['address']}{shown}: {text}"
 
 
+@contextlib.contextmanager
+def _progress_bar(con: Any, name: str) -> Iterator[Any]:
+    """A progress bar on a terminal, None elsewhere (a log or a pipe gets the table only)."""
+    if not con.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn(f"{name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=con,
+        transient=True,
+    ) as bar:
+        yield _progress(bar, bar.add_task(name, total=None, rate=""))
+
+
 def _progress(bar: Any, task: Any) -> Any:
     started = datetime.now(UTC)
 
@@ -130,13 +158,6 @@ def run_steps(
     ``rest`` is the command that sends what ``limit`` left pending, shown after a canary.
     SIGTERM and SIGHUP stop a step as Ctrl-C does (see :func:`dispatch.stop_on_signals`).
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
     from rich.text import Text
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -151,17 +172,7 @@ def run_steps(
     try:
         with stop_on_signals():
             for step in steps:
-                with Progress(
-                    TextColumn(f"{step.name}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"),
-                    TimeRemainingColumn(),
-                    console=con,
-                    transient=True,
-                    disable=not con.is_terminal,
-                ) as bar:
-                    progress = _progress(bar, bar.add_task(step.name, total=None, rate=""))
+                with _progress_bar(con, step.name) as progress:
                     try:
                         report = dispatcher.run(
                             loaded,
