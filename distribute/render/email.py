@@ -41,7 +41,7 @@ from distribute.render.templates import (
 )
 
 # premailer's results, kept for the next run (see distribute.render.inline.kept).
-INLINED = Path(".cache") / "inlined"
+INLINED = Path(".cache") / "distribute" / "inlined"
 
 # Gmail clips messages whose HTML is over about 102 KB, hiding the end: the unsubscribe link.
 GMAIL_CLIP_BYTES = 102 * 1024

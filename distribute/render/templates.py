@@ -57,7 +57,7 @@ class _Compiled(jinja2.FileSystemBytecodeCache):
             super().dump_bytecode(bucket)
 
 
-COMPILED = Path(".cache") / "templates"
+COMPILED = Path(".cache") / "distribute" / "templates"
 
 
 def environment(settings: Settings | None, *, dirs: list[Path] | None = None) -> jinja2.Environment:
