@@ -109,7 +109,7 @@ def _outcome(write: Callable[[], bytes]) -> bytes | str:
     return result
 
 
-@hypothesis_settings(max_examples=1500, deadline=None, database=None)
+@hypothesis_settings(max_examples=600, deadline=None, database=None)
 @given(first=TEXT, last=TEXT, local=LOCAL, domain=DOMAIN, subject=TEXT, outlet=TEXT)
 @example(first="Jo", last="Doe", local="jo", domain="example.com", subject="Launch", outlet="")
 @example(first='Jo "J"', last="Doe", local="jo", domain="example.com", subject="", outlet="")
@@ -145,7 +145,7 @@ def test_fast_headers_are_the_whole_routes(
     assert _outcome(partial(head, True)) == _outcome(partial(head, False))
 
 
-@hypothesis_settings(max_examples=3000, deadline=None, database=None)
+@hypothesis_settings(max_examples=1500, deadline=None, database=None)
 @given(name=TEXT, local=LOCAL, domain=DOMAIN, text=TEXT, utf8=st.booleans())
 @example(name="Jo Doe", local="jo", domain="example.com", text="Launch day", utf8=False)
 @example(name="Jo", local="jo", domain="example.com", text=" Launch", utf8=False)
@@ -275,7 +275,7 @@ def test_a_line_over_998_octets_takes_the_whole_route() -> None:
     )
 
 
-@hypothesis_settings(max_examples=500, deadline=None, database=None)
+@hypothesis_settings(max_examples=300, deadline=None, database=None)
 @given(
     st.lists(
         st.tuples(
@@ -307,7 +307,7 @@ def test_the_same_instant_in_two_zones_gets_two_date_lines() -> None:
     assert _date_header(utc) == b"Date: Mon, 05 Jan 2026 09:00:00 +0000\r\n"
 
 
-@hypothesis_settings(max_examples=2000, deadline=None, database=None)
+@hypothesis_settings(max_examples=1000, deadline=None, database=None)
 @given(TEXT)
 @example("Jo  Doe ")
 @example(" Jo\tDoe")
@@ -315,7 +315,7 @@ def test_single_line_fast_route(text: str) -> None:
     assert single_line(text) == _single_line(text)
 
 
-@hypothesis_settings(max_examples=2000, deadline=None, database=None)
+@hypothesis_settings(max_examples=1000, deadline=None, database=None)
 @given(TEXT)
 @example("=?utf-8?q?x?=")
 @example("Jo\u202e")
