@@ -635,7 +635,9 @@ def naive_sender(prepared: Prepared, port: int, count: int) -> float:
     from distribute.campaign import check_campaign
     from distribute.recipients import Recipient
     from distribute.render.email import draft_email
+    from distribute.render.inline import premailer
     from distribute.render.message import build_message
+    from distribute.render.templates import environment, template_dirs
 
     release = prepared.campaign.release
     step = prepared.campaign.steps[0]
@@ -644,7 +646,10 @@ def naive_sender(prepared: Prepared, port: int, count: int) -> float:
     with smtplib.SMTP("127.0.0.1", port) as conn:
         for address, first, last in people(count):
             recipient = Recipient(email=address, first_name=first, last_name=last)
-            draft = draft_email(release, prepared.settings, at=AT)
+            # premailer itself and a fresh environment: nothing kept from the last recipient
+            # (neither the inlined HTML nor the compiled templates the workspace keeps).
+            env = environment(None, dirs=template_dirs(prepared.settings))
+            draft = draft_email(release, prepared.settings, at=AT, env=env, inliner=premailer)
             data = build_message(
                 draft, recipient, prepared.settings, campaign="launch", step=step.name, date=AT
             ).data
