@@ -43,6 +43,14 @@ def _shown(text: str, width: int = 48) -> str:
 
 def header_text_problem(text: str) -> str | None:
     """Why ``text`` cannot sit in a header as written, or None."""
+    if text.isascii() and text.isprintable() and "=?" not in text:
+        # Printable ASCII holds no control and no bidirectional mark, and every encoded
+        # text starts with "=?": no search in _text_problem could match.
+        return None
+    return _text_problem(text)
+
+
+def _text_problem(text: str) -> str | None:
     match = _ENCODED_TEXT.search(text)
     if match is not None:
         return (

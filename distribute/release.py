@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import yaml
 from email_validator import EmailNotValidError, validate_email
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -83,13 +82,6 @@ _HANDLE_HOSTS = {"twitter.com", "www.twitter.com", "x.com", "www.x.com", "mobile
 _QUOTE_OPEN = re.compile(r"(^|\s|:)\*\s*[\"“«]")
 
 
-class _PlainLoader(yaml.SafeLoader):
-    """YAML without implicit timestamps, so an embargo keeps the offset it was written with,
-    without YAML 1.1 booleans, so ``title: yes`` or ``subtitle: no`` stay words, and without
-    implicit numbers, so ``title: 0x1F`` stays as written (and a 5,000-digit "number" is not
-    handed to ``int()``, which refuses it)."""
-
-
 _PLAIN_TAGS = {
     "tag:yaml.org,2002:timestamp",
     "tag:yaml.org,2002:bool",
@@ -105,10 +97,24 @@ _MAX_NESTING = 10
 # newline only (YAML writes the others as escapes: "\0", "\e").
 _CONTROL_IN_BODY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 _CONTROL_IN_VALUE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
-_PlainLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in _PLAIN_TAGS]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+
+
+# PyYAML is imported by the first release with front matter: most have none.
+@functools.cache
+def _plain_loader() -> Any:
+    import yaml
+
+    class _PlainLoader(yaml.SafeLoader):
+        """YAML without implicit timestamps, so an embargo keeps the offset it was written
+        with, without YAML 1.1 booleans, so ``title: yes`` or ``subtitle: no`` stay words,
+        and without implicit numbers, so ``title: 0x1F`` stays as written (and a 5,000-digit
+        "number" is not handed to ``int()``, which refuses it)."""
+
+    _PlainLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in _PLAIN_TAGS]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return _PlainLoader
 
 
 @dataclass(frozen=True)
@@ -275,6 +281,8 @@ def _split_front_matter(text: str, source: Path | None) -> tuple[dict[str, Any],
     else:
         raise ReleaseError("front matter opened with '---' is never closed", path=source, line=1)
     yaml_text = "\n".join(lines[1:index])
+    import yaml
+
     try:
         data = _load_yaml(yaml_text, source)
     except yaml.YAMLError as exc:
@@ -298,8 +306,11 @@ def _load_yaml(yaml_text: str, source: Path | None) -> Any:
     nesting, so 3,000 "[" overflow Python's stack. The parser itself is iterative: its events
     show both before anything is built.
     """
+    import yaml
+
+    loader = _plain_loader()
     depth = 0
-    for event in yaml.parse(yaml_text, Loader=_PlainLoader):
+    for event in yaml.parse(yaml_text, Loader=loader):
         line = event.start_mark.line + 2 if event.start_mark is not None else 2
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise ReleaseError(
@@ -317,7 +328,7 @@ def _load_yaml(yaml_text: str, source: Path | None) -> Any:
                 )
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
-    return yaml.load(yaml_text, Loader=_PlainLoader)  # noqa: S506 (a SafeLoader subclass)
+    return yaml.load(yaml_text, Loader=loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _key_line(key: str, yaml_lines: list[str]) -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from distribute.cli.common import console, settings_of
+from distribute.cli.common import console, settings_of, start_up
 from distribute.errors import CampaignError, LedgerError, WorkspaceError
 from distribute.words import agree, plural
 
@@ -66,6 +68,32 @@ def _problem_line(step: str, problem: dict[str, Any]) -> str:
     code, text = problem["code"], problem["text"] or ""
     shown = f" ({code})" if code and not text.startswith(str(code)) else ""
     return f"  {step}: {problem['state']} {problem['address']}{shown}: {text}"
+
+
+@contextlib.contextmanager
+def _progress_bar(con: Any, name: str) -> Iterator[Any]:
+    """A progress bar on a terminal, None elsewhere (a log or a pipe gets the table only)."""
+    if not con.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn(f"{name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=con,
+        transient=True,
+    ) as bar:
+        yield _progress(bar, bar.add_task(name, total=None, rate=""))
 
 
 def _progress(bar: Any, task: Any) -> Any:
@@ -130,13 +158,6 @@ def run_steps(
     ``rest`` is the command that sends what ``limit`` left pending, shown after a canary.
     SIGTERM and SIGHUP stop a step as Ctrl-C does (see :func:`dispatch.stop_on_signals`).
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
     from rich.text import Text
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -151,17 +172,7 @@ def run_steps(
     try:
         with stop_on_signals():
             for step in steps:
-                with Progress(
-                    TextColumn(f"{step.name}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"),
-                    TimeRemainingColumn(),
-                    console=con,
-                    transient=True,
-                    disable=not con.is_terminal,
-                ) as bar:
-                    progress = _progress(bar, bar.add_task(step.name, total=None, rate=""))
+                with _progress_bar(con, step.name) as progress:
                     try:
                         report = dispatcher.run(
                             loaded,
@@ -268,19 +279,20 @@ def send(
     machine. A journalist is never sent the same step twice: running a finished step
     again sends nothing.
     """
-    from rich.text import Text
+    with start_up():
+        from rich.text import Text
 
-    from distribute.campaign import EmailStep, check_campaign, hold_embargo, load_campaign
-    from distribute.channels.outbox import OutboxChannel
-    from distribute.channels.smtp import SmtpChannel
-    from distribute.config import SMTP_PASSWORD_ENV, secret
-    from distribute.dispatch import outbox_folder, send_test
+        from distribute.campaign import EmailStep, check_campaign, hold_embargo, load_campaign
+        from distribute.channels.outbox import OutboxChannel
+        from distribute.channels.smtp import SmtpChannel
+        from distribute.config import SMTP_PASSWORD_ENV, secret
+        from distribute.dispatch import outbox_folder, send_test
 
-    settings = settings_of(ctx)
-    con = console()
-    loaded = load_campaign(campaign, settings)
-    now = datetime.now(UTC)
-    check = check_campaign(loaded, settings, now=now, send_now=True, skip_invalid=skip_invalid)
+        settings = settings_of(ctx)
+        con = console()
+        loaded = load_campaign(campaign, settings)
+        now = datetime.now(UTC)
+        check = check_campaign(loaded, settings, now=now, send_now=True, skip_invalid=skip_invalid)
     steps = [loaded.step(name) for name in step_names] if step_names else list(loaded.steps)
     # With --step, what concerns the other steps is not this run's business.
     for note in check.warnings_for([s.name for s in steps] if step_names else None):

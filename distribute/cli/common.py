@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import click
@@ -34,3 +37,21 @@ def settings_of(ctx: click.Context) -> Settings:
         obj["settings"] = load_settings(obj.get("config"))
     settings: Settings = obj["settings"]
     return settings
+
+
+@contextlib.contextmanager
+def start_up() -> Iterator[None]:
+    """Imports, the campaign check and the drafts: what a run builds once and keeps.
+
+    The cyclic garbage collector would walk all of it again and again while it is built
+    (some 70,000 objects for a list of a thousand, more for longer lists, of which it finds
+    about two thousand to free, whatever the lists' length), and again in every full
+    collection while the messages go out.
+    So it waits, and what was built is then left out of its walks (``gc.freeze``).
+    """
+    gc.disable()
+    try:
+        yield
+        gc.freeze()
+    finally:
+        gc.enable()

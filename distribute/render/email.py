@@ -16,9 +16,10 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -29,7 +30,7 @@ from distribute.errors import ReleaseError, TemplateError
 from distribute.headers import header_text_problem
 from distribute.links import refused_reference, web_address
 from distribute.release import Release
-from distribute.render.inline import Inliner, premailer
+from distribute.render.inline import Inliner, kept, premailer
 from distribute.render.templates import (
     environment,
     instant,
@@ -38,6 +39,9 @@ from distribute.render.templates import (
     render_string,
     single_line,
 )
+
+# premailer's results, kept for the next run (see distribute.render.inline.kept).
+INLINED = Path(".cache") / "distribute" / "inlined"
 
 # Gmail clips messages whose HTML is over about 102 KB, hiding the end: the unsubscribe link.
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -210,7 +214,9 @@ def draft_email(
     ``inliner`` inlines the CSS (default: premailer; see :mod:`distribute.render.inline`).
     """
     env = env or environment(settings)
-    tag = slot_tag(release, template, subject)
+    # Where the release was read from is not what it says: the same text, reached by another
+    # path, gets the same mark, and its inlined HTML is found again (see inline.kept).
+    tag = slot_tag(replace(release, source=None), template, subject)
     if release.url is not None and not web_address(release.url):
         raise ReleaseError(
             f"the release's url {release.url!r} is not a full http(s) address",
@@ -239,7 +245,10 @@ def draft_email(
     }
     html_raw = render(env, f"email/{template}.html.j2", context)
     text = render(env, f"email/{template}.txt.j2", context)
-    html = (inliner or inline_css)(html_raw)
+    if inliner is None:
+        html = kept(html_raw, settings.workspace / INLINED, inline_css)
+    else:
+        html = inliner(html_raw)
     html_template = _template_file(env, f"email/{template}.html.j2")
     _check_inlined(html_raw, html, html_template, tag)
     refused = refused_reference(html, _slot_re(tag))

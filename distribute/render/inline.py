@@ -19,9 +19,14 @@ differs is known (``tests/test_inline.py`` checks each element's styles agree):
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib.util
 import logging
+import os
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 from distribute.errors import ConfigError
 
@@ -65,3 +70,52 @@ def css_inline(html: str) -> str:
 
 
 INLINERS: dict[str, Inliner] = {"premailer": premailer, "css-inline": css_inline}
+
+# What premailer's result depends on besides the HTML: its code, cssutils' and lxml's, and
+# the options above. A file's size and modification time change when it is installed again.
+_INLINER_CODE = ("premailer", "cssutils", "lxml", __name__)
+KEPT = 32  # results kept per workspace: a few releases, each in a few template variants
+
+
+def kept(html: str, folder: Path, inline: Inliner) -> str:
+    """``inline(html)``, kept in ``folder`` for the next process that inlines the same HTML.
+
+    Inlining is a pure function of the HTML and of the inliner's code, and importing and
+    running premailer is most of what a send of a thousand messages does before the first
+    one: a dry run (or a preview) keeps the result, the live send that follows reads it.
+    A folder that cannot be read or written only means inlining again.
+    """
+    path = folder / f"{_key(html)}.html"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        return path.read_bytes().decode("utf-8")
+    result = inline(html)
+    with contextlib.suppress(OSError, UnicodeEncodeError):
+        folder.mkdir(parents=True, exist_ok=True)
+        # Written aside then renamed: a reader sees the whole result or none.
+        scratch = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
+        scratch.write_bytes(result.encode("utf-8"))
+        os.replace(scratch, path)
+        _prune(folder, path)
+    return result
+
+
+def _key(html: str) -> str:
+    digest = hashlib.sha256()
+    for name in _INLINER_CODE:
+        spec = importlib.util.find_spec(name)
+        origin = spec.origin if spec is not None else None
+        stat = os.stat(origin) if origin else None
+        digest.update(
+            f"{name}:{origin}:{stat and stat.st_size}:{stat and stat.st_mtime_ns}\0".encode()
+        )
+    digest.update(html.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _prune(folder: Path, newest: Path) -> None:
+    """Keep ``newest`` and the most recent others, KEPT in all (files written within one
+    clock tick share a time, so the newest is named rather than found)."""
+    others = [p for p in folder.glob("*.html") if p != newest]
+    others.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for old in others[KEPT - 1 :]:
+        old.unlink(missing_ok=True)

@@ -11,7 +11,9 @@ release holds, and the finished message holds no line ending but CRLF.
 Per recipient, the work is substitution: each part is prepared once per draft (the lines
 holding no slot encoded once, see :class:`_Body`), and the headers that are the same in
 every message are written and checked once; only what names the recipient is written,
-folded and checked again for each message.
+folded and checked again for each message. A header line of printable ASCII without "=?"
+is one header field by construction, so it is folded and written without the checks
+(:func:`_as_is`); anything else takes the whole route.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ import html as html_lib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email import policy, quoprimime
 from email.utils import format_datetime
 from urllib.parse import quote
 
 from distribute.config import MAX_NAME, Settings
 from distribute.errors import HeaderError
-from distribute.headers import has_bare_line_ending, header_text_problem, verify_folded
+from distribute.headers import MAX_LINE, has_bare_line_ending, header_text_problem, verify_folded
 from distribute.recipients import Recipient
 from distribute.render.email import EmailDraft, _slot_re, labels
 from distribute.render.templates import single_line
@@ -64,9 +66,14 @@ def message_id(campaign: str, step: str, address: str, domain: str, release: str
 
 def list_id(campaign: str, settings: Settings) -> str:
     """RFC 2919 List-Id: a label per campaign under the sender's domain."""
+    return _list_id(campaign, settings.sender.name, settings.sender.domain)
+
+
+@functools.lru_cache(maxsize=64)
+def _list_id(campaign: str, sender_name: str, domain: str) -> str:
     label = re.sub(r"[^a-z0-9-]+", "-", campaign.lower()).strip("-") or "press"
-    phrase = _phrase(single_line(settings.sender.name), utf8=False)
-    return f"{phrase} <{label}.{settings.sender.domain}>"
+    phrase = _phrase(single_line(sender_name), utf8=False)
+    return f"{phrase} <{label}.{domain}>"
 
 
 def _phrase(text: str, *, utf8: bool) -> str:
@@ -111,8 +118,13 @@ def _encoded_words(text: str) -> str:
 
 def unsubscribe_targets(settings: Settings, address: str) -> tuple[str, str | None]:
     """(mailto URI, https URL or None) for one recipient, per RFC 2369 and RFC 8058."""
-    mailto = f"mailto:{settings.unsubscribe.mailto}?subject={quote('unsubscribe ' + address)}"
-    url = settings.unsubscribe.url
+    return _unsubscribe_targets(settings.unsubscribe.mailto, settings.unsubscribe.url, address)
+
+
+# A message asks for these twice (its slots, its List-Unsubscribe header), one after the other.
+@functools.lru_cache(maxsize=16)
+def _unsubscribe_targets(mailbox: str, url: str | None, address: str) -> tuple[str, str | None]:
+    mailto = f"mailto:{mailbox}?subject={quote('unsubscribe ' + address)}"
     https = url.replace("{email}", quote(address, safe="@")) if url else None
     return mailto, https
 
@@ -259,32 +271,42 @@ def _head(
     campaign: str,
     date: datetime,
     subject_prefix: str,
+    *,
+    fast: bool = True,
 ) -> bytes:
+    """The header block; ``fast=False`` writes every line the whole way (folded, checked as
+    bytes and parsed back by ``email.headerregistry``), which the fast one must equal."""
     mailto, https = unsubscribe_targets(settings, recipient.email)
     utf8 = not recipient.email.isascii()
     sender = settings.sender
     to = _to(recipient, values["name"])
     title = _subject(draft, subject, values, subject_prefix)
+    same = functools.partial(_same_for_everyone, utf8, fast=fast)
     head = [
-        _same_for_everyone(utf8, "From", _mailbox(*sender.mailbox, utf8=utf8), sender.mailbox),
-        _written(utf8, "To", _mailbox(*to, utf8=utf8), to),
+        same("From", _mailbox(*sender.mailbox, utf8=utf8), sender.mailbox),
+        _written(utf8, "To", _mailbox(*to, utf8=utf8), to, fast=fast),
     ]
     if draft.reply_to:
         reply_to = _parsed_mailbox(draft.reply_to)
-        head.append(_same_for_everyone(utf8, "Reply-To", _mailbox(*reply_to, utf8=utf8), reply_to))
+        head.append(same("Reply-To", _mailbox(*reply_to, utf8=utf8), reply_to))
     head += [
-        _same_for_everyone(utf8, "Subject", _unstructured(title, utf8=utf8), title),
-        _written(utf8, "Date", format_datetime(date)),
-        _written(utf8, "Message-ID", ident),
-        _same_for_everyone(utf8, "List-Id", list_id(campaign, settings)),
-        _written(utf8, "List-Unsubscribe", f"<{mailto}>" + (f", <{https}>" if https else "")),
+        same("Subject", _unstructured(title, utf8=utf8), title),
+        _date_header(date) if fast else _written(utf8, "Date", format_datetime(date), fast=False),
+        _written(utf8, "Message-ID", ident, fast=fast),
+        same("List-Id", list_id(campaign, settings)),
+        _written(
+            utf8,
+            "List-Unsubscribe",
+            f"<{mailto}>" + (f", <{https}>" if https else ""),
+            fast=fast,
+        ),
     ]
     if https:
         # RFC 8058 one-click: mailbox providers POST to the https URL, no page to visit.
-        head.append(_same_for_everyone(utf8, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        head.append(same("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
     head += [
-        _same_for_everyone(utf8, "MIME-Version", "1.0"),
-        _written(utf8, "Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+        same("MIME-Version", "1.0"),
+        _written(utf8, "Content-Type", f'multipart/alternative; boundary="{boundary}"', fast=fast),
     ]
     return b"".join(head)
 
@@ -292,13 +314,62 @@ def _head(
 Expected = str | tuple[str, str] | None
 
 
-def _written(utf8: bool, name: str, value: str, expected: Expected = None) -> bytes:
+def _as_is(name: str, value: str) -> bytes | None:
+    """``name: value`` folded, as bytes, when it is one header field by construction, else None.
+
+    Printable ASCII holds no CR, LF or other control and is the same in UTF-8; without "=?"
+    nothing in it is, or looks like, an RFC 2047 encoded-word that a parser would decode;
+    at most 998 octets in all, no folded line can be longer (RFC 5322 section 2.1.1), and
+    each continuation line :func:`_fold` writes starts with a space and holds a word. So
+    what :func:`~distribute.headers.verify_folded` checks holds without checking.
+    """
+    line = f"{name}: {value}"
+    if not (len(line) <= MAX_LINE and line.isascii() and line.isprintable()):
+        return None
+    if "=?" in value:
+        return None
+    if len(line) <= 78:
+        # The line would not be folded: every word fits.
+        return (line + "\r\n").encode("ascii")
+    return _fold(name, value).encode("ascii")
+
+
+def _reads_as_written(value: str, expected: Expected) -> bool:
+    """True when ``value``, written as it is, can only read back as ``expected``: a mailbox
+    of atoms and a dot-atom address, or text that is the value itself (no space at either
+    end, which the reader would drop)."""
+    if expected is None:
+        return True
+    if isinstance(expected, tuple):
+        return _plain(expected)
+    return value == expected and value.strip() == value
+
+
+def _written(
+    utf8: bool, name: str, value: str, expected: Expected = None, *, fast: bool = True
+) -> bytes:
     """``name: value`` folded for the wire, then checked as bytes: one header field, which
     reads back as ``expected`` (the text, or the mailbox's name and address) when given.
 
     Folded at spaces only, into lines of 78 characters where the words allow (RFC 5322
-    section 2.2.3); values are single-line, and no word is over 900 octets.
+    section 2.2.3); values are single-line, and no word is over 900 octets. With ``fast``,
+    a line :func:`_as_is` takes is written at once, and a plain mailbox is not parsed back.
     """
+    if fast and _reads_as_written(value, expected):
+        line = _as_is(name, value)
+        if line is not None:
+            return line
+    try:
+        folded = _fold(name, value).encode("utf-8" if utf8 else "ascii")
+    except UnicodeEncodeError:
+        raise HeaderError(f"the {name} header must be ASCII", field=name) from None
+    verify_folded(name, folded, utf8=utf8)
+    if expected is not None and not (fast and _plain(expected)):
+        _reads_back(utf8, name, folded, expected)
+    return folded
+
+
+def _fold(name: str, value: str) -> str:
     words = value.split(" ")
     lines = [f"{name}: {words[0]}"]
     for word in words[1:]:
@@ -306,14 +377,24 @@ def _written(utf8: bool, name: str, value: str, expected: Expected = None) -> by
             lines.append(f" {word}")
         else:
             lines[-1] += f" {word}"
-    try:
-        folded = ("\r\n".join(lines) + "\r\n").encode("utf-8" if utf8 else "ascii")
-    except UnicodeEncodeError:
-        raise HeaderError(f"the {name} header must be ASCII", field=name) from None
-    verify_folded(name, folded, utf8=utf8)
-    if expected is not None and not _plain(expected):
-        _reads_back(utf8, name, folded, expected)
-    return folded
+    return "\r\n".join(lines) + "\r\n"
+
+
+# The clock moves by microseconds between messages, the header by seconds: the last line
+# written is kept. Keyed by what format_datetime reads: the wall time to the second, whether
+# there is a zone, and its offset (two instants equal in UTC can be written differently).
+_last_date: tuple[tuple[datetime, bool, timedelta | None], bytes] | None = None
+
+
+def _date_header(date: datetime) -> bytes:
+    global _last_date
+    key = (date.replace(microsecond=0, tzinfo=None), date.tzinfo is None, date.utcoffset())
+    last = _last_date
+    if last is not None and last[0] == key:
+        return last[1]
+    line = _written(False, "Date", format_datetime(date))
+    _last_date = (key, line)
+    return line
 
 
 def _plain(expected: Expected) -> bool:
@@ -353,8 +434,10 @@ def _reads_back(utf8: bool, name: str, folded: bytes, expected: Expected) -> Non
 # message of a step (the Subject too, unless it names the journalist), so each is written
 # and checked once.
 @functools.lru_cache(maxsize=1024)
-def _same_for_everyone(utf8: bool, name: str, value: str, expected: Expected = None) -> bytes:
-    return _written(utf8, name, value, expected)
+def _same_for_everyone(
+    utf8: bool, name: str, value: str, expected: Expected = None, *, fast: bool = True
+) -> bytes:
+    return _written(utf8, name, value, expected, fast=fast)
 
 
 @functools.lru_cache(maxsize=64)

@@ -8,6 +8,8 @@ name must stop the campaign before anything is scheduled, not send "Dear ," to a
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import textwrap
 import traceback
@@ -19,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
+import jinja2.bccache
 
 from distribute.config import Settings, bundled
 from distribute.errors import TemplateError
@@ -39,9 +42,28 @@ def template_dirs(settings: Settings | None) -> list[Path]:
     return dirs
 
 
+class _Compiled(jinja2.FileSystemBytecodeCache):
+    """Compiled templates kept in the workspace, so the next run does not compile them again
+    (Jinja checks each against its template's source and the Python version); a folder that
+    cannot be used means compiling again."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().load_bytecode(bucket)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            os.makedirs(self.directory, exist_ok=True)
+            super().dump_bytecode(bucket)
+
+
+COMPILED = Path(".cache") / "distribute" / "templates"
+
+
 def environment(settings: Settings | None, *, dirs: list[Path] | None = None) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in (dirs or template_dirs(settings))]),
+        bytecode_cache=_Compiled(str(settings.workspace / COMPILED)) if settings else None,
         # HTML templates are escaped, text templates (emails' text part, posts) are not.
         autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2", "htm")),
         undefined=jinja2.StrictUndefined,
@@ -199,4 +221,11 @@ _LINE_BREAKING = re.compile(r"(?:(?![\u00a0\u2007\u202f])[\s\x00-\x1f\x7f])+")
 
 def single_line(text: str) -> str:
     """Collapse whitespace (and control characters) so a value can sit in a header."""
+    if text.isascii() and text.isprintable() and "  " not in text:
+        # The only white space printable ASCII holds is the space: nothing to collapse.
+        return text.strip()
+    return _single_line(text)
+
+
+def _single_line(text: str) -> str:
     return _LINE_BREAKING.sub(" ", text).strip()

@@ -1,0 +1,190 @@
+"""premailer's result and the compiled templates are kept in the workspace: the next run that
+inlines the same HTML with the same inliner code reads it instead of importing and running
+premailer again, and Jinja reads the templates' compiled code instead of compiling them."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+
+from distribute.config import Settings
+from distribute.errors import TemplateError
+from distribute.release import load_release
+from distribute.render import email as email_render
+from distribute.render import inline
+from distribute.render.email import INLINED, draft_email
+from distribute.render.inline import KEPT, kept
+from distribute.render.templates import COMPILED
+
+AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The HTML each call of the default inliner was given."""
+    seen: list[str] = []
+    real = email_render.inline_css
+
+    def counted(html: str) -> str:
+        seen.append(html)
+        return real(html)
+
+    monkeypatch.setattr(email_render, "inline_css", counted)
+    return seen
+
+
+def test_a_second_draft_reads_what_the_first_inlined(
+    example_path: Path, settings: Settings, calls: list[str]
+) -> None:
+    release = load_release(example_path)
+    first = draft_email(release, settings, at=AT)
+    second = draft_email(release, settings, at=AT)
+    assert len(calls) == 1
+    assert second == first
+    assert first.html == inline.premailer(calls[0])
+    assert len(list((settings.workspace / INLINED).glob("*.html"))) == 1
+
+
+def test_other_html_is_inlined_again(
+    example_path: Path, settings: Settings, calls: list[str], tmp_path: Path
+) -> None:
+    draft_email(load_release(example_path), settings, at=AT)
+    edited = tmp_path / "edited.md"
+    text = example_path.read_text("utf-8")
+    edited.write_text(text.replace("hydrogen", "hydrogène", 1), "utf-8")
+    draft = draft_email(load_release(edited), settings, at=AT)
+    assert len(calls) == 2
+    assert draft.html == inline.premailer(calls[1])
+
+
+def test_a_folder_that_cannot_be_written_only_means_inlining_again(
+    example_path: Path, settings: Settings, calls: list[str]
+) -> None:
+    (settings.workspace / ".cache").write_text("a file where the folder would be", "utf-8")
+    release = load_release(example_path)
+    first = draft_email(release, settings, at=AT)
+    second = draft_email(release, settings, at=AT)
+    assert len(calls) == 2
+    assert second == first
+
+
+def test_a_result_that_is_not_utf8_is_inlined_again(tmp_path: Path) -> None:
+    assert kept("<p>a</p>", tmp_path, str.upper) == "<P>A</P>"
+    [path] = tmp_path.glob("*.html")
+    path.write_bytes(b"\xff\xfe")
+    assert kept("<p>a</p>", tmp_path, str.title) == "<P>A</P>"
+    assert path.read_bytes() == b"<P>A</P>"
+
+
+def test_a_new_inliner_code_is_not_served_the_old_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    module = code / "inliner_dependency.py"
+    module.write_text("VERSION = 1\n", "utf-8")
+    monkeypatch.syspath_prepend(str(code))
+    monkeypatch.setattr(inline, "_INLINER_CODE", ("inliner_dependency",))
+    folder = tmp_path / "kept"
+    assert kept("<p>a</p>", folder, str.upper) == "<P>A</P>"
+    assert kept("<p>a</p>", folder, str.title) == "<P>A</P>"
+    # Installed again: another size or time.
+    module.write_text("VERSION = 22\n", "utf-8")
+    os.utime(module, ns=(0, 10**18))
+    assert kept("<p>a</p>", folder, str.title) == "<P>A</P>".title()
+
+
+def test_the_oldest_results_are_removed(tmp_path: Path) -> None:
+    for number in range(KEPT + 5):
+        kept(f"<p>{number}</p>", tmp_path, str.upper)
+    left = list(tmp_path.glob("*.html"))
+    assert len(left) == KEPT
+    assert kept(f"<p>{KEPT + 4}</p>", tmp_path, str.title) == f"<P>{KEPT + 4}</P>"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_same_release_read_from_another_path_is_not_inlined_again(
+    example_path: Path, settings: Settings, calls: list[str], tmp_path: Path
+) -> None:
+    """A campaign named by a relative path on the command line and by a full one elsewhere
+    read the same release: one inlining serves both."""
+    copy = tmp_path / "elsewhere" / "release.md"
+    copy.parent.mkdir()
+    copy.write_bytes(example_path.read_bytes())
+    first = draft_email(load_release(example_path), settings, at=AT)
+    second = draft_email(load_release(copy), settings, at=AT)
+    assert len(calls) == 1
+    assert second.html == first.html
+
+
+@pytest.fixture
+def compiles(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The name of each template Jinja compiles from its source."""
+    seen: list[str | None] = []
+    real = jinja2.Environment.compile
+
+    def counted(self: jinja2.Environment, source: Any, name: str | None = None, *a: Any) -> Any:
+        seen.append(name)
+        return real(self, source, name, *a)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counted)
+    return seen
+
+
+def test_the_next_run_does_not_compile_the_templates_again(
+    example_path: Path, settings: Settings, compiles: list[str | None]
+) -> None:
+    release = load_release(example_path)
+    first = draft_email(release, settings, at=AT)
+    assert "email/press-release.html.j2" in compiles
+    compiles.clear()
+    # Another environment, as in another process: compiled code is read back.
+    second = draft_email(release, settings, at=AT)
+    assert compiles == []
+    assert second == first
+
+
+def test_a_template_edited_since_is_compiled_again(
+    example_path: Path, settings: Settings, compiles: list[str | None]
+) -> None:
+    ours = settings.workspace / "templates" / "email"
+    ours.mkdir(parents=True)
+    template = ours / "press-release.txt.j2"
+    template.write_text("{{ release.title }}\n", "utf-8")
+    release = load_release(example_path)
+    assert draft_email(release, settings, at=AT).text == f"{release.title}\n"
+    template.write_text("Title:\n{{ release.title }}\n", "utf-8")
+    compiles.clear()
+    assert draft_email(release, settings, at=AT).text == f"Title:\n{release.title}\n"
+    assert compiles == ["email/press-release.txt.j2"]
+
+
+def test_a_kept_template_names_the_line_that_fails(example_path: Path, settings: Settings) -> None:
+    ours = settings.workspace / "templates" / "email"
+    ours.mkdir(parents=True)
+    (ours / "press-release.txt.j2").write_text("{{ release.title }}\n{{ release.nope }}\n", "utf-8")
+    release = load_release(example_path)
+    errors = []
+    for _ in range(2):
+        with pytest.raises(TemplateError) as raised:
+            draft_email(release, settings, at=AT)
+        errors.append(raised.value.format())
+    assert list((settings.workspace / COMPILED).iterdir())
+    assert errors[0] == errors[1]
+    assert "press-release.txt.j2:2:" in errors[0]
+
+
+def test_a_folder_that_cannot_hold_compiled_templates_only_means_compiling_again(
+    example_path: Path, settings: Settings, compiles: list[str | None]
+) -> None:
+    (settings.workspace / ".cache").write_text("a file where the folder would be", "utf-8")
+    release = load_release(example_path)
+    first = draft_email(release, settings, at=AT)
+    compiles.clear()
+    assert draft_email(release, settings, at=AT) == first
+    assert "email/press-release.html.j2" in compiles
