@@ -413,10 +413,10 @@ class Prepared:
         phase = Phase()
 
         class Timed(SmtpChannel):
-            def deliver(self, envelope: Any) -> Any:
+            def deliver(self, envelope: Any, meanwhile: Any = None) -> Any:
                 start = time.perf_counter()
                 try:
-                    return super().deliver(envelope)
+                    return super().deliver(envelope, meanwhile)
                 finally:
                     phase.mark(start, time.perf_counter())
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from distribute.campaign import Campaign, CampaignCheck, EmailStep, PostStep, Step
-from distribute.channels.base import Channel, Envelope, Outcome
+from distribute.channels.base import Aside, Channel, Envelope, Outcome
 from distribute.channels.outbox import OutboxChannel, maildir
 from distribute.channels.smtp import SmtpChannel
 from distribute.config import SMTP_PASSWORD_ENV, Settings, secret
@@ -36,15 +36,17 @@ from distribute.ledger import (
     HEARTBEAT_EVERY,
     NOT_LISTED,
     Claim,
+    Lane,
     Ledger,
     Planned,
+    Result,
     StepHeld,
     StepRef,
     runner_id,
 )
 from distribute.recipients import Recipient, SuppressionWatch, suppression_folders
 from distribute.render.email import EmailDraft
-from distribute.render.message import build_message, message_bytes
+from distribute.render.message import Outgoing, build_message, message_bytes
 from distribute.words import plural
 
 log = logging.getLogger("distribute")
@@ -161,14 +163,18 @@ class RateLimiter:
         self.next_slot = 0.0
 
     def wait(self) -> None:
+        if delay := self.delay():
+            self.sleep(delay)
+
+    def delay(self) -> float:
+        """Take the next slot; how long to wait for it (the caller waits)."""
         if not self.interval:
-            return
+            return 0.0
         with self.lock:
             now = self.monotonic()
             slot = max(now, self.next_slot)
             self.next_slot = slot + self.interval
-        if slot > now:
-            self.sleep(slot - now)
+        return slot - now if slot > now else 0.0
 
 
 class Dispatcher:
@@ -334,7 +340,7 @@ class Dispatcher:
             raise
         lock = threading.Lock()
         budget = [total]
-        done = [0]
+        finished_count = [0]
         stop = threading.Event()
         errors: list[DeliveryError] = []
 
@@ -349,23 +355,33 @@ class Dispatcher:
 
         limiter = RateLimiter(self.settings.smtp.rate if self.live else None, pause, self.monotonic)
 
-        def take() -> bool:
+        def reserve(batch: int) -> int:
+            """How many rows a lane may reserve now, taken from the run's budget."""
             with lock:
-                if budget[0] <= 0 or stop.is_set() or self.halt.is_set():
-                    return False
-                budget[0] -= 1
-                return True
+                if stop.is_set() or self.halt.is_set():
+                    return 0
+                count = min(budget[0], batch)
+                budget[0] -= count
+                return count
 
-        def give_back() -> None:
+        def give_back(count: int = 1) -> None:
             with lock:
-                budget[0] += 1
+                budget[0] += count
+
+        def stopping() -> bool:
+            return stop.is_set() or self.halt.is_set()
 
         def worker(channel: Channel, finished: threading.Event) -> None:
             try:
                 try:
                     deliver_rows(channel)
+                except Unrecorded as exc:
+                    # The server may have the message: the row stays `sending`, and the next
+                    # run reports it as uncertain instead of sending it again.
+                    stop.set()
+                    lost = getattr(exc.__cause__, "orig", None) is not None  # the database's
+                    errors.append((DatabaseLost if lost else DeliveryError)(str(exc)))
                 except Exception as exc:
-                    # The ledger failed between messages (no row held): stop like the others.
                     stop.set()
                     errors.append(_delivery_error(exc))
                 finally:
@@ -378,41 +394,84 @@ class Dispatcher:
                 finished.set()
 
         def deliver_rows(channel: Channel) -> None:
-            while take():
-                # The slot first, then the claim: a row is `sending` only while it is sent,
-                # never while its runner sleeps.
-                limiter.wait()
-                if stop.is_set() or self.halt.is_set():
-                    return  # stopped while waiting for a sending slot
-                claim = self._next_claim(ref, runner, stop, retry_uncertain)
-                if claim is None:
-                    return
-                try:
-                    outcome = self._send_one(channel, claim, draft, by_key, campaign, step)
-                except Unrecorded as exc:
-                    # The server may have the message: the row stays `sending`, and the next
-                    # run reports it as uncertain instead of sending it again.
-                    stop.set()
-                    lost = getattr(exc.__cause__, "orig", None) is not None  # the database's
-                    errors.append((DatabaseLost if lost else DeliveryError)(str(exc)))
-                    return
-                except Exception as exc:
-                    # Stop the others first, so none of them takes the row given back.
-                    stop.set()
-                    # Only rows still `sending` move back: an uncertain one stays.
-                    self.ledger.unclaim(claim)
-                    errors.append(_delivery_error(exc))
-                    return
-                if outcome is None or outcome.state == "retry":
-                    give_back()
-                if outcome is None:
-                    continue
-                with lock:
-                    if outcome.state != "retry":
-                        done[0] += 1
-                    report.attempted += 1
-                    if progress:
-                        progress(done[0], total)
+            lane = self.ledger.lane(ref, runner, retry_uncertain=retry_uncertain)
+            try:
+                send_rows(channel, lane)
+            except BaseException:
+                # The rows it reserved go back now, or (database gone) at the next run.
+                with contextlib.suppress(Exception):
+                    lane.close()
+                raise
+            lane.close()
+
+        def send_rows(channel: Channel, lane: Lane) -> None:
+            # The outcome of the last message, recorded with the next claim (one transaction
+            # per message), or on its own before any wait and when the lane stops.
+            done: Result | None = None
+            # The next row's message, built while the server worked on the last one.
+            ahead: Aside | None = None
+            try:
+                while not stopping():
+                    want = reserve(lane.batch) if lane.low() else 0
+                    if not want and lane.peek() is None:
+                        return  # the budget is spent and this lane holds no row
+                    if delay := limiter.delay():
+                        # A row is `sending` only while it is sent, never while its runner
+                        # sleeps.
+                        if done is not None:
+                            recording, done = done, None
+                            _record(lane, recording)
+                        pause(delay)
+                        ahead = None  # its Date would be as old as the wait
+                        if stopping():
+                            give_back(want)
+                            return
+                    try:
+                        got, reserved = lane.advance(done, want)
+                    except Exception as exc:
+                        give_back(want)
+                        if done is not None:
+                            unrecorded, done = done, None  # one try: the row stays `sending`
+                            raise _unrecorded(unrecorded, exc) from exc
+                        raise  # the ledger failed between messages (no row held)
+                    done = None
+                    give_back(want - reserved)
+                    if got is None:
+                        return
+                    if isinstance(got, timedelta):
+                        # Only rows waiting for a retry are left: wait for the first one.
+                        self.sleep(min(got.total_seconds(), 1.0) or 0.01)
+                        ahead = None
+                        continue
+                    claim = got
+                    try:
+                        done, outcome, ahead = self._send_one(
+                            channel, lane, claim, ahead, draft, by_key, campaign, step
+                        )
+                    except Exception:
+                        # Stop the others first, so none of them takes the row given back.
+                        stop.set()
+                        # Only rows still `sending` move back: an uncertain one stays.
+                        self.ledger.unclaim(claim)
+                        raise
+                    if outcome is None or outcome.state == "retry":
+                        give_back()
+                    if outcome is not None:
+                        with lock:
+                            if outcome.state != "retry":
+                                finished_count[0] += 1
+                            report.attempted += 1
+                            if progress:
+                                progress(finished_count[0], total)
+                    if ahead is not None and ahead.error is not None:
+                        # Building the next message failed: this one's outcome stands.
+                        recording, done = done, None
+                        _record(lane, recording)
+                        raise ahead.error
+            finally:
+                if done is not None:
+                    recording, done = done, None
+                    _record(lane, recording)
 
         ends = [threading.Event() for _ in channels]
         threads = [
@@ -454,74 +513,63 @@ class Dispatcher:
             stop.set()
             wait_for_workers()
             signum = exc.signum if isinstance(exc, Stop) else signal.SIGINT
-            raise Interrupted(done[0], total, signum) from None
+            raise Interrupted(finished_count[0], total, signum) from None
         if errors:
             raise errors[0].__class__(
-                f"{errors[0].format()}; stopped after {done[0]} of {plural(total, 'message')}. "
+                f"{errors[0].format()}; stopped after {finished_count[0]} of "
+                f"{plural(total, 'message')}. "
                 "Nothing was lost: run the same command again to send the rest"
             )
-
-    def _next_claim(
-        self, ref: StepRef, runner: str, stop: threading.Event, retry_uncertain: bool
-    ) -> Claim | None:
-        while not stop.is_set() and not self.halt.is_set():
-            claim = self.ledger.claim(ref, runner, retry_uncertain=retry_uncertain)
-            if claim is None or isinstance(claim, Claim):
-                return claim
-            # Only rows waiting for a retry are left: wait for the first one.
-            self.sleep(min(claim.total_seconds(), 1.0) or 0.01)
-        return None
 
     def _send_one(
         self,
         channel: Channel,
+        lane: Lane,
         claim: Claim,
+        ahead: Aside | None,
         draft: EmailDraft,
         by_key: dict[str, Recipient],
         campaign: Campaign,
         step: EmailStep,
-    ) -> Outcome | None:
-        """Send one claimed row; None when there was nothing to send (not a message)."""
+    ) -> tuple[Result, Outcome | None, Aside | None]:
+        """Send one claimed row: its outcome to record, the channel's (None when there was
+        nothing to send), and the next row's message built meanwhile."""
         if self._suppressed(claim.target):
             # Skipped for good, even an uncertain row: giving it back would claim it again.
             why = SUPPRESSED_DURING if claim.was == "pending" else f"{SUPPRESSED}; was {claim.was}"
-            self.ledger.finish(claim, "skipped", text=why)
-            return None
+            return Result(claim, "skipped", text=why), None, None
         recipient = by_key.get(claim.target)
         if recipient is None:
-            self.ledger.finish(claim, "skipped", text=NOT_LISTED)
-            return None
-        message = build_message(
-            draft,
-            recipient,
-            self.settings,
-            campaign=campaign.name,
-            step=step.name,
-            date=self.clock(),
-            release=campaign.release_version,
-        )
+            return Result(claim, "skipped", text=NOT_LISTED), None, None
+        if ahead is not None and ahead.value is not None and ahead.value[0] == claim.target:
+            message = ahead.value[1]
+        else:
+            message = self._message(draft, recipient, campaign, step)
         message_id = message.message_id
         envelope = Envelope(
             self.settings.sender.address, recipient.email, message_bytes(message), message_id
         )
+        # The next row's suppression is still checked at its claim, not here.
+        following = lane.peek()
+        upcoming = by_key.get(following.target) if following is not None else None
+        after = None
+        if following is not None and upcoming is not None:
+            target = following.target
+            after = Aside(lambda: (target, self._message(draft, upcoming, campaign, step)))
         try:
-            outcome = channel.deliver(envelope)
+            outcome = channel.deliver(envelope, after)
         except DeliveryError:
             raise  # raised before the message content left: safe to give the row back
         except Exception as exc:
             if channel.live:
                 # Whatever broke, it broke inside a transaction: the server may have it.
-                self.ledger.finish(
-                    claim, "uncertain", text=f"unexpected error during the transaction: {exc}"
+                lane.record(
+                    Result(
+                        claim, "uncertain", text=f"unexpected error during the transaction: {exc}"
+                    )
                 )
             raise
-        try:
-            outcome = self._record(claim, outcome, message_id, campaign.release_version)
-        except Exception as exc:
-            raise Unrecorded(
-                f"the message to {recipient.email} went to the server but its outcome could not "
-                f"be recorded ({type(exc).__name__}: {exc}); it will be reported as uncertain"
-            ) from exc
+        result, outcome = self._result(claim, outcome, message_id, campaign.release_version)
         log.info(
             "%s %s/%s %s %s %s",
             "live" if self.live else "dry",
@@ -531,7 +579,20 @@ class Dispatcher:
             outcome.state,
             outcome.text or "",
         )
-        return outcome
+        return result, outcome, after
+
+    def _message(
+        self, draft: EmailDraft, recipient: Recipient, campaign: Campaign, step: EmailStep
+    ) -> Outgoing:
+        return build_message(
+            draft,
+            recipient,
+            self.settings,
+            campaign=campaign.name,
+            step=step.name,
+            date=self.clock(),
+            release=campaign.release_version,
+        )
 
     def _suppressed(self, key: str | None) -> bool:
         """Whether the suppression lists, as saved now, name the address ``key``. A live send
@@ -545,37 +606,22 @@ class Dispatcher:
             raise DeliveryError(exc.format()) from None
         return key is not None and key in current
 
-    def _record(self, claim: Claim, outcome: Outcome, message_id: str, release: str) -> Outcome:
+    def _result(
+        self, claim: Claim, outcome: Outcome, message_id: str, release: str
+    ) -> tuple[Result, Outcome]:
+        """What to record for a message the channel handled, and its outcome as recorded."""
         if outcome.state == "retry":
             if claim.attempts > self.settings.smtp.max_retries:
-                self.ledger.finish(
-                    claim,
-                    "failed",
-                    code=outcome.code,
-                    text=f"gave up after {plural(claim.attempts, 'attempt')}: {outcome.text}",
-                    message_id=message_id,
-                )
-                outcome = Outcome("failed", outcome.code, outcome.text)
-            else:
-                delay = self.retry_delay * 2 ** (claim.attempts - 1)
-                self.ledger.finish(
-                    claim,
-                    "pending",
-                    code=outcome.code,
-                    text=outcome.text,
-                    message_id=message_id,
-                    retry_at=self.clock() + timedelta(seconds=delay),
-                )
-        else:
-            self.ledger.finish(
-                claim,
-                outcome.state,
-                code=outcome.code,
-                text=outcome.text,
-                message_id=message_id,
-                release=release,
-            )
-        return outcome
+                text = f"gave up after {plural(claim.attempts, 'attempt')}: {outcome.text}"
+                failed = Result(claim, "failed", outcome.code, text, message_id)
+                return failed, Outcome("failed", outcome.code, outcome.text)
+            delay = self.retry_delay * 2 ** (claim.attempts - 1)
+            later = self.clock() + timedelta(seconds=delay)
+            return Result(claim, "pending", outcome.code, outcome.text, message_id, later), outcome
+        result = Result(
+            claim, outcome.state, outcome.code, outcome.text, message_id, release=release
+        )
+        return result, outcome
 
     def _run_posts(
         self, campaign: Campaign, check: CampaignCheck, step: PostStep, retry_uncertain: bool
@@ -628,3 +674,22 @@ def _delivery_error(exc: Exception) -> DeliveryError:
         first = str(orig).strip().partition("\n")[0]
         return DatabaseLost(f"the state database failed: {first or type(orig).__name__}")
     return DeliveryError(f"{type(exc).__name__}: {exc}")
+
+
+def _record(lane: Lane, done: Result) -> None:
+    try:
+        lane.record(done)
+    except Exception as exc:
+        raise _unrecorded(done, exc) from exc
+
+
+def _unrecorded(done: Result, exc: Exception) -> Unrecorded:
+    what = (
+        f"the message to {done.claim.address} was skipped ({done.text}) but that"
+        if done.state == "skipped"
+        else f"the message to {done.claim.address} went to the server but its outcome"
+    )
+    return Unrecorded(
+        f"{what} could not be recorded ({type(exc).__name__}: {exc}); it will be reported as "
+        "uncertain"
+    )

@@ -35,10 +35,12 @@ count as sent. SQLAlchemy Core only, so the same statements run on SQLite and Po
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,6 +56,12 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from distribute.errors import CampaignError, LedgerError
 
 STATES = ("pending", "sending", "sent", "failed", "uncertain", "skipped")
+# A pending row set aside by one sending connection, whose SMTP transaction has not started:
+# a run that ends, or dies, gives it back as pending. Counted as pending (``Ledger.counts``).
+RESERVED = "reserved"
+# How many rows a sending connection reserves at a time: enough to make the reservation's
+# cost small beside a message's, few enough that the last ones spread over the connections.
+RESERVE = 8
 # A runner that has not touched its step for this long is presumed dead (another host).
 STALE_AFTER = timedelta(minutes=10)
 HEARTBEAT_EVERY = timedelta(seconds=5)
@@ -151,6 +159,30 @@ class Claim:
     was: str = "pending"
     # Who claimed it: only that runner records its outcome (see ``Ledger.finish``).
     runner: str = ""
+
+
+@dataclass(frozen=True)
+class Result:
+    """An outcome to record for a claimed row, as :meth:`Ledger.finish` takes it."""
+
+    claim: Claim
+    state: str
+    code: int | None = None
+    text: str | None = None
+    message_id: str | None = None
+    retry_at: datetime | None = None
+    release: str | None = None
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """A row reserved by a :class:`Lane`: no transaction started for it yet."""
+
+    id: int
+    target: str
+    address: str
+    name: str
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -561,7 +593,8 @@ class Ledger:
         self._acquired.discard(step.id)
 
     def recover(self, step: StepRef, runner: str) -> int:
-        """Rows left ``sending`` by a dead run become ``uncertain``; returns how many.
+        """Rows left ``sending`` by a dead run become ``uncertain``; returns how many. Its
+        ``reserved`` rows, never handed to a server, become ``pending`` again.
 
         Only the step's holder may do this (the statement checks it), so the rows another
         process is sending right now are never taken for a dead one's.
@@ -578,6 +611,12 @@ class Ledger:
                     updated_at=now,
                 )
             ).rowcount
+            # No transaction started for a reserved row: the dead run's are simply pending.
+            tx.execute(
+                deliveries.update()
+                .where(deliveries.c.step_id == step.id, deliveries.c.state == RESERVED, held)
+                .values(state="pending", updated_at=now)
+            )
         return int(stranded)
 
     def reopen_uncertain(self, step: StepRef, runner: str) -> int:
@@ -720,23 +759,33 @@ class Ledger:
             self._heartbeat(tx, step, runner, self.clock())
 
     def _heartbeat(self, tx: Connection, step: StepRef, runner: str, now: datetime) -> None:
+        lost = self._beat(tx, step, runner, now)
+        if lost is not None:
+            raise LedgerError(lost)
+
+    def _beat(self, tx: Connection, step: StepRef, runner: str, now: datetime) -> str | None:
+        """Write the step's heartbeat; why this run must stop when the step is not its own."""
         # A step this runner acquired must still be its own: one that was let go meanwhile
         # was taken over and finished by another process, which may be taken again by a
         # third; claiming on would make two holders.
-        mine = steps.c.runner == runner
-        if step.id not in self._acquired:
-            mine = sa.or_(mine, steps.c.runner.is_(None))
-        beat = tx.execute(
-            steps.update().where(steps.c.id == step.id, mine).values(heartbeat=now)
-        ).rowcount
-        if beat == 0:
+        if step.id in self._acquired:
+            beat = self._lane_statements()["beat"]
+            parameters = {"step": step.id, "holder": runner, "now": now}
+            done = tx.execute(beat, parameters).rowcount
+        else:
+            mine = sa.or_(steps.c.runner == runner, steps.c.runner.is_(None))
+            done = tx.execute(
+                steps.update().where(steps.c.id == step.id, mine).values(heartbeat=now)
+            ).rowcount
+        if done == 0:
             # Another process took the step over (ours looked dead): stop claiming.
             held = tx.execute(sa.select(steps.c.runner).where(steps.c.id == step.id)).scalar()
-            raise LedgerError(
+            return (
                 f"step {step.name} of {step.campaign} was taken over by "
                 f"{Holder.of(held) if held else 'another process'}; this run stops"
             )
         self._beats[step.id] = now
+        return None
 
     def finish(
         self,
@@ -758,26 +807,10 @@ class Ledger:
         outcome this runner saw is then the truth, and a row left uncertain instead would be
         sent twice by ``--retry-uncertain``.
         """
-        if state not in STATES:
-            raise ValueError(state)
-        now = self.clock()
-        key = ("finish", bool(message_id), bool(release), state == "sent", bool(claim.runner))
-        statement = self._statement(key, lambda: _finish_statement(*key[1:]))
+        result = Result(claim, state, code, text, message_id, retry_at, release)
+        statement, parameters = self._result_parameters(result, self.clock())
         with self._tx() as tx:
-            tx.execute(
-                statement,
-                {
-                    "row": claim.id,
-                    "runner": claim.runner,
-                    "to": state,
-                    "code": code,
-                    "text": text,
-                    "now": now,
-                    "not_before": utc(retry_at) if retry_at else None,
-                    "message_id": message_id,
-                    "release": release,
-                },
-            )
+            tx.execute(statement, parameters)
 
     def unclaim(self, claim: Claim) -> None:
         """Give a claimed row back untouched (its transaction never started)."""
@@ -788,6 +821,106 @@ class Ledger:
                 .values(state=claim.was, attempts=deliveries.c.attempts - 1),
                 {"row": claim.id, "runner": claim.runner},
             )
+
+    def lane(
+        self, step: StepRef, runner: str, *, retry_uncertain: bool = False, hold: bool = True
+    ) -> Lane:
+        """One sending connection's way through ``step``: see :class:`Lane`."""
+        return Lane(self, step, runner, retry_uncertain=retry_uncertain, hold=hold)
+
+    def _lane_statements(self) -> dict[str, Any]:
+        built: dict[str, Any] = self._statement("lane", self._build_lane)
+        return built
+
+    def _build_lane(self) -> dict[str, Any]:
+        take = (
+            deliveries.update()
+            .where(
+                deliveries.c.id == sa.bindparam("row"),
+                deliveries.c.state == RESERVED,
+                deliveries.c.claimed_by == sa.bindparam("runner"),
+            )
+            .values(
+                state="sending",
+                attempts=deliveries.c.attempts + 1,
+                updated_at=sa.bindparam("now"),
+            )
+        )
+        give_back = (
+            deliveries.update()
+            .where(
+                deliveries.c.id.in_(sa.bindparam("rows", expanding=True)),
+                deliveries.c.state == RESERVED,
+                deliveries.c.claimed_by == sa.bindparam("runner"),
+            )
+            .values(state="pending", updated_at=sa.bindparam("now"))
+        )
+        beat = (
+            steps.update()
+            .where(steps.c.id == sa.bindparam("step"), steps.c.runner == sa.bindparam("holder"))
+            .values(heartbeat=sa.bindparam("now"))
+        )
+        _, later = self._statement("claim", self._build_claim)
+        return {"take": take, "give_back": give_back, "beat": beat, "later": later}
+
+    def _reserve_statement(self, count: int) -> Any:
+        """Pick and take up to ``count`` due rows in one statement, as ``claim`` does one."""
+
+        def build() -> Any:
+            due = sa.and_(
+                deliveries.c.step_id == sa.bindparam("step"),
+                deliveries.c.state == "pending",
+                sa.or_(
+                    deliveries.c.not_before.is_(None),
+                    deliveries.c.not_before <= sa.bindparam("now"),
+                ),
+            )
+            pick = sa.select(deliveries.c.id).where(due).order_by(deliveries.c.id).limit(count)
+            if self._skip_locked:
+                pick = pick.with_for_update(skip_locked=True)
+            return (
+                deliveries.update()
+                .where(deliveries.c.id.in_(pick.scalar_subquery()), due)
+                .values(
+                    state=RESERVED,
+                    claimed_by=sa.bindparam("runner"),
+                    updated_at=sa.bindparam("now"),
+                )
+                .returning(
+                    deliveries.c.id,
+                    deliveries.c.target,
+                    deliveries.c.address,
+                    deliveries.c.name,
+                    deliveries.c.attempts,
+                )
+            )
+
+        return self._statement(("reserve", count), build)
+
+    def _result_parameters(self, result: Result, now: datetime) -> tuple[Any, dict[str, Any]]:
+        """The statement recording ``result`` and its parameters (see :meth:`finish`)."""
+        if result.state not in STATES:
+            raise ValueError(result.state)
+        claim = result.claim
+        key = (
+            "finish",
+            bool(result.message_id),
+            bool(result.release),
+            result.state == "sent",
+            bool(claim.runner),
+        )
+        statement = self._statement(key, lambda: _finish_statement(*key[1:]))
+        return statement, {
+            "row": claim.id,
+            "runner": claim.runner,
+            "to": result.state,
+            "code": result.code,
+            "text": result.text,
+            "now": now,
+            "not_before": utc(result.retry_at) if result.retry_at else None,
+            "message_id": result.message_id,
+            "release": result.release,
+        }
 
     # ------------------------------------------------------------------ the schedule
 
@@ -1064,7 +1197,9 @@ class Ledger:
                 .group_by(deliveries.c.state)
             ).all()
         counts = dict.fromkeys(STATES, 0)
-        counts.update({state: int(count) for state, count in rows})
+        for state, count in rows:
+            # A reservation is a sending connection's next few rows: still to be sent.
+            counts["pending" if state == RESERVED else state] += int(count)
         return counts
 
     def problems(self, step: StepRef) -> list[dict[str, Any]]:
@@ -1147,6 +1282,141 @@ class Ledger:
                 .order_by(sa.func.min(deliveries.c.sent_at))
             ).all()
         return {str(version): int(count) for version, count in rows}
+
+
+class Lane:
+    """One sending connection's rows of a step: a few reserved at a time, one sent at a time.
+
+    :meth:`advance` is the one transaction per message: it records the outcome of the row
+    just sent, reserves the next few rows when at most one is left, and moves the next
+    reserved row to ``sending``, with the step's heartbeat every ``HEARTBEAT_EVERY``. No SMTP
+    transaction has started for a reserved row, so :meth:`close` gives back the ones left, and
+    after a crash ``Ledger.recover`` does. With ``retry_uncertain`` nothing is reserved, rows
+    are claimed one at a time: an uncertain row made ``reserved`` would come back ``pending``
+    after a crash, and be sent again by a run that did not ask for it.
+
+    ``hold`` keeps one database connection for the lane's life instead of taking one from
+    the pool for each transaction, which costs more than the transaction on SQLite.
+    """
+
+    def __init__(
+        self, ledger: Ledger, step: StepRef, runner: str, *, retry_uncertain: bool, hold: bool
+    ):
+        self.ledger = ledger
+        self.step = step
+        self.runner = runner
+        self.one_by_one = retry_uncertain
+        self.batch = 1 if retry_uncertain else RESERVE
+        self.queue: deque[Reserved] = deque()
+        self._statements = ledger._lane_statements()
+        self._conn: Connection | None = ledger.engine.connect() if hold else None
+
+    def low(self) -> bool:
+        """Whether the next :meth:`advance` should reserve: at most one row is left."""
+        return len(self.queue) <= 1
+
+    def peek(self) -> Reserved | None:
+        """The row the next :meth:`advance` claims, if it is already reserved."""
+        return self.queue[0] if self.queue else None
+
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        if self._conn is None:
+            with self.ledger.engine.begin() as tx:
+                yield tx
+        else:
+            with self._conn.begin():
+                yield self._conn
+
+    def record(self, done: Result) -> None:
+        """Record an outcome on its own: nothing is claimed after it."""
+        with self._begin() as tx:
+            tx.execute(*self.ledger._result_parameters(done, self.ledger.clock()))
+
+    def advance(self, done: Result | None, want: int = 0) -> tuple[Claim | timedelta | None, int]:
+        """Record ``done``, then claim the next row, in one transaction.
+
+        ``want``: how many rows it may reserve (the run's budget). Returns the claim, or the
+        wait until the next row is due, or ``None`` when nothing is left for this lane; and
+        how many rows it reserved (less those another process took back meanwhile).
+        """
+        if self.one_by_one:
+            return self._one_by_one(done, want)
+        ledger, step = self.ledger, self.step
+        now = ledger.clock()
+        reserved = 0
+        taken: Reserved | None = None
+        wait: datetime | None = None
+        lost: str | None = None
+        with self._begin() as tx:
+            if done is not None:
+                tx.execute(*ledger._result_parameters(done, now))
+            last = ledger._beats.get(step.id)
+            if last is None or now - last >= HEARTBEAT_EVERY:
+                lost = ledger._beat(tx, step, self.runner, now)
+            if lost is None:
+                ids = {"step": step.id, "runner": self.runner, "now": now}
+                if want > 0:
+                    rows = tx.execute(ledger._reserve_statement(want), ids).all()
+                    # RETURNING keeps no order: send in id order, as planned.
+                    self.queue.extend(sorted((Reserved(*row) for row in rows), key=_by_id))
+                    reserved = len(rows)
+                take = self._statements["take"]
+                while self.queue and taken is None:
+                    row = self.queue[0]
+                    if tx.execute(take, {**ids, "row": row.id}).rowcount:
+                        taken = row
+                    else:
+                        reserved -= 1  # given back by another holder's recover meanwhile
+                    # Only once the statement ran: a failed transaction leaves it reserved.
+                    self.queue.popleft()
+                if taken is None and want > 0:
+                    wait = tx.execute(self._statements["later"], {"step": step.id}).scalar()
+        # After the commit: the outcome above is recorded whatever happens to the run.
+        if lost is not None:
+            raise LedgerError(lost)
+        if taken is not None:
+            claim = Claim(
+                taken.id,
+                taken.target,
+                taken.address,
+                taken.name,
+                taken.attempts + 1,
+                runner=self.runner,
+            )
+            return claim, reserved
+        if wait is None:
+            return None, reserved
+        return max(utc(wait) - now, timedelta(0)), reserved
+
+    def _one_by_one(self, done: Result | None, want: int) -> tuple[Claim | timedelta | None, int]:
+        if done is not None:
+            self.record(done)
+        if want <= 0:
+            return None, 0
+        got = self.ledger.claim(self.step, self.runner, retry_uncertain=True)
+        return got, 1 if isinstance(got, Claim) else 0
+
+    def close(self) -> int:
+        """Give back the rows still reserved; returns how many."""
+        rows = [row.id for row in self.queue]
+        self.queue.clear()
+        try:
+            if rows:
+                with self._begin() as tx:
+                    tx.execute(
+                        self._statements["give_back"],
+                        {"rows": rows, "runner": self.runner, "now": self.ledger.clock()},
+                    )
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        return len(rows)
+
+
+def _by_id(row: Reserved) -> int:
+    return row.id
 
 
 def _finish_statement(message_id: bool, release: bool, sent: bool, by_runner: bool) -> Any:

@@ -24,11 +24,11 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from distribute.campaign import Campaign, CampaignCheck, check_campaign, load_campaign
-from distribute.channels.base import Channel, Envelope, Outcome
+from distribute.channels.base import Aside, Channel, Envelope, Outcome
 from distribute.config import load_settings
 from distribute.dispatch import Dispatcher, Interrupted, RateLimiter, StepReport, StepStopped
 from distribute.errors import ConfigError, DeliveryError, SmtpError
-from distribute.ledger import STALE_AFTER, Claim, Ledger, StepRef
+from distribute.ledger import STALE_AFTER, Claim, Lane, Ledger, Result, StepRef
 
 ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2027, 3, 10, 7, 0, tzinfo=UTC)
@@ -92,8 +92,11 @@ class RecordingChannel(Channel):
     def open(self) -> None:
         self.opened += 1
 
-    def deliver(self, envelope: Envelope) -> Outcome:
-        return self.script.answer(envelope, self.clock())
+    def deliver(self, envelope: Envelope, meanwhile: Aside | None = None) -> Outcome:
+        outcome = self.script.answer(envelope, self.clock())
+        if meanwhile is not None:
+            meanwhile()  # as the SMTP channel does while the server reads the message
+        return outcome
 
     def close(self) -> None:
         self.closed += 1
@@ -453,21 +456,28 @@ class FlakyLedger(Ledger):
 
     fail_on: str = ""
 
-    def finish(self, claim: Claim, state: str, **kwargs: Any) -> None:
-        if self.fail_on == f"finish:{state}":
+    def _result_parameters(self, result: Result, now: datetime) -> Any:
+        # Inside the transaction that records the outcome (with the next claim, or alone).
+        if self.fail_on == f"finish:{result.state}":
             self.fail_on = ""
             raise OperationalError("UPDATE deliveries", {}, Exception("database is locked"))
-        super().finish(claim, state, **kwargs)
+        return super()._result_parameters(result, now)
 
-    def claim(
-        self, step: StepRef, runner: str, *, retry_uncertain: bool = False
-    ) -> Claim | timedelta | None:
-        if self.fail_on == "claim":
-            self.fail_on = "claim-next"
-        elif self.fail_on == "claim-next":
-            self.fail_on = ""
-            raise OperationalError("SELECT deliveries", {}, Exception("disk I/O error"))
-        return super().claim(step, runner, retry_uncertain=retry_uncertain)
+    def lane(self, step: StepRef, runner: str, **options: Any) -> Lane:
+        ledger = self
+
+        class FlakyLane(Lane):
+            def advance(
+                self, done: Result | None, want: int = 0
+            ) -> tuple[Claim | timedelta | None, int]:
+                if ledger.fail_on == "claim":
+                    ledger.fail_on = "claim-next"
+                elif ledger.fail_on == "claim-next" and done is None:
+                    ledger.fail_on = ""
+                    raise OperationalError("SELECT deliveries", {}, Exception("disk I/O error"))
+                return super().advance(done, want)
+
+        return FlakyLane(self, step, runner, **{"retry_uncertain": False, "hold": True, **options})
 
 
 @pytest.fixture
@@ -492,7 +502,9 @@ def test_a_sent_message_that_cannot_be_recorded_is_never_resent(flaky: Harness) 
 
 
 def test_a_ledger_failure_between_messages_stops_the_run(flaky: Harness) -> None:
-    flaky.write(4)
+    """With a rate, each outcome is recorded on its own before the wait, so the next claim
+    fails with no row held: the run stops, what was sent is recorded, the rest pending."""
+    flaky.write(4, rate=1)
     flaky.ledger.fail_on = "claim"  # type: ignore[attr-defined]
     with pytest.raises(DeliveryError, match="disk I/O error"):
         flaky.run()
@@ -570,11 +582,11 @@ def test_a_suppression_added_during_the_send_is_honoured(harness: Harness) -> No
     suppressed = harness.workspace / "recipients" / "suppressed.csv"
 
     class Suppressing(RecordingChannel):
-        def deliver(self, envelope: Envelope) -> Outcome:
+        def deliver(self, envelope: Envelope, meanwhile: Aside | None = None) -> Outcome:
             if envelope.recipient == address(1):
                 # Someone asks to be removed while the step is under way.
                 suppressed.write_text(f"email\n{address(4).upper()}\n", "utf-8")
-            return super().deliver(envelope)
+            return super().deliver(envelope, meanwhile)
 
     harness.factory = lambda: Suppressing(harness.script, harness.clock)  # type: ignore[method-assign]
     report = harness.run()
@@ -673,7 +685,7 @@ def test_a_long_transaction_keeps_the_step_held(harness: Harness) -> None:
     held: list[object] = []
 
     class SlowChannel(RecordingChannel):
-        def deliver(self, envelope: Envelope) -> Outcome:
+        def deliver(self, envelope: Envelope, meanwhile: Aside | None = None) -> Outcome:
             if not held:
                 harness.clock.sleep(STALE_AFTER.total_seconds() + 60)
                 [ref] = [
@@ -689,7 +701,7 @@ def test_a_long_transaction_keeps_the_step_held(harness: Harness) -> None:
                         break
                     time.sleep(0.05)
                 held.append(harness.ledger.acquire(ref, "other.example.org:1:z"))
-            return super().deliver(envelope)
+            return super().deliver(envelope, meanwhile)
 
     settings = load_settings(workspace=harness.workspace)
     campaign, check = harness.load()

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from distribute.campaign import check_campaign, load_campaign
-from distribute.channels.base import Channel, Envelope, Outcome
+from distribute.channels.base import Aside, Channel, Envelope, Outcome
 from distribute.config import load_settings
 from distribute.errors import CampaignError
 from distribute.ledger import Ledger
@@ -37,9 +37,11 @@ class Recording(Channel):
     def __init__(self, received: Counter[tuple[str, str]]):
         self.received = received
 
-    def deliver(self, envelope: Envelope) -> Outcome:
+    def deliver(self, envelope: Envelope, meanwhile: Aside | None = None) -> Outcome:
         # The Message-ID is one per (campaign, step, journalist): a repeat is a resend.
         self.received[(envelope.message_id, envelope.recipient)] += 1
+        if meanwhile is not None:
+            meanwhile()
         return Outcome("sent", 250, "queued")
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from test_dispatch import Harness, RecordingChannel, address
 
 from distribute.campaign import check_campaign, load_campaign
-from distribute.channels.base import Envelope, Outcome
+from distribute.channels.base import Aside, Envelope, Outcome
 from distribute.config import load_settings
 from distribute.dispatch import Dispatcher
 from distribute.errors import DeliveryError, RecipientError
@@ -476,9 +476,9 @@ def test_a_suppression_saved_mid_send_wins_at_the_claim(
             )
 
             class Suppressing(RecordingChannel):
-                def deliver(self, envelope: Envelope) -> Outcome:
+                def deliver(self, envelope: Envelope, meanwhile: Aside | None = None) -> Outcome:
                     write(workspace / "recipients", "SUPPRESSED.csv", f"email,reason\n{rows}")
-                    return super().deliver(envelope)
+                    return super().deliver(envelope, meanwhile)
 
             dispatcher = Dispatcher(
                 settings_,
@@ -508,9 +508,9 @@ def test_an_entry_not_understood_saved_mid_send_stops_a_live_send(workspace: Pat
         check = check_campaign(campaign, settings_, now=datetime.now(UTC), send_now=True)
 
         class Suppressing(RecordingChannel):
-            def deliver(self, envelope: Envelope) -> Outcome:
+            def deliver(self, envelope: Envelope, meanwhile: Aside | None = None) -> Outcome:
                 write(workspace / "recipients", "suppressed.csv", "email\nJo Doe\n")
-                return super().deliver(envelope)
+                return super().deliver(envelope, meanwhile)
 
         dispatcher = Dispatcher(
             settings_,

@@ -9,9 +9,10 @@ unless ``--live`` was given, and only :class:`~distribute.channels.smtp.SmtpChan
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 State = Literal["sent", "retry", "failed", "uncertain"]
 
@@ -33,6 +34,29 @@ class Outcome:
     text: str | None = None
 
 
+class Aside:
+    """Work a channel does while the server processes a message (building the next one).
+
+    Runs at most once. What it raises is kept in ``error``, never raised into the channel:
+    the message under way has its own outcome, which the caller records before raising it.
+    """
+
+    def __init__(self, work: Callable[[], Any]):
+        self.work = work
+        self.ran = False
+        self.value: Any = None
+        self.error: Exception | None = None
+
+    def __call__(self) -> None:
+        if self.ran:
+            return
+        self.ran = True
+        try:
+            self.value = self.work()
+        except Exception as exc:
+            self.error = exc
+
+
 class Channel(ABC):
     live: bool = False
 
@@ -40,7 +64,9 @@ class Channel(ABC):
         """Connect; raises DeliveryError with one clear line when that is impossible."""
 
     @abstractmethod
-    def deliver(self, envelope: Envelope) -> Outcome: ...
+    def deliver(self, envelope: Envelope, meanwhile: Aside | None = None) -> Outcome:
+        """Send one message. ``meanwhile``, when given, is called at most once while the
+        server holds the message and its reply is not yet read (or not at all)."""
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release the connection; never raises."""

@@ -18,7 +18,7 @@ import smtplib
 import ssl
 from collections.abc import Callable
 
-from distribute.channels.base import Channel, Envelope, Outcome
+from distribute.channels.base import Aside, Channel, Envelope, Outcome
 from distribute.config import SMTP_PASSWORD_ENV, SmtpSettings
 from distribute.errors import ConfigError, SmtpError
 from distribute.headers import has_bare_line_ending
@@ -167,11 +167,11 @@ class SmtpChannel(Channel):
             except (OSError, smtplib.SMTPException):
                 _quiet_close(conn)
 
-    def deliver(self, envelope: Envelope) -> Outcome:
+    def deliver(self, envelope: Envelope, meanwhile: Aside | None = None) -> Outcome:
         for attempt in (1, 2):
             self.open()
             try:
-                return self._transaction(envelope)
+                return self._transaction(envelope, meanwhile)
             except _Disconnected as exc:
                 _quiet_close(self._conn)
                 self._conn = None
@@ -181,7 +181,7 @@ class SmtpChannel(Channel):
                     ) from None
         raise AssertionError("unreachable")
 
-    def _transaction(self, envelope: Envelope) -> Outcome:
+    def _transaction(self, envelope: Envelope, meanwhile: Aside | None) -> Outcome:
         conn = self._conn
         assert conn is not None
         options: list[str] = []
@@ -206,6 +206,10 @@ class SmtpChannel(Channel):
         # From here on the server may have accepted the message whatever happens next.
         try:
             conn.send(_dot_stuffed(envelope.data))
+            if meanwhile is not None:
+                # The server works on the message now: the caller's next one is built in
+                # that time instead of after the reply. Aside keeps what it raises.
+                meanwhile()
             code, message = conn.getreply()
         except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
             _quiet_close(conn)
