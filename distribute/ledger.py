@@ -39,6 +39,7 @@ import contextlib
 import itertools
 import os
 import socket
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -62,6 +63,8 @@ RESERVED = "reserved"
 # How many rows a sending connection reserves at a time: enough to make the reservation's
 # cost small beside a message's, few enough that the last ones spread over the connections.
 RESERVE = 8
+# Sending connections that keep a database connection each for their whole run (see ``lane``).
+HELD_LANES = 8
 # A runner that has not touched its step for this long is presumed dead (another host).
 STALE_AFTER = timedelta(minutes=10)
 HEARTBEAT_EVERY = timedelta(seconds=5)
@@ -308,6 +311,8 @@ class Ledger:
         self._beats: dict[int, datetime] = {}
         self._statements: dict[object, Any] = {}
         self._acquired: set[int] = set()
+        self._lock = threading.Lock()
+        self._held = 0  # lanes holding a connection of their own
         try:
             self.engine: Engine = sa.create_engine(url, future=True)
             self._skip_locked = self.engine.dialect.name == "postgresql"
@@ -822,11 +827,29 @@ class Ledger:
                 {"row": claim.id, "runner": claim.runner},
             )
 
-    def lane(
-        self, step: StepRef, runner: str, *, retry_uncertain: bool = False, hold: bool = True
-    ) -> Lane:
-        """One sending connection's way through ``step``: see :class:`Lane`."""
-        return Lane(self, step, runner, retry_uncertain=retry_uncertain, hold=hold)
+    def lane(self, step: StepRef, runner: str, *, retry_uncertain: bool = False) -> Lane:
+        """One sending connection's way through ``step``: see :class:`Lane`.
+
+        The first ``HELD_LANES`` lanes open at once keep a database connection each; more
+        would take the whole pool (SQLAlchemy's default: 5, and 10 more on demand) from the
+        step's other statements, so the others take one per transaction.
+        """
+        with self._lock:
+            hold = self._held < HELD_LANES
+            self._held += hold
+        try:
+            lane = Lane(self, step, runner, retry_uncertain=retry_uncertain, hold=hold)
+        except BaseException:
+            if hold:
+                self._let_go()
+            raise
+        if hold:
+            lane.on_close = self._let_go
+        return lane
+
+    def _let_go(self) -> None:
+        with self._lock:
+            self._held -= 1
 
     def _lane_statements(self) -> dict[str, Any]:
         built: dict[str, Any] = self._statement("lane", self._build_lane)
@@ -1310,6 +1333,7 @@ class Lane:
         self.queue: deque[Reserved] = deque()
         self._statements = ledger._lane_statements()
         self._conn: Connection | None = ledger.engine.connect() if hold else None
+        self.on_close: Callable[[], None] | None = None
 
     def low(self) -> bool:
         """Whether the next :meth:`advance` should reserve: at most one row is left."""
@@ -1412,6 +1436,9 @@ class Lane:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self.on_close is not None:
+                self.on_close()
+                self.on_close = None
         return len(rows)
 
 

@@ -477,7 +477,7 @@ class FlakyLedger(Ledger):
                     raise OperationalError("SELECT deliveries", {}, Exception("disk I/O error"))
                 return super().advance(done, want)
 
-        return FlakyLane(self, step, runner, **{"retry_uncertain": False, "hold": True, **options})
+        return FlakyLane(self, step, runner, **{"retry_uncertain": False, "hold": False, **options})
 
 
 @pytest.fixture
