@@ -899,11 +899,17 @@ class Ledger:
                 ),
             )
             pick = sa.select(deliveries.c.id).where(due).order_by(deliveries.c.id).limit(count)
+            picked: Any = pick.scalar_subquery()
             if self._skip_locked:
-                pick = pick.with_for_update(skip_locked=True)
+                # In a CTE, run once: PostgreSQL may run an IN subquery again for each row
+                # it updates, and SKIP LOCKED then finds the next rows each time, so the
+                # LIMIT would hold for one run of it and not for the statement.
+                once = pick.with_for_update(skip_locked=True).cte("picked")
+                once = once.prefix_with("MATERIALIZED")
+                picked = sa.select(once.c.id).scalar_subquery()
             return (
                 deliveries.update()
-                .where(deliveries.c.id.in_(pick.scalar_subquery()), due)
+                .where(deliveries.c.id.in_(picked), due)
                 .values(
                     state=RESERVED,
                     claimed_by=sa.bindparam("runner"),

@@ -1,0 +1,490 @@
+"""Reservations: each sending connection sets a few rows aside, then sends them one by one.
+
+A reserved row has no SMTP transaction under way, so a run that ends or dies gives it back
+as pending; a row is ``sending`` only while its message may be with the server, at most one
+per connection, and is never mailed twice. Run on SQLite and PostgreSQL (when
+``DISTRIBUTE_TEST_POSTGRES_URL`` is set), through the ledger and through real processes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from smtp_double import Faults, SmtpServer
+from test_send import write_campaign, write_config
+
+from distribute.ledger import RESERVE, Claim, Lane, Ledger, Planned, Result, StepRef, metadata
+
+POSTGRES_ENV = "DISTRIBUTE_TEST_POSTGRES_URL"
+START = datetime(2027, 3, 10, 7, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite-file", "postgresql"], ids=["sqlite-file", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "sqlite-file":
+        yield f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'distribute.db'}"
+        return
+    target = os.environ.get(POSTGRES_ENV)
+    if not target:
+        pytest.skip(f"set {POSTGRES_ENV} to run the ledger tests on PostgreSQL")
+    scratch = Ledger(target)
+    metadata.drop_all(scratch.engine)
+    scratch.close()
+    yield target
+    scratch = Ledger(target)
+    metadata.drop_all(scratch.engine)
+    scratch.close()
+
+
+def dead_runner(n: int) -> str:
+    """A runner id naming a process of this host that has exited: a crashed run."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return f"{socket.gethostname()}:{process.pid}:{n:08x}"
+
+
+def states(ledger: Ledger, step: StepRef) -> dict[int, str]:
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT id, state FROM deliveries WHERE step_id = :s"), {"s": step.id}
+        ).all()
+    return {int(row.id): str(row.state) for row in rows}
+
+
+# ---------------------------------------------------------------- the ledger alone
+
+OUTCOMES = ("sent", "failed", "retry", "skipped")
+ROWS = 20
+LANES = 3
+_steps = itertools.count()
+
+
+@dataclass
+class Run:
+    """One process's run of the step: its ledger, its lanes and its ``--limit`` budget."""
+
+    ledger: Ledger
+    runner: str
+    budget: int
+    lanes: list[Lane] = field(default_factory=list)
+    # Per lane: the row claimed and its outcome, not recorded yet.
+    held: list[Result | None] = field(default_factory=list)
+    counted: int = 0  # messages that use the budget (not retries, not skipped)
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("advance"), st.integers(0, LANES - 1), st.sampled_from(OUTCOMES)),
+        st.tuples(st.just("stop"), st.integers(0, LANES - 1), st.sampled_from(OUTCOMES)),
+        st.tuples(st.just("crash"), st.just(0), st.just("")),
+    ),
+    max_size=60,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(operations, st.integers(1, ROWS + 5))
+def test_no_interleaving_mails_a_row_twice_or_loses_one(
+    url: str, ops: list[tuple[str, int, str]], limit: int
+) -> None:
+    """Several lanes reserve, send and record in any order; runs crash (a new ledger on the
+    same database takes the step over) and start again: no row is mailed twice, none is
+    lost, a dead run's reservations come back pending, at most one row is `sending` per
+    lane, and a run never sends more than its limit."""
+    name = f"s{next(_steps)}"
+    counter = itertools.count()
+    mailed: Counter[int] = Counter()  # messages the server may have accepted, per row
+    unknown: set[int] = set()  # rows whose message was under way when their run died
+
+    def start() -> Run:
+        ledger = Ledger(url, clock=lambda: START)
+        run = Run(ledger, dead_runner(next(counter)), limit)
+        ref = step_of(ledger)
+        assert ledger.acquire(ref, run.runner) is None
+        ledger.recover(ref, run.runner)
+        for _ in range(LANES):
+            run.lanes.append(ledger.lane(ref, run.runner))
+            run.held.append(None)
+        return run
+
+    def step_of(ledger: Ledger) -> StepRef:
+        return ledger.step("props", "/w/props.toml", "UTC", name, "email", "live", START)
+
+    first = Ledger(url, clock=lambda: START)
+    ref = step_of(first)
+    first.plan(
+        ref, [Planned(f"j{n:03d}@example.com", f"j{n:03d}@example.com") for n in range(ROWS)]
+    )
+    first.close()
+    run = start()
+
+    def settle(run: Run, index: int, outcome: str) -> Result | None:
+        """The outcome of lane ``index``'s claimed row, as the dispatcher records it."""
+        held = run.held[index]
+        run.held[index] = None
+        if held is None:
+            return None
+        if outcome in ("sent", "failed"):
+            run.counted += 1
+        else:
+            run.budget += 1  # a retry or a skipped row does not use the limit
+        if outcome == "sent":
+            mailed[held.claim.id] += 1
+        if outcome == "retry":
+            return Result(held.claim, "pending", retry_at=START)  # due again at once
+        return Result(held.claim, outcome)
+
+    def advance(run: Run, index: int, outcome: str) -> bool:
+        lane = run.lanes[index]
+        done = settle(run, index, outcome)
+        want = min(run.budget, lane.batch) if lane.low() else 0
+        run.budget -= want
+        got, reserved = lane.advance(done, want)
+        run.budget += want - reserved
+        if isinstance(got, Claim):
+            # Never a row whose message the server may already have.
+            assert mailed[got.id] == 0 and got.id not in unknown, got
+            run.held[index] = Result(got, "sending")
+            return True
+        return False
+
+    def check(run: Run) -> None:
+        now = states(run.ledger, ref)
+        assert sum(state == "sending" for state in now.values()) <= LANES
+        assert sum(held is not None for held in run.held) == sum(
+            state == "sending" for state in now.values()
+        )
+        assert run.counted <= limit
+        for row in unknown:
+            assert now[row] == "uncertain"  # never sent again
+        for row, count in mailed.items():
+            assert count + (row in unknown) <= 1, row
+
+    try:
+        for op, index, outcome in ops:
+            if op == "advance":
+                advance(run, index, outcome)
+            elif op == "stop":
+                # A normal end, a stop or Ctrl-C: the outcome recorded, reservations back.
+                done = settle(run, index, outcome)
+                if done is not None:
+                    run.lanes[index].record(done)
+                run.lanes[index].close()
+                run.lanes[index] = run.ledger.lane(ref, run.runner)
+            else:
+                # SIGKILL: nothing recorded, nothing given back; the next run recovers.
+                reserved = {row.id for lane in run.lanes for row in lane.queue}
+                for held in run.held:
+                    if held is not None:
+                        unknown.add(held.claim.id)
+                for lane in run.lanes:
+                    if lane._conn is not None:  # the process is gone, and its connections
+                        lane._conn.close()
+                run.ledger.close()
+                run = start()
+                now = states(run.ledger, ref)
+                assert "reserved" not in now.values()
+                assert all(now[row] == "pending" for row in reserved)
+                assert all(now[row] == "uncertain" for row in unknown)
+            check(run)
+        # The run goes on to the end (its limit), then runs without a limit finish the rest.
+        for last in (run, None):
+            if last is None:
+                for lane in run.lanes:
+                    lane.close()
+                run.ledger.close()
+                run = start()
+                run.budget = ROWS * 4
+                limit = ROWS * 4
+            for index in range(LANES):
+                while advance(run, index, "sent"):
+                    check(run)
+                run.lanes[index].close()
+            check(run)
+        final = states(run.ledger, ref)
+        assert set(final.values()) <= {"sent", "failed", "uncertain", "skipped"}, final
+        for row, state in final.items():
+            if state == "uncertain":
+                assert row in unknown
+            if state == "sent":
+                assert mailed[row] + (row in unknown) == 1
+    finally:
+        for lane in run.lanes:
+            if lane._conn is not None:
+                lane._conn.close()
+        run.ledger.close()
+
+
+def test_close_gives_back_what_the_lane_did_not_send(url: str) -> None:
+    ledger = Ledger(url, clock=lambda: START)
+    try:
+        ref = ledger.step("launch", "/w/launch.toml", "UTC", "desk", "email", "live", START)
+        ledger.plan(ref, [Planned(f"j{n}@example.com", f"j{n}@example.com") for n in range(20)])
+        runner = dead_runner(0)
+        assert ledger.acquire(ref, runner) is None
+        lane = ledger.lane(ref, runner)
+        got, reserved = lane.advance(None, RESERVE)
+        assert isinstance(got, Claim) and reserved == RESERVE
+        assert Counter(states(ledger, ref).values()) == {
+            "pending": 20 - RESERVE,
+            "reserved": RESERVE - 1,
+            "sending": 1,
+        }
+        # Reserved rows count as pending for people and for every decision made on counts.
+        assert ledger.counts(ref)["pending"] == 20 - 1
+        lane.record(Result(got, "sent", 250))
+        assert lane.close() == RESERVE - 1
+        assert Counter(states(ledger, ref).values()) == {"pending": 19, "sent": 1}
+    finally:
+        ledger.close()
+
+
+def test_an_uncertain_row_is_never_reserved(url: str) -> None:
+    """--retry-uncertain claims one row at a time: an uncertain row made `reserved` would
+    come back `pending` after a crash, and a plain run would send it again."""
+    ledger = Ledger(url, clock=lambda: START)
+    try:
+        ref = ledger.step("launch", "/w/launch.toml", "UTC", "desk", "email", "live", START)
+        ledger.plan(ref, [Planned(f"j{n}@example.com", f"j{n}@example.com") for n in range(4)])
+        runner = dead_runner(1)
+        assert ledger.acquire(ref, runner) is None
+        first = ledger.lane(ref, runner)
+        got, _ = first.advance(None, RESERVE)
+        assert isinstance(got, Claim)
+        first.record(Result(got, "uncertain", text="connection lost"))
+        first.close()
+        again = ledger.lane(ref, runner, retry_uncertain=True)
+        assert again.batch == 1
+        taken, reserved = again.advance(None, again.batch)
+        assert isinstance(taken, Claim) and reserved == 1
+        assert "reserved" not in states(ledger, ref).values()
+        assert (taken.id, taken.was) == (got.id, "uncertain")
+        again.close()
+    finally:
+        ledger.close()
+
+
+def test_one_commit_per_message(workspace: Path) -> None:
+    """Sending n more messages costs n more commits, and about two statements on the
+    deliveries per message (record the last outcome, claim the next) plus one reservation
+    per RESERVE messages: a send that went back to two transactions per message, or to
+    statements that race and retry, fails here."""
+    from test_dispatch import Harness
+
+    clock_ledger = Ledger(f"sqlite:///{workspace / 'distribute.db'}", clock=lambda: START)
+    harness = Harness(workspace, clock_ledger)
+    commits = [0]
+    statements: Counter[str] = Counter()
+
+    def on_commit(conn: object) -> None:
+        commits[0] += 1
+
+    def on_execute(conn: object, cursor: object, statement: str, *args: object) -> None:
+        verb, _, rest = statement.partition(" ")
+        if "deliveries" in rest.split("WHERE")[0]:
+            statements[verb.upper()] += 1
+
+    def measured(count: int) -> tuple[int, Counter[str]]:
+        commits[0] = 0
+        statements.clear()
+        harness.write(count)
+        sa.event.listen(clock_ledger.engine, "commit", on_commit)
+        sa.event.listen(clock_ledger.engine, "after_cursor_execute", on_execute)
+        try:
+            harness.run()
+        finally:
+            sa.event.remove(clock_ledger.engine, "commit", on_commit)
+            sa.event.remove(clock_ledger.engine, "after_cursor_execute", on_execute)
+        return commits[0], Counter(statements)
+
+    try:
+        n = 5 * RESERVE
+        few_commits, few = measured(n)
+        many_commits, many = measured(3 * n)  # the same step: n sent, 2n more to send
+        # n messages the first time, 2n the second: n more messages, n more commits.
+        assert many_commits - few_commits == n
+        extra = many["UPDATE"] - few["UPDATE"]
+        assert 2 * n <= extra <= 2 * n + n // (RESERVE - 1) + 2
+        assert harness.script.per_recipient() == Counter(
+            {f"j{k:05d}@example.com": 1 for k in range(3 * n)}
+        )
+    finally:
+        clock_ledger.close()
+
+
+# ---------------------------------------------------------------- a real process
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    if request.param == "sqlite":
+        yield None
+        return
+    target = os.environ.get(POSTGRES_ENV)
+    if not target:
+        pytest.skip(f"set {POSTGRES_ENV} to run on PostgreSQL")
+    scratch = Ledger(target)
+    metadata.drop_all(scratch.engine)
+    scratch.close()
+    yield target
+    scratch = Ledger(target)
+    metadata.drop_all(scratch.engine)
+    scratch.close()
+
+
+@pytest.mark.slow
+def test_a_killed_send_leaves_reservations_pending_and_sends_everyone_once(
+    workspace: Path, state_url: str | None
+) -> None:
+    """SIGKILL a live send over 4 connections: its reserved rows are taken back as pending
+    and sent by the next run, its `sending` rows (at most one per connection) are reported
+    uncertain and not resent, and nobody gets the message twice."""
+    total, connections = 160, 4
+    with SmtpServer(Faults(latency=0.03)) as server:
+        write_config(workspace, server.port, connections=connections)
+        campaign = write_campaign(workspace, total)
+        url = state_url or f"sqlite:///{workspace / 'distribute.db'}"
+        if state_url is not None:
+            with (workspace / "distribute.toml").open("a", encoding="utf-8") as config:
+                config.write(f'[state]\nurl = "{state_url}"\n')
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DISTRIBUTE_")}
+        command = [sys.executable, "-m", "distribute", "send", str(campaign), "--live"]
+        process = subprocess.Popen(
+            command, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 120
+        while len(server.received) < total // 4 and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                left = {
+                    str(row.address): str(row.state)
+                    for row in conn.execute(sa.text("SELECT address, state FROM deliveries"))
+                }
+            reserved = {a for a, state in left.items() if state == "reserved"}
+            sending = {a for a, state in left.items() if state == "sending"}
+            assert 0 < len(reserved) <= connections * RESERVE
+            assert len(sending) <= connections
+            again = subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True)
+            assert "Traceback" not in again.stderr, again.stderr
+            with engine.connect() as conn:
+                after = {
+                    str(row.address): str(row.state)
+                    for row in conn.execute(sa.text("SELECT address, state FROM deliveries"))
+                }
+        finally:
+            engine.dispose()
+        per_recipient = server.handler.per_recipient()
+    assert max(per_recipient.values()) == 1
+    assert all(after[a] == "sent" for a in reserved)
+    assert all(after[a] == "uncertain" for a in sending)
+    assert set(after.values()) <= {"sent", "uncertain"}
+    assert {a for a, state in after.items() if state == "sent"} <= set(per_recipient)
+    assert len(per_recipient) >= total - len(sending)
+    assert again.returncode == (1 if sending else 0), again.stdout
+
+
+# ---------------------------------------------------------------- overlap
+
+
+def test_what_the_work_aside_raises_leaves_the_message_sent(workspace: Path) -> None:
+    """The SMTP channel runs ``meanwhile`` while the server holds the message; what it
+    raises is kept, and the message's outcome is the server's."""
+    from distribute.channels.base import Aside, Envelope
+    from distribute.channels.smtp import SmtpChannel
+    from distribute.config import load_settings
+
+    with SmtpServer() as server:
+        write_config(workspace, server.port, connections=1)
+        settings = load_settings(workspace=workspace)
+        aside = Aside(lambda: 1 / 0)
+        data = b"From: press@example.org\r\nTo: j@example.com\r\nSubject: hi\r\n\r\nbody\r\n"
+        with SmtpChannel(settings.smtp, None) as channel:
+            outcome = channel.deliver(
+                Envelope("press@example.org", "j@example.com", data, "<m>"), aside
+            )
+        assert outcome.state == "sent"
+        assert isinstance(aside.error, ZeroDivisionError)
+        assert [r.recipients for r in server.received] == [["j@example.com"]]
+
+
+def test_a_next_message_that_cannot_be_built_does_not_change_the_current_outcome(
+    workspace: Path,
+) -> None:
+    """The next message is built while the server reads the current one; when building it
+    fails, the current message is recorded as the server answered (sent), then the run
+    stops, and the next rows are pending, not lost and not uncertain."""
+    from distribute.campaign import check_campaign, load_campaign
+    from distribute.channels.smtp import SmtpChannel
+    from distribute.config import load_settings
+    from distribute.dispatch import Dispatcher, StepStopped
+
+    during: list[bool] = []
+    with SmtpServer() as server:
+        write_config(workspace, server.port, connections=1)
+        path = write_campaign(workspace, 3)
+        settings = load_settings(workspace=workspace)
+        campaign = load_campaign(path, settings)
+        check = check_campaign(campaign, settings, now=datetime.now(UTC), send_now=True)
+
+        class Watched(SmtpChannel):
+            delivering = False
+
+            def deliver(self, envelope: Any, meanwhile: Any = None) -> Any:
+                Watched.delivering = True
+                try:
+                    return super().deliver(envelope, meanwhile)
+                finally:
+                    Watched.delivering = False
+
+        class Failing(Dispatcher):
+            def _message(self, draft: Any, recipient: Any, *args: Any) -> Any:
+                if recipient.email == "j00001@example.com":
+                    during.append(Watched.delivering)
+                    raise RuntimeError("the template broke")
+                return super()._message(draft, recipient, *args)
+
+        ledger = Ledger(f"sqlite:///{workspace / 'distribute.db'}")
+        try:
+            dispatcher = Failing(
+                settings, ledger, live=True, channel_factory=lambda: Watched(settings.smtp, None)
+            )
+            with pytest.raises(StepStopped, match="RuntimeError: the template broke"):
+                dispatcher.run(campaign, check, campaign.step("desk"))
+            [entry] = ledger.status("launch")
+            [ref] = [s["ref"] for s in entry["steps"]]
+            rows = {str(row["address"]): row for row in ledger.rows(ref)}
+        finally:
+            ledger.close()
+        received = server.handler.per_recipient()
+    assert during == [True]  # built while the first message was with the server
+    assert received == Counter({"j00000@example.com": 1})
+    first = rows["j00000@example.com"]
+    assert (first["state"], first["last_code"]) == ("sent", 250)
+    assert {a: r["state"] for a, r in rows.items()} == {
+        "j00000@example.com": "sent",
+        "j00001@example.com": "pending",
+        "j00002@example.com": "pending",
+    }
