@@ -1,11 +1,13 @@
 """Run one campaign step: plan its ledger rows, claim them one by one, deliver, record.
 
-Several connections run in threads, each claiming its next row from the ledger just
-before its SMTP transaction, so the ledger (not memory) is the truth about who got the
-release. A row is never claimed twice: the claim is an atomic ``pending -> sending``
-update. Temporary refusals (4xx) go back to ``pending`` with a later ``not_before`` and
-are retried a bounded number of times; permanent ones (5xx) are ``failed`` with the
-server's words, and the others go on.
+Several connections run in threads, each reserving a few rows and claiming the next one
+just before its SMTP transaction, in the transaction that records the previous outcome, so
+the ledger (not memory) is the truth about who got the release. A row is never claimed
+twice: the claim is an atomic ``reserved -> sending`` update. While the server reads a
+message, the connection builds the next one (``Channel.deliver(..., meanwhile)``).
+Temporary refusals (4xx) go back to ``pending`` with a later ``not_before`` and are retried
+a bounded number of times; permanent ones (5xx) are ``failed`` with the server's words, and
+the others go on.
 """
 
 from __future__ import annotations

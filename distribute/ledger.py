@@ -1,12 +1,14 @@
 """The ledger: one row per (campaign, step, mode, recipient), claimed atomically before sending.
 
-A row moves ``pending -> sending -> sent | failed | uncertain``, or is ``skipped`` (with
-its reason in ``last_text``: suppressed, no longer on the step's lists). It is claimed
-(``pending -> sending``) in its own committed transaction just before the SMTP transaction
-and marked ``sent`` only after the server's 250, so a process that dies leaves at most one
-``sending`` row per connection. The next run turns those into ``uncertain`` and does not
-resend them unless asked: for a journalist, a missing release is recoverable, a duplicate
-is not.
+A row moves ``pending -> reserved -> sending -> sent | failed | uncertain``, or is
+``skipped`` (with its reason in ``last_text``: suppressed, no longer on the step's lists).
+Each sending connection reserves a few rows at a time (a :class:`Lane`); a reserved row is
+claimed (``reserved -> sending``) just before its SMTP transaction, in the committed
+transaction that also records the previous row's outcome, and marked ``sent`` only after
+the server's 250, so a process that dies leaves at most one ``sending`` row per connection.
+The next run turns those into ``uncertain`` and does not resend them unless asked: for a
+journalist, a missing release is recoverable, a duplicate is not. Its reserved rows, never
+handed to a server, become ``pending`` again.
 
 One process at a time runs a step. The API a runner follows::
 
@@ -15,13 +17,17 @@ One process at a time runs a step. The API a runner follows::
     try:
         ledger.plan(ref, rows)              # rows now match the step's audience
         ledger.recover(ref, runner)         # what a dead holder left `sending` -> uncertain
-        while isinstance(claim := ledger.claim(ref, runner), Claim):
-            ...                             # send, then ledger.finish(claim, state)
+        lane = ledger.lane(ref, runner)     # one per connection (posts: claim and finish)
+        done = None
+        while isinstance(claim := lane.advance(done, want)[0], Claim):
+            ...                             # send, then done = Result(claim, state, ...)
+        lane.close()                        # unused reservations -> pending
     finally:
         ledger.release(ref, runner)
 
 Every decision that two processes could race on is one conditional statement whose row
-count decides (``acquire``, ``claim``, ``recover``), never a read followed by a write. The
+count decides (``acquire``, ``claim``, a lane's reservation and claim, ``recover``), never a
+read followed by a write. The
 schema is created with ``IF NOT EXISTS`` under an advisory lock on PostgreSQL, so several
 processes may open a fresh database at once.
 
