@@ -406,6 +406,8 @@ class Dispatcher:
                 raise
             lane.close()
 
+        sender = self.settings.sender.address
+
         def send_rows(channel: Channel, lane: Lane) -> None:
             # The outcome of the last message, recorded with the next claim (one transaction
             # per message), or on its own before any wait and when the lane stops.
@@ -428,9 +430,15 @@ class Dispatcher:
                         if stopping():
                             give_back(want)
                             return
+                    if lane.peek() is not None:
+                        # The next transaction starts now (MAIL FROM names no recipient) and
+                        # the server answers it while the ledger claims the row: the claim
+                        # is still committed before anything the message holds is sent.
+                        channel.prepare(sender)
                     try:
                         got, reserved = lane.advance(done, want)
                     except Exception as exc:
+                        channel.cancel()
                         give_back(want)
                         if done is not None:
                             unrecorded, done = done, None  # one try: the row stays `sending`
@@ -438,6 +446,8 @@ class Dispatcher:
                         raise  # the ledger failed between messages (no row held)
                     done = None
                     give_back(want - reserved)
+                    if not isinstance(got, Claim):
+                        channel.cancel()
                     if got is None:
                         return
                     if isinstance(got, timedelta):
@@ -451,11 +461,14 @@ class Dispatcher:
                             channel, lane, claim, ahead, draft, by_key, campaign, step
                         )
                     except Exception:
+                        channel.cancel()
                         # Stop the others first, so none of them takes the row given back.
                         stop.set()
                         # Only rows still `sending` move back: an uncertain one stays.
                         self.ledger.unclaim(claim)
                         raise
+                    if outcome is None:
+                        channel.cancel()  # nothing sent: the transaction started is dropped
                     if outcome is None or outcome.state == "retry":
                         give_back()
                     if outcome is not None:

@@ -488,3 +488,65 @@ def test_a_next_message_that_cannot_be_built_does_not_change_the_current_outcome
         "j00001@example.com": "pending",
         "j00002@example.com": "pending",
     }
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_a_row_is_sending_before_the_server_learns_its_recipient(
+    workspace: Path, connections: int
+) -> None:
+    """The connection writes MAIL FROM (no recipient in it) before it claims its next row,
+    so the server answers while the ledger works; the claim is committed before RCPT TO,
+    and a row suppressed at its claim is dropped with RSET, never named to the server."""
+    from distribute.campaign import check_campaign, load_campaign
+    from distribute.config import load_settings
+    from distribute.dispatch import Dispatcher
+
+    total = 12
+    seen: list[tuple[str, str]] = []
+    with SmtpServer() as server:
+        write_config(workspace, server.port, connections=connections)
+        path = write_campaign(workspace, total)
+        settings = load_settings(workspace=workspace)
+        campaign = load_campaign(path, settings)
+        check = check_campaign(campaign, settings, now=datetime.now(UTC), send_now=True)
+        url = f"sqlite:///{workspace / 'distribute.db'}"
+        engine = sa.create_engine(url)
+        handler = server.handler
+        rcpt = handler.handle_RCPT
+
+        async def checked(
+            srv: Any, session: Any, envelope: Any, address: str, options: list[str]
+        ) -> str:
+            with engine.connect() as conn:
+                state = conn.execute(
+                    sa.text("SELECT state FROM deliveries WHERE address = :a"), {"a": address}
+                ).scalar()
+            seen.append((address, str(state)))
+            if address == "j00001@example.com":
+                # Someone asks to be removed while the step is under way.
+                (workspace / "recipients" / "suppressed.csv").write_text(
+                    "email\nj00007@example.com\n", "utf-8"
+                )
+            return await rcpt(srv, session, envelope, address, options)
+
+        handler.handle_RCPT = checked  # type: ignore[method-assign]
+        ledger = Ledger(url)
+        try:
+            report = Dispatcher(settings, ledger, live=True).run(
+                campaign, check, campaign.step("desk")
+            )
+            [entry] = ledger.status("launch")
+            [ref] = [s["ref"] for s in entry["steps"]]
+            rows = {str(row["address"]): row for row in ledger.rows(ref)}
+        finally:
+            ledger.close()
+            engine.dispose()
+        received = handler.per_recipient()
+    assert {state for _, state in seen} == {"sending"}
+    assert "j00007@example.com" not in {address for address, _ in seen}
+    assert received == Counter({f"j{n:05d}@example.com": 1 for n in range(total) if n != 7})
+    assert (rows["j00007@example.com"]["state"], rows["j00007@example.com"]["last_text"]) == (
+        "skipped",
+        "suppressed while the step was being sent",
+    )
+    assert report.counts["sent"] == total - 1

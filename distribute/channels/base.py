@@ -68,6 +68,15 @@ class Channel(ABC):
         """Send one message. ``meanwhile``, when given, is called at most once while the
         server holds the message and its reply is not yet read (or not at all)."""
 
+    def prepare(self, sender: str) -> None:  # noqa: B027 (optional hook)
+        """Start the next transaction ahead, before its recipient is known (SMTP: write
+        MAIL FROM), so the server answers while the caller claims the row; the next
+        ``deliver`` from ``sender`` goes on from there, ``cancel`` drops it. Never raises: a
+        connection that fails here is reopened by ``deliver``."""
+
+    def cancel(self) -> None:  # noqa: B027 (optional hook)
+        """Drop a transaction started by ``prepare`` that will not be used; never raises."""
+
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release the connection; never raises."""
 

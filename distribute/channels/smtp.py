@@ -81,6 +81,8 @@ class SmtpChannel(Channel):
         self._password = password
         self._connector = connector
         self._conn: smtplib.SMTP | None = None
+        # The sender of a MAIL FROM written by ``prepare`` whose reply is not read yet.
+        self._mail_from: str | None = None
 
     @property
     def where(self) -> str:
@@ -159,7 +161,36 @@ class SmtpChannel(Channel):
         if code != 235:
             raise smtplib.SMTPAuthenticationError(code, reply)
 
+    def prepare(self, sender: str) -> None:
+        # Only for what ``_transaction`` would write the same way: an ASCII sender and no
+        # options (SMTPUTF8 depends on the recipient, not known yet).
+        if self._conn is None or self._mail_from is not None or not sender.isascii():
+            return
+        try:
+            self._conn.putcmd("mail", f"FROM:{smtplib.quoteaddr(sender)}")
+        except (OSError, smtplib.SMTPException):
+            _quiet_close(self._conn)
+            self._conn = None
+            return
+        self._mail_from = sender
+
+    def cancel(self) -> None:
+        if self._mail_from is None:
+            return
+        self._mail_from = None
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.getreply()  # whatever MAIL got, RSET ends it
+        except (OSError, smtplib.SMTPException):
+            _quiet_close(conn)
+            self._conn = None
+            return
+        self._reset()
+
     def close(self) -> None:
+        self.cancel()
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -168,6 +199,10 @@ class SmtpChannel(Channel):
                 _quiet_close(conn)
 
     def deliver(self, envelope: Envelope, meanwhile: Aside | None = None) -> Outcome:
+        if self._mail_from is not None and (
+            self._mail_from != envelope.sender or not envelope.recipient.isascii()
+        ):
+            self.cancel()  # not the MAIL FROM this message needs: start again
         for attempt in (1, 2):
             self.open()
             try:
@@ -175,6 +210,7 @@ class SmtpChannel(Channel):
             except _Disconnected as exc:
                 _quiet_close(self._conn)
                 self._conn = None
+                self._mail_from = None
                 if attempt == 2:
                     raise SmtpError(
                         f"lost the connection to {self.where} twice in a row: {exc}"
@@ -190,8 +226,12 @@ class SmtpChannel(Channel):
             if not conn.has_extn("smtputf8"):
                 return Outcome("failed", None, f"{self.where} does not accept non-ASCII addresses")
             options = ["SMTPUTF8", "BODY=8BITMIME"]
+        prepared, self._mail_from = self._mail_from is not None, None
         try:
-            code, message = conn.mail(envelope.sender, options)
+            if prepared:
+                code, message = conn.getreply()  # to the MAIL FROM ``prepare`` wrote
+            else:
+                code, message = conn.mail(envelope.sender, options)
             if code != 250:
                 return self._refused(code, message)
             code, message = conn.rcpt(envelope.recipient)
