@@ -550,3 +550,36 @@ def test_a_row_is_sending_before_the_server_learns_its_recipient(
         "suppressed while the step was being sent",
     )
     assert report.counts["sent"] == total - 1
+
+
+def test_a_transaction_started_ahead_is_dropped_or_used(workspace: Path) -> None:
+    """``prepare`` writes MAIL FROM; ``cancel`` drops it (RSET), ``deliver`` from the same
+    sender goes on from it, and one from another sender starts again: the server gets
+    each message once, from its own sender."""
+    from distribute.channels.base import Envelope
+    from distribute.channels.smtp import SmtpChannel
+    from distribute.config import load_settings
+
+    def envelope(sender: str, to: str) -> Envelope:
+        data = f"From: {sender}\r\nTo: {to}\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+        return Envelope(sender, to, data, f"<{to}>")
+
+    with SmtpServer() as server:
+        write_config(workspace, server.port, connections=1)
+        settings = load_settings(workspace=workspace)
+        with SmtpChannel(settings.smtp, None) as channel:
+            channel.prepare("press@example.org")
+            channel.cancel()
+            channel.cancel()  # nothing left to drop
+            assert channel.deliver(envelope("press@example.org", "a@example.com")).state == "sent"
+            channel.prepare("press@example.org")
+            assert channel.deliver(envelope("press@example.org", "b@example.com")).state == "sent"
+            channel.prepare("press@example.org")
+            assert channel.deliver(envelope("desk@example.org", "c@example.com")).state == "sent"
+            channel.prepare("press@example.org")  # left pending: closing drops it
+        got = [(r.sender, r.recipients) for r in server.received]
+    assert got == [
+        ("press@example.org", ["a@example.com"]),
+        ("press@example.org", ["b@example.com"]),
+        ("desk@example.org", ["c@example.com"]),
+    ]
