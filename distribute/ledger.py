@@ -319,11 +319,14 @@ class Ledger:
         self._acquired: set[int] = set()
         self._lock = threading.Lock()
         self._held = 0  # lanes holding a connection of their own
+        # Held by a lane's write transaction on SQLite (see ``Lane._begin``).
+        self._writer: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         try:
             self.engine: Engine = sa.create_engine(url, future=True)
             self._skip_locked = self.engine.dialect.name == "postgresql"
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+                self._writer = threading.Lock()
             create_schema(self.engine)
         except SQLAlchemyError as exc:
             reason = getattr(exc, "orig", None) or exc
@@ -1357,12 +1360,16 @@ class Lane:
 
     @contextlib.contextmanager
     def _begin(self) -> Iterator[Connection]:
-        if self._conn is None:
-            with self.ledger.engine.begin() as tx:
-                yield tx
-        else:
-            with self._conn.begin():
-                yield self._conn
+        # SQLite lets one writer in at a time and makes the others sleep and try again
+        # (busy_timeout, a millisecond or more, about a message's time): the lanes of one
+        # process queue on a lock instead, and the next one starts as soon as it is free.
+        with self.ledger._writer:
+            if self._conn is None:
+                with self.ledger.engine.begin() as tx:
+                    yield tx
+            else:
+                with self._conn.begin():
+                    yield self._conn
 
     def record(self, done: Result) -> None:
         """Record an outcome on its own: nothing is claimed after it."""
