@@ -59,6 +59,9 @@ Progress = Callable[[int, int], None]
 
 # Why a row is skipped, as ``status`` shows it.
 SUPPRESSED = "on the suppression list"
+# A dry run writes each message to a file of its own: while one lane waits on the file
+# system (creating a file costs far more than writing it), the other builds and records.
+DRY_LANES = 2
 SUPPRESSED_DURING = "suppressed while the step was being sent"
 
 
@@ -328,7 +331,7 @@ class Dispatcher:
         progress: Progress | None,
         retry_uncertain: bool = False,
     ) -> None:
-        connections = self.settings.smtp.connections if self.live else 1
+        connections = self.settings.smtp.connections if self.live else DRY_LANES
         channels = [self.channel(outbox) for _ in range(connections)]
         opened: list[Channel] = []
         try:

@@ -30,6 +30,9 @@ class OutboxChannel(Channel):
 
     def __init__(self, folder: Path):
         self.folder = folder
+        # Joined as text: a Path per file costs more than writing a small file.
+        self._tmp = os.path.join(folder, "tmp", "")
+        self._new = os.path.join(folder, "new", "")
 
     def open(self) -> None:
         maildir(self.folder)
@@ -37,12 +40,12 @@ class OutboxChannel(Channel):
     def deliver(self, envelope: Envelope, meanwhile: Aside | None = None) -> Outcome:
         key = hashlib.sha256(f"{envelope.message_id}\x00{envelope.recipient}".encode()).hexdigest()
         name = f"{key[:32]}.eml"
-        temporary = self.folder / "tmp" / name
-        temporary.write_bytes(envelope.data)
-        os.replace(temporary, self.folder / "new" / name)
+        with open(self._tmp + name, "wb") as out:
+            out.write(envelope.data)
+        os.replace(self._tmp + name, self._new + name)
         if meanwhile is not None:
             meanwhile()  # nothing to overlap here; called so a dry run takes the live path
-        return Outcome("sent", 250, f"written to {self.folder / 'new' / name}")
+        return Outcome("sent", 250, f"written to {self._new + name}")
 
 
 def write_posts(folder: Path, network: str, posts: dict[str, Any]) -> Path:
