@@ -5,12 +5,16 @@ premailer again, and Jinja reads the templates' compiled code instead of compili
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import pytest
+from hypothesis import example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from distribute.config import Settings
 from distribute.errors import TemplateError
@@ -73,12 +77,62 @@ def test_a_folder_that_cannot_be_written_only_means_inlining_again(
     assert second == first
 
 
-def test_a_result_that_is_not_utf8_is_inlined_again(tmp_path: Path) -> None:
-    assert kept("<p>a</p>", tmp_path, str.upper) == "<P>A</P>"
-    [path] = tmp_path.glob("*.html")
-    path.write_bytes(b"\xff\xfe")
-    assert kept("<p>a</p>", tmp_path, str.title) == "<P>A</P>"
-    assert path.read_bytes() == b"<P>A</P>"
+def _marked(html: str) -> str:
+    """An inliner whose result tells it from the one a kept file was written by."""
+    return f"<!-- again -->{html.upper()}"
+
+
+# What can become of a kept file between two runs: cut short, a byte changed, a byte
+# added, another entry copied or linked over it, a folder or an empty file in its place.
+DAMAGE = st.one_of(
+    st.tuples(st.just("cut"), st.integers(0, 200)),
+    st.tuples(st.just("flip"), st.integers(0, 200)),
+    st.tuples(st.just("grow"), st.integers(0, 200)),
+    st.tuples(st.sampled_from(["copy", "link", "folder", "empty", "not-utf8"]), st.just(0)),
+)
+
+
+def _damage(path: Path, other: Path, how: str, at: int) -> None:
+    data = path.read_bytes()
+    at = min(at, len(data) - 1)
+    if how in ("cut", "flip", "grow"):
+        changed = {
+            "cut": data[:at],
+            "flip": data[:at] + bytes([data[at] ^ 0x20]) + data[at + 1 :],
+            "grow": data[:at] + b"x" + data[at:],
+        }[how]
+        path.write_bytes(changed)
+    elif how == "copy":
+        path.write_bytes(other.read_bytes())
+    elif how == "link":
+        path.unlink()
+        path.symlink_to(other)
+    elif how == "folder":
+        path.unlink()
+        path.mkdir()
+    elif how == "empty":
+        path.write_bytes(b"")
+    else:
+        path.write_bytes(data[:-8] + b"\xff\xfe" + data[-6:])
+
+
+@hypothesis_settings(max_examples=150, deadline=None, database=None)
+@given(html=st.text(min_size=1, max_size=40), damage=DAMAGE)
+@example(html="<p>a</p>", damage=("cut", 60))
+@example(html="<p>a</p>", damage=("not-utf8", 0))
+def test_a_damaged_result_is_inlined_again(html: str, damage: tuple[str, int]) -> None:
+    """Whatever became of the file, the result is what the inliner gives now, and the
+    folder is left with no scratch file."""
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        assert kept("<p>other</p>", folder, str.upper) == "<P>OTHER</P>"
+        [other] = folder.glob("*.html")
+        assert kept(html, folder, str.upper) == html.upper()
+        [path] = [p for p in folder.glob("*.html") if p != other]
+        assert kept(html, folder, _marked) == html.upper()  # read back while whole
+        _damage(path, other, *damage)
+        assert kept(html, folder, _marked) == _marked(html)
+        assert not list(folder.glob(".*.tmp"))
 
 
 def test_a_new_inliner_code_is_not_served_the_old_results(

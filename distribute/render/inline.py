@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from distribute.errors import ConfigError
+from distribute.render.sealed import read_sealed, write_sealed
 
 Inliner = Callable[[str], str]
 
@@ -85,17 +86,17 @@ def kept(html: str, folder: Path, inline: Inliner) -> str:
     one: a dry run (or a preview) keeps the result, the live send that follows reads it.
     A folder that cannot be read or written only means inlining again.
     """
-    path = folder / f"{_key(html)}.html"
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        return path.read_bytes().decode("utf-8")
+    key = _key(html)
+    path = folder / f"{key}.html"
+    data = read_sealed(path, key)
+    if data is not None:
+        with contextlib.suppress(UnicodeDecodeError):
+            return data.decode("utf-8")
     result = inline(html)
-    with contextlib.suppress(OSError, UnicodeEncodeError):
-        folder.mkdir(parents=True, exist_ok=True)
-        # Written aside then renamed: a reader sees the whole result or none.
-        scratch = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
-        scratch.write_bytes(result.encode("utf-8"))
-        os.replace(scratch, path)
-        _prune(folder, path)
+    with contextlib.suppress(UnicodeEncodeError):
+        if write_sealed(path, key, result.encode("utf-8")):
+            with contextlib.suppress(OSError):
+                _prune(folder, path)
     return result
 
 
@@ -114,8 +115,14 @@ def _key(html: str) -> str:
 
 def _prune(folder: Path, newest: Path) -> None:
     """Keep ``newest`` and the most recent others, KEPT in all (files written within one
-    clock tick share a time, so the newest is named rather than found)."""
-    others = [p for p in folder.glob("*.html") if p != newest]
-    others.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
-    for old in others[KEPT - 1 :]:
-        old.unlink(missing_ok=True)
+    clock tick share a time, so the newest is named rather than found). An entry another
+    process removes meanwhile, or one that cannot be removed, stops nothing."""
+    others: list[tuple[int, Path]] = []
+    for path in folder.glob("*.html"):
+        if path != newest:
+            with contextlib.suppress(OSError):
+                others.append((path.lstat().st_mtime_ns, path))
+    others.sort(reverse=True)
+    for _, old in others[KEPT - 1 :]:
+        with contextlib.suppress(OSError):
+            old.unlink()
