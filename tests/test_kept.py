@@ -5,6 +5,7 @@ premailer again, and Jinja reads the templates' compiled code instead of compili
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import jinja2
 import pytest
-from hypothesis import example, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -23,7 +24,7 @@ from distribute.render import email as email_render
 from distribute.render import inline
 from distribute.render.email import INLINED, draft_email
 from distribute.render.inline import KEPT, kept
-from distribute.render.templates import COMPILED
+from distribute.render.templates import COMPILED, environment
 
 AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -242,3 +243,51 @@ def test_a_folder_that_cannot_hold_compiled_templates_only_means_compiling_again
     compiles.clear()
     assert draft_email(release, settings, at=AT) == first
     assert "email/press-release.html.j2" in compiles
+
+
+def _fresh_env(settings: Settings) -> jinja2.Environment:
+    """The environment another run builds: nothing compiled in memory yet."""
+    return environment(settings, dirs=[settings.workspace / "templates"])
+
+
+# The folder of compiled templates is emptied for each example.
+@hypothesis_settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(damage=DAMAGE)
+@example(damage=("cut", 20))  # inside the source checksum Jinja unpickles
+@example(damage=("cut", 300))
+def test_a_damaged_compiled_template_is_compiled_again(
+    settings: Settings, damage: tuple[str, int]
+) -> None:
+    ours = settings.workspace / "templates" / "email"
+    ours.mkdir(parents=True, exist_ok=True)
+    (ours / "a.txt.j2").write_text("A {{ v }}\n", "utf-8")
+    (ours / "b.txt.j2").write_text("B {% for x in v %}{{ x }}{% endfor %}\n", "utf-8")
+    kept_folder = settings.workspace / COMPILED
+    shutil.rmtree(kept_folder, ignore_errors=True)
+    assert _fresh_env(settings).get_template("email/b.txt.j2").render(v="xy") == "B xy"
+    [other] = kept_folder.iterdir()
+    assert _fresh_env(settings).get_template("email/a.txt.j2").render(v="xy") == "A xy\n"
+    [path] = [p for p in kept_folder.iterdir() if p != other]
+    _damage(path, other, *damage)
+    assert _fresh_env(settings).get_template("email/a.txt.j2").render(v="xy") == "A xy\n"
+    assert not [p for p in kept_folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_an_html_template_compiled_for_posts_is_escaped_in_an_email(settings: Settings) -> None:
+    """Posts render through an overlay without autoescaping; an HTML template they include
+    is compiled there without escaping, and an email reading that code would not escape."""
+    ours = settings.workspace / "templates" / "email"
+    ours.mkdir(parents=True)
+    (ours / "part.html.j2").write_text("{{ v }}\n", "utf-8")
+    posts = _fresh_env(settings).overlay(autoescape=False)
+    assert posts.get_template("email/part.html.j2").render(v="R&D <b>") == "R&D <b>\n"
+    email = _fresh_env(settings)
+    assert email.get_template("email/part.html.j2").render(v="R&D <b>") == "R&amp;D &lt;b&gt;\n"
+    # And the other way round, in later runs: each reads its own compiled code.
+    posts = _fresh_env(settings).overlay(autoescape=False)
+    assert posts.get_template("email/part.html.j2").render(v="R&D <b>") == "R&D <b>\n"

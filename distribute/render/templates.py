@@ -8,8 +8,8 @@ name must stop the campaign before anything is scheduled, not send "Dear ," to a
 
 from __future__ import annotations
 
-import contextlib
-import os
+import hashlib
+import pickle
 import re
 import textwrap
 import traceback
@@ -25,6 +25,7 @@ import jinja2.bccache
 
 from distribute.config import Settings, bundled
 from distribute.errors import TemplateError
+from distribute.render.sealed import read_sealed, write_sealed
 
 _MONTHS = {
     "en": "January February March April May June July August September October November December",
@@ -42,19 +43,66 @@ def template_dirs(settings: Settings | None) -> list[Path]:
     return dirs
 
 
-class _Compiled(jinja2.FileSystemBytecodeCache):
-    """Compiled templates kept in the workspace, so the next run does not compile them again
-    (Jinja checks each against its template's source and the Python version); a folder that
-    cannot be used means compiling again."""
+class _Compiled(jinja2.BytecodeCache):
+    """Compiled templates kept in the workspace, so the next run does not compile them again;
+    a folder that cannot be used, or a file in it that is not whole, means compiling again
+    (see :mod:`distribute.render.sealed`).
+
+    Jinja's own file cache knows a template by its name and file alone, but its code also
+    depends on how the environment compiles it: an overlay without autoescaping (the posts')
+    compiles an HTML template that an email then reads unescaped. The key holds all that.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def get_bucket(
+        self, environment: jinja2.Environment, name: str, filename: str | None, source: str
+    ) -> jinja2.bccache.Bucket:
+        made = (name, filename, _compiled_by(environment, name))
+        key = hashlib.sha256(repr(made).encode("utf-8", "surrogatepass")).hexdigest()
+        bucket = jinja2.bccache.Bucket(environment, key, self.get_source_checksum(source))
+        self.load_bytecode(bucket)
+        return bucket
 
     def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        with contextlib.suppress(OSError):
-            super().load_bytecode(bucket)
+        data = read_sealed(self.directory / f"{bucket.key}.cache", bucket.key)
+        if data is not None:
+            try:
+                bucket.bytecode_from_string(data)
+            except (EOFError, ValueError, TypeError, pickle.UnpicklingError):
+                bucket.reset()
 
     def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        with contextlib.suppress(OSError):
-            os.makedirs(self.directory, exist_ok=True)
-            super().dump_bytecode(bucket)
+        path = self.directory / f"{bucket.key}.cache"
+        write_sealed(path, bucket.key, bucket.bytecode_to_string())
+
+
+def _compiled_by(env: jinja2.Environment, name: str) -> tuple[object, ...]:
+    """What Jinja's compiler reads of ``env`` for template ``name``, besides its source."""
+    autoescape = env.autoescape(name) if callable(env.autoescape) else env.autoescape
+    finalize = env.finalize
+    return (
+        jinja2.__version__,
+        bool(autoescape),
+        env.block_start_string,
+        env.block_end_string,
+        env.variable_start_string,
+        env.variable_end_string,
+        env.comment_start_string,
+        env.comment_end_string,
+        env.line_statement_prefix,
+        env.line_comment_prefix,
+        env.trim_blocks,
+        env.lstrip_blocks,
+        env.newline_sequence,
+        env.keep_trailing_newline,
+        env.optimized,
+        env.is_async,
+        sorted(env.extensions),
+        None if finalize is None else getattr(finalize, "__qualname__", type(finalize).__name__),
+        env.code_generator_class.__qualname__,
+    )
 
 
 COMPILED = Path(".cache") / "distribute" / "templates"
@@ -63,7 +111,7 @@ COMPILED = Path(".cache") / "distribute" / "templates"
 def environment(settings: Settings | None, *, dirs: list[Path] | None = None) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in (dirs or template_dirs(settings))]),
-        bytecode_cache=_Compiled(str(settings.workspace / COMPILED)) if settings else None,
+        bytecode_cache=_Compiled(settings.workspace / COMPILED) if settings else None,
         # HTML templates are escaped, text templates (emails' text part, posts) are not.
         autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2", "htm")),
         undefined=jinja2.StrictUndefined,
