@@ -134,6 +134,20 @@ def test_a_send_that_fails_its_check_leaves_the_collector_on(
     assert gc.get_freeze_count() == 0
 
 
+@pytest.mark.parametrize(
+    ("rows", "code"), [("email\njo@example.org\n", 0), ("email\nnot-an-address\n", 1)]
+)
+def test_a_send_leaves_a_collector_that_was_off_off(
+    workspace: Path, collector: None, rows: str, code: int
+) -> None:
+    campaign = _dry_run_workspace(workspace)
+    (workspace / "recipients" / "desk.csv").write_text(rows, "utf-8")
+    gc.disable()
+    result = CliRunner().invoke(cli, ["send", str(campaign)])
+    assert result.exit_code == code, result.output
+    assert not gc.isenabled()
+
+
 # A release as a PDF converter leaves it: no front matter.
 PLAIN_RELEASE = """# Valmont Institute opens a hydrogen test bench
 

@@ -49,9 +49,13 @@ def start_up() -> Iterator[None]:
     collection while the messages go out.
     So it waits, and what was built is then left out of its walks (``gc.freeze``).
     """
+    # A caller that runs with the collector off (a host embedding the command, a test)
+    # keeps it off: what is turned back on is what was on.
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
         gc.freeze()
     finally:
-        gc.enable()
+        if was_enabled:
+            gc.enable()
