@@ -321,3 +321,96 @@ def test_single_line_fast_route(text: str) -> None:
 @example("Jo\u202e")
 def test_header_text_problem_fast_route(text: str) -> None:
     assert header_text_problem(text) == _text_problem(text)
+
+
+URLS = st.one_of(
+    st.none(), st.builds("https://www.example.org/u?email={{email}}&from={}".format, TEXT)
+)
+
+
+@hypothesis_settings(max_examples=300, deadline=None, database=None)
+@given(
+    sender=TEXT,
+    sender_local=LOCAL,
+    reply_name=TEXT,
+    reply=st.booleans(),
+    mailbox_local=LOCAL,
+    url=URLS,
+    campaign=TEXT,
+    prefix=TEXT,
+    desk=TEXT,
+)
+@example(
+    sender="Valmont Press Office",
+    sender_local="press",
+    reply_name="Jo Doe",
+    reply=True,
+    mailbox_local="unsubscribe",
+    url=None,
+    campaign="launch",
+    prefix="",
+    desk="Science",
+)
+@example(
+    sender="=?utf-8?q?Jo?=",
+    sender_local="press",
+    reply_name="",
+    reply=False,
+    mailbox_local="u",
+    url=None,
+    campaign="c",
+    prefix="",
+    desk="",
+)
+def test_headers_from_the_settings_are_the_whole_routes(
+    sender: str,
+    sender_local: str,
+    reply_name: str,
+    reply: bool,
+    mailbox_local: str,
+    url: str | None,
+    campaign: str,
+    prefix: str,
+    desk: str,
+) -> None:
+    """What the configuration and the campaign put in every message (From, Reply-To,
+    List-Id, List-Unsubscribe, a subject prefix) and a list's own column in the subject."""
+    settings = Settings(
+        workspace=Path("."),
+        sender=Sender(sender, f"{sender_local}@example.org"),
+        unsubscribe=Unsubscribe(f"{mailbox_local}@example.org", url),
+    )
+    recipient = Recipient(email="jo@example.com", first_name="Jo", extra={"desk": desk})
+    reply_to = _mailbox(reply_name, f"{sender_local}@example.org", utf8=False) if reply else None
+    draft = EmailDraft(
+        "t",
+        f"Launch %%{TAG}.desk%%",
+        html="",
+        text="",
+        preheader="",
+        embargoed=False,
+        reply_to=reply_to,
+        tag=TAG,
+    )
+    at = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+    def head(fast: bool) -> bytes:
+        values = recipient_values(recipient, settings, "en")
+        title = draft.personalise_subject(values)
+        ident = message_module.message_id(campaign, "s", recipient.email, "example.org")
+        boundary = message_module._boundary(ident)
+        return message_module._head(
+            draft,
+            recipient,
+            settings,
+            values,
+            title,
+            ident,
+            boundary,
+            campaign,
+            at,
+            prefix,
+            fast=fast,
+        )
+
+    assert _outcome(partial(head, True)) == _outcome(partial(head, False))

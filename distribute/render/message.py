@@ -403,7 +403,9 @@ def _plain(expected: Expected) -> bool:
     if not isinstance(expected, tuple):
         return False
     name, address = expected
-    return (not name or _ATOMS.fullmatch(name) is not None) and (
+    # "=" and "?" are atext, but a name holding "=?" may hold an encoded-word, which the
+    # reader decodes: such a name is read back like any other.
+    return (not name or (_ATOMS.fullmatch(name) is not None and "=?" not in name)) and (
         _PLAIN_ADDRESS.fullmatch(address) is not None
     )
 
