@@ -362,6 +362,17 @@ URLS = st.one_of(
     prefix="",
     desk="",
 )
+@example(
+    sender="",
+    sender_local="press",
+    reply_name="=?utf-8?q?Jo=0D=0A?=",
+    reply=True,
+    mailbox_local="u",
+    url=None,
+    campaign="c",
+    prefix="",
+    desk="",
+)
 def test_headers_from_the_settings_are_the_whole_routes(
     sender: str,
     sender_local: str,

@@ -445,7 +445,13 @@ def _same_for_everyone(
 @functools.lru_cache(maxsize=64)
 def _parsed_mailbox(text: str) -> tuple[str, str]:
     """A configured ``Name <address>`` (already checked by the configuration) as its parts."""
-    addresses = WIRE.header_factory("Reply-To", text).addresses
+    try:
+        addresses = WIRE.header_factory("Reply-To", text).addresses
+    except ValueError as exc:
+        # An encoded-word decoding to a line break: the parser refuses it (see _reads_back).
+        raise HeaderError(
+            f"Reply-To {text!r} would not read back: {exc}", field="Reply-To"
+        ) from None
     if len(addresses) != 1:
         raise HeaderError(f"Reply-To {text!r} is not one address", field="Reply-To")
     return addresses[0].display_name, addresses[0].addr_spec
