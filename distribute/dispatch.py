@@ -463,6 +463,11 @@ class Dispatcher:
                         done, outcome, ahead = self._send_one(
                             channel, lane, claim, ahead, draft, by_key, campaign, step
                         )
+                    except Unrecorded:
+                        # The server may have the message: the row stays `sending`, never
+                        # given back (the next run reports it as uncertain).
+                        stop.set()
+                        raise
                     except Exception:
                         channel.cancel()
                         # Stop the others first, so none of them takes the row given back.
@@ -581,10 +586,11 @@ class Dispatcher:
         except Exception as exc:
             if channel.live:
                 # Whatever broke, it broke inside a transaction: the server may have it.
-                lane.record(
+                _record(
+                    lane,
                     Result(
                         claim, "uncertain", text=f"unexpected error during the transaction: {exc}"
-                    )
+                    ),
                 )
             raise
         result, outcome = self._result(claim, outcome, message_id, campaign.release_version)

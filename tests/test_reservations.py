@@ -583,3 +583,65 @@ def test_a_transaction_started_ahead_is_dropped_or_used(workspace: Path) -> None
         ("press@example.org", ["b@example.com"]),
         ("desk@example.org", ["c@example.com"]),
     ]
+
+
+@pytest.mark.parametrize("connections", [1, 2])
+def test_a_message_at_the_server_whose_uncertain_outcome_fails_to_record_is_not_given_back(
+    workspace: Path, state_url: str | None, monkeypatch: pytest.MonkeyPatch, connections: int
+) -> None:
+    """The channel breaks after the server has the message, and recording it as uncertain
+    fails too (the database blinks): the row must stay `sending`, reported uncertain by the
+    next run, never given back as pending and sent a second time."""
+    from distribute.campaign import check_campaign, load_campaign
+    from distribute.channels.smtp import SmtpChannel
+    from distribute.config import load_settings
+    from distribute.dispatch import Dispatcher, StepStopped
+
+    with SmtpServer() as server:
+        write_config(workspace, server.port, connections=connections)
+        path = write_campaign(workspace, 4)
+        settings = load_settings(workspace=workspace)
+        campaign = load_campaign(path, settings)
+        url = state_url or f"sqlite:///{workspace / 'distribute.db'}"
+
+        class Breaking(SmtpChannel):
+            def deliver(self, envelope: Any, meanwhile: Any = None) -> Any:
+                outcome = super().deliver(envelope, meanwhile)
+                if envelope.recipient == "j00001@example.com":
+                    raise RuntimeError("the reply could not be read")
+                return outcome
+
+        record = Lane.record
+        blinks = [1]
+
+        def blinking(lane: Lane, done: Result) -> None:
+            if done.claim.address == "j00001@example.com" and blinks:
+                blinks.pop()
+                raise sa.exc.OperationalError("UPDATE", {}, Exception("database is locked"))
+            record(lane, done)
+
+        monkeypatch.setattr(Lane, "record", blinking)
+        stopped = []
+        for _ in range(2):  # the run that breaks, then the one that sends the rest
+            check = check_campaign(campaign, settings, now=datetime.now(UTC), send_now=True)
+            ledger = Ledger(url)
+            try:
+                dispatcher = Dispatcher(
+                    settings,
+                    ledger,
+                    live=True,
+                    channel_factory=lambda: Breaking(settings.smtp, None),
+                )
+                try:
+                    dispatcher.run(campaign, check, campaign.step("desk"))
+                except StepStopped as exc:
+                    stopped.append(exc.message)
+                [entry] = ledger.status("launch")
+                [ref] = [s["ref"] for s in entry["steps"]]
+                rows = {str(row["address"]): str(row["state"]) for row in ledger.rows(ref)}
+            finally:
+                ledger.close()
+        received = server.handler.per_recipient()
+    assert received == Counter({f"j{n:05d}@example.com": 1 for n in range(4)})
+    assert rows["j00001@example.com"] == "uncertain"
+    assert len(stopped) == 1 and "j00001@example.com" in stopped[0], stopped
