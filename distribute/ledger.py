@@ -326,7 +326,7 @@ class Ledger:
             self._skip_locked = self.engine.dialect.name == "postgresql"
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-                self._writer = threading.Lock()
+                self._writer = _sqlite_writer(self.engine.url.database)
             create_schema(self.engine)
         except SQLAlchemyError as exc:
             reason = getattr(exc, "orig", None) or exc
@@ -1562,6 +1562,22 @@ def _problem(row: dict[str, Any]) -> dict[str, Any]:
         "code": row["last_code"],
         "text": row["last_text"],
     }
+
+
+# One lock per SQLite file for the whole process, not per Ledger: two Ledger objects on one
+# file would otherwise each let a writer in, and the second would sleep in SQLite's busy
+# handler, the wait the lock is there to avoid (and fail after busy_timeout).
+_SQLITE_WRITERS: dict[str, threading.Lock] = {}
+_SQLITE_WRITERS_LOCK = threading.Lock()
+
+
+def _sqlite_writer(database: str | None) -> threading.Lock:
+    """The write lock of the SQLite file ``database``, shared by every Ledger opening it."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return threading.Lock()  # a database of its own (or a URI we do not resolve)
+    key = os.path.realpath(database)
+    with _SQLITE_WRITERS_LOCK:
+        return _SQLITE_WRITERS.setdefault(key, threading.Lock())
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -257,6 +257,39 @@ def test_close_gives_back_what_the_lane_did_not_send(url: str) -> None:
         ledger.close()
 
 
+def test_the_lanes_of_two_ledgers_on_one_sqlite_file_take_turns(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lanes of one process queue on a lock for their write transactions on SQLite; two
+    Ledger objects on the same file (spelt differently) share it, while a lane of one of
+    them writes the other's wait their turn instead of in SQLite's busy handler. Another
+    file has a lock of its own."""
+    (workspace / "state").mkdir()
+    (workspace / "other").symlink_to(workspace / "state")
+    monkeypatch.chdir(workspace / "state")
+    first = Ledger(f"sqlite:///{workspace / 'state' / 'distribute.db'}", clock=lambda: START)
+    second = Ledger("sqlite:///distribute.db", clock=lambda: START)
+    linked = Ledger(f"sqlite:///{workspace / 'other' / 'distribute.db'}", clock=lambda: START)
+    elsewhere = Ledger(f"sqlite:///{workspace / 'elsewhere.db'}", clock=lambda: START)
+    try:
+        ref = first.step("launch", "/w/launch.toml", "UTC", "desk", "email", "live", START)
+        first.plan(ref, [Planned(f"j{n}@example.com", f"j{n}@example.com") for n in range(3)])
+        runner = dead_runner(0)
+        assert first.acquire(ref, runner) is None
+        lane = first.lane(ref, runner)
+        with lane._begin():
+            for other in (second, linked):
+                assert other._writer.acquire(blocking=False) is False
+            assert elsewhere._writer.acquire(blocking=False) is True
+            elsewhere._writer.release()
+        assert second._writer.acquire(blocking=False) is True
+        second._writer.release()
+        lane.close()
+    finally:
+        for ledger in (first, second, linked, elsewhere):
+            ledger.close()
+
+
 def test_an_uncertain_row_is_never_reserved(url: str) -> None:
     """--retry-uncertain claims one row at a time: an uncertain row made `reserved` would
     come back `pending` after a crash, and a plain run would send it again."""
