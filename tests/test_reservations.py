@@ -678,3 +678,101 @@ def test_a_message_at_the_server_whose_uncertain_outcome_fails_to_record_is_not_
     assert received == Counter({f"j{n:05d}@example.com": 1 for n in range(4)})
     assert rows["j00001@example.com"] == "uncertain"
     assert len(stopped) == 1 and "j00001@example.com" in stopped[0], stopped
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_a_database_lost_while_recording_leaves_the_message_uncertain_not_resent(
+    workspace: Path, state_url: str | None, monkeypatch: pytest.MonkeyPatch, connections: int
+) -> None:
+    """The database goes away while the server reads a message (PostgreSQL: every session
+    ends, as in a restart; SQLite: another process locks the file for longer than the busy
+    timeout), so the transaction that records it and claims the next row fails: the run
+    stops, the message is reported uncertain by the next run and not sent again, and the
+    others are each sent once."""
+    import sqlite3
+
+    import distribute.dispatch as dispatch_module
+    import distribute.ledger as ledger_module
+    from distribute.campaign import check_campaign, load_campaign
+    from distribute.config import load_settings
+    from distribute.dispatch import Dispatcher, StepStopped
+
+    def short_wait(dbapi_connection: Any, record: Any) -> None:
+        pragmas(dbapi_connection, record)
+        dbapi_connection.execute("PRAGMA busy_timeout=50")
+
+    pragmas = ledger_module._sqlite_pragmas
+    monkeypatch.setattr(ledger_module, "_sqlite_pragmas", short_wait)
+    total = 12
+    blocker: list[sqlite3.Connection | None] = []  # the lock held on SQLite
+    with SmtpServer() as server:
+        write_config(workspace, server.port, connections=connections)
+        path = write_campaign(workspace, total)
+        settings = load_settings(workspace=workspace)
+        campaign = load_campaign(path, settings)
+        url = state_url or f"sqlite:///{workspace / 'distribute.db'}"
+        admin = sa.create_engine(url)
+        original = server.handler.handle_DATA
+
+        async def lose_the_database(srv: Any, session: Any, envelope: Any) -> str:
+            if len(server.received) == 4 and not blocker:
+                if state_url is None:
+                    lock = sqlite3.connect(
+                        workspace / "distribute.db", isolation_level=None, check_same_thread=False
+                    )
+                    lock.execute("BEGIN EXCLUSIVE")
+                    blocker.append(lock)
+                else:
+                    with admin.connect() as conn:
+                        conn.execute(
+                            sa.text(
+                                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                            )
+                        )
+                    blocker.append(None)
+            return await original(srv, session, envelope)
+
+        server.handler.handle_DATA = lose_the_database  # type: ignore[method-assign]
+        unrecorded = dispatch_module._unrecorded
+
+        def back_once_seen(done: Result, exc: Exception) -> Any:
+            # The database is back as soon as the run has seen it gone (SQLite: the other
+            # process commits), so the run ends its step as it would after a blink.
+            for lock in blocker:
+                if lock is not None:
+                    lock.close()
+            return unrecorded(done, exc)
+
+        monkeypatch.setattr(dispatch_module, "_unrecorded", back_once_seen)
+        reports = []
+        try:
+            for _ in range(2):
+                check = check_campaign(campaign, settings, now=datetime.now(UTC), send_now=True)
+                ledger = Ledger(url)
+                try:
+                    reports.append(
+                        Dispatcher(settings, ledger, live=True).run(
+                            campaign, check, campaign.step("desk")
+                        )
+                    )
+                except StepStopped as exc:
+                    assert exc.lost, exc.message
+                    reports.append(None)
+                finally:
+                    ledger.close()
+            with admin.connect() as conn:
+                rows = {
+                    str(row.address): str(row.state)
+                    for row in conn.execute(sa.text("SELECT address, state FROM deliveries"))
+                }
+        finally:
+            admin.dispose()
+        received = server.handler.per_recipient()
+    assert reports[0] is None and reports[1] is not None
+    assert max(received.values()) == 1
+    uncertain = {a for a, state in rows.items() if state == "uncertain"}
+    assert 1 <= len(uncertain) <= connections
+    assert uncertain <= set(received)
+    assert {a for a, state in rows.items() if state == "sent"} == set(received) - uncertain
+    assert len(received) == total
