@@ -233,6 +233,106 @@ def test_no_interleaving_mails_a_row_twice_or_loses_one(
         run.ledger.close()
 
 
+frozen_operations = st.lists(
+    st.tuples(
+        st.sampled_from(("run", "frozen", "freeze")),
+        st.integers(0, LANES - 1),
+        st.sampled_from(OUTCOMES),
+    ),
+    max_size=50,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(frozen_operations)
+def test_a_frozen_holder_that_wakes_after_a_takeover_mails_nobody_twice(
+    url: str, ops: list[tuple[str, int, str]]
+) -> None:
+    """A run stalls (SIGSTOP) and another takes the step over; the stalled one wakes up and
+    goes on, in the worst case before it writes a heartbeat (its lanes' transactions
+    interleave with the new holder's in any order): each lane finishes the message it had
+    under way and records it, and may reserve and send more, but no row is ever mailed
+    twice and, once both are done, every row is settled."""
+    name = f"f{next(_steps)}"
+    counter = itertools.count()
+    mailed: Counter[int] = Counter()
+    runs: list[Run] = []
+
+    def step_of(ledger: Ledger) -> StepRef:
+        return ledger.step("props", "/w/props.toml", "UTC", name, "email", "live", START)
+
+    def start() -> Run:
+        ledger = Ledger(url, clock=lambda: START)  # a wall clock the stalled run never reads
+        run = Run(ledger, dead_runner(next(counter)), ROWS * 4)
+        ref = step_of(ledger)
+        assert ledger.acquire(ref, run.runner) is None  # the holder before it looks dead
+        ledger.recover(ref, run.runner)
+        for _ in range(LANES):
+            run.lanes.append(ledger.lane(ref, run.runner))
+            run.held.append(None)
+        return run
+
+    def under_way() -> set[int]:
+        return {held.claim.id for run in runs for held in run.held if held is not None}
+
+    def advance(run: Run, index: int, outcome: str) -> bool:
+        lane = run.lanes[index]
+        held, run.held[index] = run.held[index], None
+        done = None
+        if held is not None:
+            if outcome == "sent":
+                mailed[held.claim.id] += 1
+            state = "pending" if outcome == "retry" else outcome
+            done = Result(held.claim, state, retry_at=START if outcome == "retry" else None)
+        got, _ = lane.advance(done, lane.batch if lane.low() else 0)
+        if isinstance(got, Claim):
+            # Never a row already mailed, nor one whose message another lane has under way.
+            assert mailed[got.id] == 0 and got.id not in under_way(), got
+            run.held[index] = Result(got, "sending")
+            return True
+        return False
+
+    first = Ledger(url, clock=lambda: START)
+    ref = step_of(first)
+    first.plan(
+        ref, [Planned(f"j{n:03d}@example.com", f"j{n:03d}@example.com") for n in range(ROWS)]
+    )
+    first.close()
+    runs.append(start())
+    try:
+        for op, index, outcome in ops:
+            if op == "freeze":
+                runs.append(start())  # the newest run took the step over
+            elif op == "run":
+                advance(runs[-1], index, outcome)
+            else:
+                advance(runs[(index + len(runs) - 2) % len(runs)], index, outcome)
+            assert max(mailed.values(), default=0) <= 1
+        # Everyone wakes up and finishes; then a last run sends whatever came back.
+        for run in runs:
+            for index in range(LANES):
+                while advance(run, index, "sent"):
+                    pass
+                run.lanes[index].close()
+        runs.append(start())
+        for index in range(LANES):
+            while advance(runs[-1], index, "sent"):
+                pass
+            runs[-1].lanes[index].close()
+        final = states(runs[-1].ledger, ref)
+        assert set(final.values()) <= {"sent", "failed", "skipped"}, final
+        assert max(mailed.values(), default=0) <= 1
+        assert all(mailed[row] == 1 for row, state in final.items() if state == "sent")
+    finally:
+        for run in runs:
+            for lane in run.lanes:
+                if lane._conn is not None:
+                    lane._conn.close()
+            run.ledger.close()
+
+
 def test_close_gives_back_what_the_lane_did_not_send(url: str) -> None:
     ledger = Ledger(url, clock=lambda: START)
     try:
