@@ -59,10 +59,10 @@ Progress = Callable[[int, int], None]
 
 # Why a row is skipped, as ``status`` shows it.
 SUPPRESSED = "on the suppression list"
+SUPPRESSED_DURING = "suppressed while the step was being sent"
 # A dry run writes each message to a file of its own: while one lane waits on the file
 # system (creating a file costs far more than writing it), the other builds and records.
 DRY_LANES = 2
-SUPPRESSED_DURING = "suppressed while the step was being sent"
 
 
 @dataclass
