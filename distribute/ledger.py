@@ -680,13 +680,7 @@ class Ledger:
     def _build_claim(self) -> tuple[Any, Any]:
         """The claim's statements, built once: SQLAlchemy spends more building and keying a
         statement than SQLite spends running it."""
-        due = sa.and_(
-            deliveries.c.step_id == sa.bindparam("step"),
-            deliveries.c.state == "pending",
-            sa.or_(
-                deliveries.c.not_before.is_(None), deliveries.c.not_before <= sa.bindparam("now")
-            ),
-        )
+        due = _due()
         pick = sa.select(deliveries.c.id).where(due).order_by(deliveries.c.id).limit(1)
         if self._skip_locked:
             pick = pick.with_for_update(skip_locked=True)
@@ -699,13 +693,7 @@ class Ledger:
                 claimed_by=sa.bindparam("runner"),
                 updated_at=sa.bindparam("now"),
             )
-            .returning(
-                deliveries.c.id,
-                deliveries.c.target,
-                deliveries.c.address,
-                deliveries.c.name,
-                deliveries.c.attempts,
-            )
+            .returning(*_claimed_columns())
         )
         later = sa.select(sa.func.min(deliveries.c.not_before)).where(
             deliveries.c.step_id == sa.bindparam("step"), deliveries.c.state == "pending"
@@ -899,14 +887,7 @@ class Ledger:
         """Pick and take up to ``count`` due rows in one statement, as ``claim`` does one."""
 
         def build() -> Any:
-            due = sa.and_(
-                deliveries.c.step_id == sa.bindparam("step"),
-                deliveries.c.state == "pending",
-                sa.or_(
-                    deliveries.c.not_before.is_(None),
-                    deliveries.c.not_before <= sa.bindparam("now"),
-                ),
-            )
+            due = _due()
             pick = sa.select(deliveries.c.id).where(due).order_by(deliveries.c.id).limit(count)
             picked: Any = pick.scalar_subquery()
             if self._skip_locked:
@@ -924,13 +905,7 @@ class Ledger:
                     claimed_by=sa.bindparam("runner"),
                     updated_at=sa.bindparam("now"),
                 )
-                .returning(
-                    deliveries.c.id,
-                    deliveries.c.target,
-                    deliveries.c.address,
-                    deliveries.c.name,
-                    deliveries.c.attempts,
-                )
+                .returning(*_claimed_columns())
             )
 
         return self._statement(("reserve", count), build)
@@ -1463,6 +1438,21 @@ class Lane:
 
 def _by_id(row: Reserved) -> int:
     return row.id
+
+
+def _due() -> Any:
+    """The step's (``:step``) pending rows whose retry time, if any, has come (``:now``)."""
+    return sa.and_(
+        deliveries.c.step_id == sa.bindparam("step"),
+        deliveries.c.state == "pending",
+        sa.or_(deliveries.c.not_before.is_(None), deliveries.c.not_before <= sa.bindparam("now")),
+    )
+
+
+def _claimed_columns() -> tuple[Any, ...]:
+    """What a claim or a reservation returns of each row it takes."""
+    c = deliveries.c
+    return (c.id, c.target, c.address, c.name, c.attempts)
 
 
 def _finish_statement(message_id: bool, release: bool, sent: bool, by_runner: bool) -> Any:
