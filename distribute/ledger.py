@@ -1038,13 +1038,7 @@ class Ledger:
         """Every step of every campaign in ``states``, soonest first."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(
-                    steps,
-                    campaigns.c.name.label("campaign"),
-                    campaigns.c.path,
-                    campaigns.c.timezone,
-                )
-                .join(campaigns, campaigns.c.id == steps.c.campaign_id)
+                _timed_select()
                 .where(steps.c.state.in_(list(states)))
                 .order_by(steps.c.at, steps.c.id)
             ).all()
@@ -1052,16 +1046,7 @@ class Ledger:
 
     def timed_step(self, step_id: int) -> Timed | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(
-                    steps,
-                    campaigns.c.name.label("campaign"),
-                    campaigns.c.path,
-                    campaigns.c.timezone,
-                )
-                .join(campaigns, campaigns.c.id == steps.c.campaign_id)
-                .where(steps.c.id == step_id)
-            ).first()
+            row = conn.execute(_timed_select().where(steps.c.id == step_id)).first()
         return _timed(row) if row is not None and row.state else None
 
     def take(self, step_id: int, worker: str, *, due: datetime) -> bool:
@@ -1526,6 +1511,13 @@ def create_schema(engine: Engine) -> None:
 
 
 _RESCHEDULABLE = ("scheduled", "missed", "cancelled", "failed")
+
+
+def _timed_select() -> Any:
+    """Steps with their campaign's name, path and zone: what :func:`_timed` reads."""
+    return sa.select(
+        steps, campaigns.c.name.label("campaign"), campaigns.c.path, campaigns.c.timezone
+    ).join(campaigns, campaigns.c.id == steps.c.campaign_id)
 
 
 def _timed(row: Any) -> Timed:
