@@ -349,11 +349,14 @@ class Dispatcher:
         stop = threading.Event()
         errors: list[DeliveryError] = []
 
+        def stopping() -> bool:
+            return stop.is_set() or self.halt.is_set()
+
         def pause(seconds: float) -> None:
             # A rate may space messages up to an hour apart: beat while waiting, or the step
             # would look abandoned (STALE_AFTER) and another process would take it over.
             beat = HEARTBEAT_EVERY.total_seconds()
-            while seconds > 0 and not (stop.is_set() or self.halt.is_set()):
+            while seconds > 0 and not stopping():
                 self.sleep(min(seconds, beat))
                 seconds -= beat
                 self.ledger.keep_alive(ref, runner)
@@ -363,7 +366,7 @@ class Dispatcher:
         def reserve(batch: int) -> int:
             """How many rows a lane may reserve now, taken from the run's budget."""
             with lock:
-                if stop.is_set() or self.halt.is_set():
+                if stopping():
                     return 0
                 count = min(budget[0], batch)
                 budget[0] -= count
@@ -372,9 +375,6 @@ class Dispatcher:
         def give_back(count: int = 1) -> None:
             with lock:
                 budget[0] += count
-
-        def stopping() -> bool:
-            return stop.is_set() or self.halt.is_set()
 
         def worker(channel: Channel, finished: threading.Event) -> None:
             try:
