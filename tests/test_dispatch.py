@@ -456,12 +456,12 @@ class FlakyLedger(Ledger):
 
     fail_on: str = ""
 
-    def _result_parameters(self, result: Result, now: datetime) -> Any:
+    def _result_key(self, result: Result, now: datetime) -> Any:
         # Inside the transaction that records the outcome (with the next claim, or alone).
         if self.fail_on == f"finish:{result.state}":
             self.fail_on = ""
             raise OperationalError("UPDATE deliveries", {}, Exception("database is locked"))
-        return super()._result_parameters(result, now)
+        return super()._result_key(result, now)
 
     def lane(self, step: StepRef, runner: str, **options: Any) -> Lane:
         ledger = self

@@ -1,0 +1,155 @@
+"""Statements run on the driver's cursor (``Driven``) write what SQLAlchemy would write.
+
+The sending loop records each outcome and claims the next row through ``Driven``, which
+compiles a statement once and converts its parameters as SQLAlchemy does (SQLite keeps a
+timestamp as text). Every test runs on SQLite and, with ``DISTRIBUTE_TEST_POSTGRES_URL``
+set, on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import test_ledger
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_ledger import make_step, planned
+
+from distribute.ledger import STATES, Claim, Driven, Ledger, Result, deliveries
+
+url = test_ledger.url  # the databases the ledger's tests run on
+
+
+@pytest.fixture
+def ledger(url: str) -> Iterator[Ledger]:
+    opened = Ledger(url)
+    yield opened
+    opened.close()
+
+
+RUNNER = "test:1:a"
+serial = itertools.count()
+
+# Text as a journalist's list or a server's reply may hold it: quotes, percent signs (the
+# PostgreSQL driver's placeholders start with one), accents, CJK. Not NUL: no text column
+# of PostgreSQL takes it, whichever way the statement comes.
+texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+instants = st.datetimes(
+    min_value=datetime(1971, 1, 1),
+    max_value=datetime(2200, 1, 1),
+    timezones=st.sampled_from(
+        [UTC, timezone(timedelta(hours=-11, minutes=-30)), timezone(timedelta(hours=14))]
+    ),
+)
+results = st.fixed_dictionaries(
+    {
+        "state": st.sampled_from(STATES),
+        "code": st.none() | st.integers(min_value=-(2**31), max_value=2**31 - 1),
+        "text": st.none() | texts,
+        "message_id": st.none() | texts.filter(bool).map(lambda t: t[:200]),
+        "retry_at": st.none() | instants,
+        "release": st.none() | st.text("0123456789abcdef", min_size=1, max_size=8),
+    }
+)
+
+
+def twins(ledger: Ledger) -> tuple[Claim, Claim]:
+    """Two rows of a fresh step, both being sent by RUNNER."""
+    step = make_step(ledger, name=f"s{next(serial)}")
+    ledger.plan(step, planned("a@example.com", "b@example.com"))
+    assert ledger.acquire(step, RUNNER) is None
+    first, second = ledger.claim(step, RUNNER), ledger.claim(step, RUNNER)
+    assert isinstance(first, Claim) and isinstance(second, Claim)
+    return first, second
+
+
+def stored(ledger: Ledger, row: int) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """The row as SQLAlchemy reads it, and as the database keeps it."""
+    ignored = {"id", "target", "address"}
+    columns = [c for c in deliveries.c if c.name not in ignored]
+    with ledger.engine.connect() as conn:
+        typed = conn.execute(sa.select(*columns).where(deliveries.c.id == row)).one()._asdict()
+        names = ", ".join(f'"{c.name}"' for c in columns)
+        kept = conn.exec_driver_sql(f"SELECT {names} FROM deliveries WHERE id = {row}").one()
+    return typed, tuple(kept)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(fields=results, now=instants)
+def test_an_outcome_recorded_on_the_driver_is_the_one_sqlalchemy_records(
+    ledger: Ledger, fields: dict[str, Any], now: datetime
+) -> None:
+    first, second = twins(ledger)
+    with ledger.engine.begin() as conn:
+        conn.execute(*ledger._result_parameters(Result(first, **fields), now))
+        statement, parameters = ledger._result_driven(Result(second, **fields), now)
+        assert statement.count(conn, parameters) == 1
+    assert stored(ledger, first.id) == stored(ledger, second.id)
+
+
+def test_a_claim_that_is_not_the_runners_changes_nothing(ledger: Ledger) -> None:
+    """The driver's row count is the one the sending loop decides on."""
+    first, _ = twins(ledger)
+    stranger = Claim(first.id, first.target, first.address, first.name, 1, runner="test:2:b")
+    with ledger.engine.begin() as conn:
+        statement, parameters = ledger._result_driven(Result(stranger, "sent", 250), START)
+        assert statement.count(conn, parameters) == 0
+    assert stored(ledger, first.id)[0]["state"] == "sending"
+
+
+def test_a_driver_error_is_sqlalchemys_and_leaves_the_transaction_undone(ledger: Ledger) -> None:
+    first, _ = twins(ledger)
+    missing = sa.table("no_such_table", sa.column("x")).update().values(x=sa.bindparam("x"))
+    broken = Driven(missing, ledger.engine.dialect)
+    with pytest.raises(sa.exc.DBAPIError) as raised, ledger.engine.begin() as conn:
+        statement, parameters = ledger._result_driven(Result(first, "sent", 250), START)
+        statement.count(conn, parameters)
+        broken.count(conn, {"x": 1})
+    assert isinstance(raised.value.orig, conn.dialect.loaded_dbapi.Error)
+    assert "no_such_table" in str(raised.value)
+    assert stored(ledger, first.id)[0]["state"] == "sending"
+
+
+def test_a_statement_only_sqlalchemy_can_render_is_refused(ledger: Ledger) -> None:
+    expanding = (
+        deliveries.update()
+        .where(deliveries.c.id.in_(sa.bindparam("rows", expanding=True)))
+        .values(state="pending")
+    )
+    with pytest.raises(ValueError, match="not a statement for the driver"):
+        Driven(expanding, ledger.engine.dialect)
+
+
+def test_a_missing_parameter_is_an_error_not_a_null(ledger: Ledger) -> None:
+    first, _ = twins(ledger)
+    statement, parameters = ledger._result_driven(Result(first, "sent", 250), START)
+    del parameters["row"]
+    with pytest.raises(KeyError, match="row"), ledger.engine.begin() as conn:
+        statement.count(conn, parameters)
+
+
+def test_sqlite_keeps_a_timestamp_as_sqlalchemy_writes_it(tmp_path: Any) -> None:
+    """The format the ledger's older rows have, which its reads and comparisons expect."""
+    opened = Ledger(f"sqlite:///{tmp_path / 'distribute.db'}")
+    try:
+        first, _ = twins(opened)
+        when = datetime(2027, 3, 10, 7, 0, 5, 120, tzinfo=UTC)
+        with opened.engine.begin() as conn:
+            statement, parameters = opened._result_driven(Result(first, "sent", 250), when)
+            statement.count(conn, parameters)
+    finally:
+        opened.close()
+    with sqlite3.connect(tmp_path / "distribute.db") as raw:
+        kept = raw.execute("SELECT sent_at FROM deliveries WHERE id = ?", (first.id,)).fetchone()
+    assert kept == ("2027-03-10 07:00:05.000120",)
+
+
+START = datetime(2027, 3, 10, 7, 0, tzinfo=UTC)
