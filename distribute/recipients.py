@@ -22,6 +22,7 @@ import csv
 import functools
 import io
 import itertools
+import os
 import re
 import threading
 import unicodedata
@@ -297,7 +298,7 @@ def suppressions_of(settings: Settings) -> Suppressions:
 
 def is_suppression_file(path: Path) -> bool:
     """``suppressed.csv`` in any letter case (a spreadsheet may save ``Suppressed.CSV``)."""
-    return path.suffix.lower() == ".csv" and _name_key(path.stem) == SUPPRESSED
+    return _suppression_name(path.name)
 
 
 def _name_key(name: str) -> str:
@@ -663,9 +664,22 @@ def _entry_part(part: str, *, mailto: bool) -> tuple[list[str], str | None]:
 def suppression_paths(folder: Path) -> list[Path]:
     """The suppression lists of ``folder``: ``suppressed.csv`` in any letter case, all of them
     (where the file system tells ``Suppressed.csv`` and ``suppressed.csv`` apart, both count)."""
-    if not folder.is_dir():
+    # os.scandir, not Path.iterdir: a send looks again before every message (SuppressionWatch),
+    # and DirEntry knows a file's type without a stat or a Path per name.
+    try:
+        with os.scandir(folder) as entries:
+            names = [
+                entry.name for entry in entries if _suppression_name(entry.name) and entry.is_file()
+            ]
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(path for path in folder.iterdir() if is_suppression_file(path) and path.is_file())
+    return sorted(folder / name for name in names)
+
+
+def _suppression_name(name: str) -> bool:
+    """:func:`is_suppression_file` of a bare file name."""
+    stem, dot, suffix = name.rpartition(".")
+    return bool(dot) and suffix.lower() == "csv" and _name_key(stem) == SUPPRESSED
 
 
 def load_suppressions(*folders: Path) -> Suppressions:
