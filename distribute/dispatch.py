@@ -60,9 +60,9 @@ Progress = Callable[[int, int], None]
 # Why a row is skipped, as ``status`` shows it.
 SUPPRESSED = "on the suppression list"
 SUPPRESSED_DURING = "suppressed while the step was being sent"
-# A dry run writes each message to a file of its own: while one lane waits on the file
-# system (creating a file costs far more than writing it), the other builds and records.
-DRY_LANES = 2
+# A dry run writes each message to a file of its own, one lane at a time: two lanes creating
+# files in one folder wait on its lock in the kernel, and took more time and CPU than one.
+DRY_LANES = 1
 
 
 @dataclass
