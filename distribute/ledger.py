@@ -36,7 +36,9 @@ the ledger is refused. Each sent row records the version of the release (a short
 text) it went out with.
 
 Dry-run and live rows live under different step rows (``mode``), so a dry run can never
-count as sent. SQLAlchemy Core only, so the same statements run on SQLite and PostgreSQL.
+count as sent. Every statement is built with SQLAlchemy Core, so the same ones run on SQLite
+and PostgreSQL; the few a lane runs for every message are compiled once and handed to the
+driver's cursor (:class:`Driven`).
 """
 
 from __future__ import annotations
