@@ -59,7 +59,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from distribute.errors import CampaignError, LedgerError
@@ -1345,26 +1345,15 @@ class Driven:
     def run(self, conn: Connection, values: dict[str, Any]) -> Any:
         """Run in ``conn``'s transaction; returns the driver's cursor (the caller closes it)."""
         raw = conn.connection.dbapi_connection
-        dialect = conn.dialect
         parameters = self.parameters(values)
         cursor = raw.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(self.sql, parameters)
-        except dialect.loaded_dbapi.Error as exc:
-            cursor.close()
-            # What Connection.execute does with a driver's error: a lost connection is
-            # invalidated (the pool opens a new one), and the error is SQLAlchemy's.
-            lost = dialect.is_disconnect(exc, raw, cursor)
-            if lost:
-                conn.invalidate(exc)
-            raise DBAPIError.instance(
-                self.sql,
-                parameters,
-                exc,
-                dialect.loaded_dbapi.Error,
-                connection_invalidated=lost,
-                dialect=dialect,
-            ) from exc
+        except BaseException as exc:
+            # Connection.execute's own handling, not a copy of part of it: the error becomes
+            # SQLAlchemy's, and a lost connection throws away every connection the pool kept
+            # from before (a restarted server ended them all), not only this one.
+            conn._handle_dbapi_exception(exc, self.sql, parameters, cursor, None)
         return cursor
 
     def count(self, conn: Connection, values: dict[str, Any]) -> int:

@@ -118,6 +118,38 @@ def test_a_driver_error_is_sqlalchemys_and_leaves_the_transaction_undone(ledger:
     assert stored(ledger, first.id)[0]["state"] == "sending"
 
 
+def test_a_lost_database_makes_the_pool_reconnect_as_sqlalchemy_does(
+    ledger: Ledger, url: str
+) -> None:
+    """After a PostgreSQL restart seen by a lane's statement, the ledger's next statement
+    on another pooled connection runs: SQLAlchemy, seeing a disconnect, throws away every
+    connection the pool kept from before it, not only the one that failed."""
+    if not url.startswith("postgresql"):
+        pytest.skip("a lost server connection is PostgreSQL's")
+    first, _ = twins(ledger)
+    # Two connections in the pool, their sessions about to end: one for the statement
+    # below, one for the next.
+    with ledger.engine.connect() as one, ledger.engine.connect() as two:
+        one.execute(sa.select(1))
+        two.execute(sa.select(1))
+    admin = sa.create_engine(url)
+    try:
+        with admin.connect() as other:
+            other.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+    finally:
+        admin.dispose()
+    with pytest.raises(sa.exc.DBAPIError) as raised, ledger.engine.begin() as conn:
+        statement, parameters = ledger._result_driven(Result(first, "sent", 250), START)
+        statement.count(conn, parameters)
+    assert raised.value.connection_invalidated
+    assert stored(ledger, first.id)[0]["state"] == "sending"
+
+
 def test_a_statement_only_sqlalchemy_can_render_is_refused(ledger: Ledger) -> None:
     expanding = (
         deliveries.update()
