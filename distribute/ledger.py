@@ -1316,13 +1316,28 @@ class Driven:
 
     def __init__(self, statement: Any, dialect: Dialect):
         compiled = statement.compile(dialect=dialect)
-        if "POSTCOMPILE" in compiled.string:
-            # Rendered at execution time (an expanding IN): only SQLAlchemy can run it.
+        returned = getattr(statement, "exported_columns", ())
+        if (
+            # Rendered at execution time (an expanding IN)
+            "POSTCOMPILE" in compiled.string
+            # or filled in by SQLAlchemy as it runs: a column's Python default, a value
+            # computed on each execution, a returned column converted (SQLite's timestamps).
+            or compiled.insert_prefetch
+            or compiled.update_prefetch
+            or any(bind.callable is not None for bind in compiled.binds.values())
+            or any(
+                column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in returned
+            )
+        ):
             raise ValueError(f"not a statement for the driver: {compiled.string}")
         self.sql = compiled.string
         self.required = frozenset(name for name, bind in compiled.binds.items() if bind.required)
         # The statement's own literals (a state name, LIMIT, "+ 1"), under their bind names.
-        self.constants = compiled.construct_params(dict.fromkeys(self.required))
+        self.constants = compiled.construct_params(dict.fromkeys(self.required), escape_names=False)
+        # The names the SQL uses where a bind's own would not do as a placeholder (a dot, a
+        # percent sign: PostgreSQL's pyformat).
+        self.escaped = dict(compiled.escaped_bind_names)
         self.processors = {
             name: process
             for name, bind in compiled.binds.items()
@@ -1339,6 +1354,8 @@ class Driven:
         for name, process in self.processors.items():
             merged[name] = process(merged[name])
         if self.positions is None:
+            if self.escaped:
+                return {self.escaped.get(name, name): value for name, value in merged.items()}
             return merged
         return [merged[name] for name in self.positions]
 

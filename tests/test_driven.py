@@ -160,6 +160,48 @@ def test_a_statement_only_sqlalchemy_can_render_is_refused(ledger: Ledger) -> No
         Driven(expanding, ledger.engine.dialect)
 
 
+def test_a_statement_sqlalchemy_completes_at_execution_is_refused(ledger: Ledger) -> None:
+    """What SQLAlchemy adds as it runs a statement, the driver would not: a column's Python
+    default (NULL instead), a value computed per execution (frozen at the first), a column
+    read back converted (SQLite: a timestamp comes back as text)."""
+    dialect = ledger.engine.dialect
+    now = sa.bindparam("now")
+    defaulted = deliveries.insert().values(  # name, list_name, attempts: Python defaults
+        step_id=sa.bindparam("step"),
+        target="t",
+        address="a",
+        state="pending",
+        created_at=now,
+        updated_at=now,
+    )
+    computed = deliveries.update().values(updated_at=sa.bindparam("at", callable_=START.now))
+    refused = [defaulted, computed]
+    if dialect.name == "sqlite":  # psycopg returns a timestamp as a datetime
+        refused.append(
+            deliveries.update().values(state="pending").returning(deliveries.c.updated_at)
+        )
+    for statement in refused:
+        with pytest.raises(ValueError, match="not a statement for the driver"):
+            Driven(statement, dialect)
+
+
+def test_a_bind_name_sqlalchemy_escapes_gets_its_value(ledger: Ledger) -> None:
+    """PostgreSQL's placeholders cannot hold every name (a dot, a percent sign, a
+    parenthesis): SQLAlchemy renders another name, and the value must go under it."""
+    first, _ = twins(ledger)
+    odd = (
+        deliveries.update()
+        .where(deliveries.c.id == sa.bindparam("row.id"))
+        .values(last_text=sa.bindparam("text (100%)"))
+    )
+    with ledger.engine.begin() as conn:
+        changed = Driven(odd, ledger.engine.dialect).count(
+            conn, {"row.id": first.id, "text (100%)": "kept"}
+        )
+    assert changed == 1
+    assert stored(ledger, first.id)[0]["last_text"] == "kept"
+
+
 def test_a_missing_parameter_is_an_error_not_a_null(ledger: Ledger) -> None:
     first, _ = twins(ledger)
     statement, parameters = ledger._result_driven(Result(first, "sent", 250), START)
