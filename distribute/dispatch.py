@@ -692,12 +692,19 @@ def _delivery_error(exc: Exception) -> DeliveryError:
         return exc
     if isinstance(exc, DistributeError):
         return DeliveryError(exc.format())
+    if getattr(exc, "orig", None) is not None:
+        return DatabaseLost(_reason(exc))
+    return DeliveryError(_reason(exc))
+
+
+def _reason(exc: Exception) -> str:
+    """``exc`` in one line; a database error as the driver's first line, without
+    SQLAlchemy's statement and parameters (a server reply in a parameter can hold an
+    address)."""
     if (orig := getattr(exc, "orig", None)) is not None:
-        # A database error: the driver's first line, without SQLAlchemy's statement and
-        # parameters (a server reply in a parameter can hold an address).
         first = str(orig).strip().partition("\n")[0]
-        return DatabaseLost(f"the state database failed: {first or type(orig).__name__}")
-    return DeliveryError(f"{type(exc).__name__}: {exc}")
+        return f"the state database failed: {first or type(orig).__name__}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _record(lane: Lane, done: Result) -> None:
@@ -714,6 +721,5 @@ def _unrecorded(done: Result, exc: Exception) -> Unrecorded:
         else f"the message to {done.claim.address} went to the server but its outcome"
     )
     return Unrecorded(
-        f"{what} could not be recorded ({type(exc).__name__}: {exc}); it will be reported as "
-        "uncertain"
+        f"{what} could not be recorded ({_reason(exc)}); it will be reported as uncertain"
     )

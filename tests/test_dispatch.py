@@ -501,6 +501,18 @@ def test_a_sent_message_that_cannot_be_recorded_is_never_resent(flaky: Harness) 
     assert flaky.script.per_recipient() == Counter({address(n): 1 for n in range(3)})
 
 
+def test_an_outcome_the_database_refused_is_told_in_one_line(flaky: Harness) -> None:
+    """The driver's reason, not SQLAlchemy's statement and parameters (lines more, with the
+    server's reply and the address in them)."""
+    flaky.write(3)
+    flaky.ledger.fail_on = "finish:sent"  # type: ignore[attr-defined]
+    with pytest.raises(DeliveryError) as raised:
+        flaky.run()
+    told = raised.value.format()
+    assert "could not be recorded (the state database failed: database is locked)" in told
+    assert "\n" not in told and "[SQL" not in told
+
+
 def test_a_ledger_failure_between_messages_stops_the_run(flaky: Harness) -> None:
     """With a rate, each outcome is recorded on its own before the wait, so the next claim
     fails with no row held: the run stops, what was sent is recorded, the rest pending."""
