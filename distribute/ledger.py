@@ -949,10 +949,10 @@ class Ledger:
             "runner": claim.runner,
             "to": result.state,
             "code": result.code,
-            "text": result.text,
+            "text": _storable(result.text),
             "now": now,
             "not_before": utc(result.retry_at) if result.retry_at else None,
-            "message_id": result.message_id,
+            "message_id": _storable(result.message_id),
             "release": result.release,
         }
 
@@ -1530,6 +1530,12 @@ class Lane:
                 self.on_close()
                 self.on_close = None
         return len(rows)
+
+
+def _storable(text: str | None) -> str | None:
+    """``text`` as every ledger database keeps it: PostgreSQL refuses NUL in a text column,
+    and a server's reply may hold one after the message went out."""
+    return text.replace("\x00", "\ufffd") if text else text
 
 
 def _by_id(row: Reserved) -> int:

@@ -37,9 +37,9 @@ RUNNER = "test:1:a"
 serial = itertools.count()
 
 # Text as a journalist's list or a server's reply may hold it: quotes, percent signs (the
-# PostgreSQL driver's placeholders start with one), accents, CJK. Not NUL: no text column
-# of PostgreSQL takes it, whichever way the statement comes.
-texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+# PostgreSQL driver's placeholders start with one), accents, CJK, NUL (which no text column
+# of PostgreSQL takes: the ledger writes U+FFFD in its place).
+texts = st.text(st.characters(blacklist_categories=("Cs",)))
 instants = st.datetimes(
     min_value=datetime(1971, 1, 1),
     max_value=datetime(2200, 1, 1),
@@ -93,6 +93,19 @@ def test_an_outcome_recorded_on_the_driver_is_the_one_sqlalchemy_records(
         statement, parameters = ledger._result_driven(Result(second, **fields), now)
         assert statement.count(conn, parameters) == 1
     assert stored(ledger, first.id) == stored(ledger, second.id)
+
+
+def test_a_reply_holding_nul_is_recorded(ledger: Ledger) -> None:
+    """A server may answer with a NUL byte; the message went out, and its outcome must be
+    recorded on PostgreSQL too, or every message to that server would stay uncertain."""
+    first, _ = twins(ledger)
+    with ledger.engine.begin() as conn:
+        sent = Result(first, "sent", 250, "250 ok\x00 queued", message_id="<a\x00b@example.org>")
+        statement, parameters = ledger._result_driven(sent, START)
+        assert statement.count(conn, parameters) == 1
+    typed, _ = stored(ledger, first.id)
+    assert (typed["state"], typed["last_text"]) == ("sent", "250 ok\ufffd queued")
+    assert typed["message_id"] == "<a\ufffdb@example.org>"
 
 
 def test_a_claim_that_is_not_the_runners_changes_nothing(ledger: Ledger) -> None:
