@@ -1332,6 +1332,7 @@ class Driven:
         ):
             raise ValueError(f"not a statement for the driver: {compiled.string}")
         self.sql = compiled.string
+        self.returns = len(returned) > 0
         self.required = frozenset(name for name, bind in compiled.binds.items() if bind.required)
         # The statement's own literals (a state name, LIMIT, "+ 1"), under their bind names.
         self.constants = compiled.construct_params(dict.fromkeys(self.required), escape_names=False)
@@ -1375,6 +1376,9 @@ class Driven:
 
     def count(self, conn: Connection, values: dict[str, Any]) -> int:
         """Run it; how many rows it changed."""
+        if self.returns:
+            # SQLite counts an UPDATE ... RETURNING's rows only as they are read.
+            raise ValueError(f"returns rows, to be read with rows(): {self.sql}")
         cursor = self.run(conn, values)
         try:
             changed: int = cursor.rowcount

@@ -215,6 +215,29 @@ def test_a_bind_name_sqlalchemy_escapes_gets_its_value(ledger: Ledger) -> None:
     assert stored(ledger, first.id)[0]["last_text"] == "kept"
 
 
+def test_a_statement_returning_rows_is_not_counted(ledger: Ledger) -> None:
+    """SQLite's row count of an UPDATE ... RETURNING is 0 until its rows are read: counted,
+    a reservation would look empty while it took the rows."""
+    first, _ = twins(ledger)
+    with ledger.engine.begin() as conn:
+        statement, parameters = ledger._result_driven(Result(first, "pending", 451), START)
+        assert statement.count(conn, parameters) == 1
+    ids = {"step": first_step(ledger, first), "runner": RUNNER, "now": START}
+    with pytest.raises(ValueError, match="returns rows"), ledger.engine.begin() as conn:
+        ledger._reserve_driven(1).count(conn, ids)
+    assert stored(ledger, first.id)[0]["state"] == "pending"
+    with ledger.engine.begin() as conn:
+        assert [row[0] for row in ledger._reserve_driven(1).rows(conn, ids)] == [first.id]
+
+
+def first_step(ledger: Ledger, claim: Claim) -> int:
+    with ledger.engine.connect() as conn:
+        step: int = conn.execute(
+            sa.select(deliveries.c.step_id).where(deliveries.c.id == claim.id)
+        ).scalar_one()
+    return step
+
+
 def test_a_missing_parameter_is_an_error_not_a_null(ledger: Ledger) -> None:
     first, _ = twins(ledger)
     statement, parameters = ledger._result_driven(Result(first, "sent", 250), START)
