@@ -1324,7 +1324,7 @@ class Driven:
             # computed on each execution, a returned column converted (SQLite's timestamps).
             or compiled.insert_prefetch
             or compiled.update_prefetch
-            or any(bind.callable is not None for bind in compiled.binds.values())
+            or any(bind.callable is not None for bind in compiled.bind_names)
             or any(
                 column.type.dialect_impl(dialect).result_processor(dialect, None)
                 for column in returned
@@ -1333,7 +1333,9 @@ class Driven:
             raise ValueError(f"not a statement for the driver: {compiled.string}")
         self.sql = compiled.string
         self.returns = len(returned) > 0
-        self.required = frozenset(name for name, bind in compiled.binds.items() if bind.required)
+        # By the names the SQL uses: ``compiled.binds`` also holds an anonymous value's key.
+        binds = [(name, bind) for bind, name in compiled.bind_names.items()]
+        self.required = frozenset(name for name, bind in binds if bind.required)
         # The statement's own literals (a state name, LIMIT, "+ 1"), under their bind names.
         self.constants = compiled.construct_params(dict.fromkeys(self.required), escape_names=False)
         # The names the SQL uses where a bind's own would not do as a placeholder (a dot, a
@@ -1341,7 +1343,7 @@ class Driven:
         self.escaped = dict(compiled.escaped_bind_names)
         self.processors = {
             name: process
-            for name, bind in compiled.binds.items()
+            for name, bind in binds
             if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
         self.positions = list(compiled.positiontup or ()) if compiled.positional else None

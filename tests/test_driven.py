@@ -198,6 +198,21 @@ def test_a_statement_sqlalchemy_completes_at_execution_is_refused(ledger: Ledger
             Driven(statement, dialect)
 
 
+def test_a_literal_the_statement_holds_is_converted_too(ledger: Ledger) -> None:
+    """A value written into the statement (a timestamp: SQLite compares it as text) goes
+    through its type's conversion as a parameter does."""
+    first, _ = twins(ledger)
+    later = START + timedelta(days=365 * 200)
+    literal = (
+        deliveries.update()
+        .where(deliveries.c.id == sa.bindparam("row"), deliveries.c.updated_at < later)
+        .values(last_text="seen")
+    )
+    with ledger.engine.begin() as conn:
+        assert Driven(literal, ledger.engine.dialect).count(conn, {"row": first.id}) == 1
+    assert stored(ledger, first.id)[0]["last_text"] == "seen"
+
+
 def test_a_bind_name_sqlalchemy_escapes_gets_its_value(ledger: Ledger) -> None:
     """PostgreSQL's placeholders cannot hold every name (a dot, a percent sign, a
     parenthesis): SQLAlchemy renders another name, and the value must go under it."""
