@@ -669,11 +669,19 @@ def suppression_paths(folder: Path) -> list[Path]:
     try:
         with os.scandir(folder) as entries:
             names = [
-                entry.name for entry in entries if _suppression_name(entry.name) and entry.is_file()
+                entry.name
+                for entry in entries
+                if _suppression_name(entry.name) and (entry.is_file() or _dangling(entry))
             ]
     except (FileNotFoundError, NotADirectoryError):
         return []
     return sorted(folder / name for name in names)
+
+
+def _dangling(entry: os.DirEntry[str]) -> bool:
+    """A link to nothing (a share not mounted): listed, so that reading it fails and says
+    so, rather than the list it stands for being taken as empty."""
+    return entry.is_symlink() and not os.path.exists(entry.path)
 
 
 def _suppression_name(name: str) -> bool:

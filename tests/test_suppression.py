@@ -341,6 +341,17 @@ def test_a_suppression_list_in_any_case_is_read(tmp_path: Path, names: list[str]
     assert [r.email for r in audience.suppressed] == expected
 
 
+def test_a_suppression_list_linked_to_a_missing_file_is_refused(tmp_path: Path) -> None:
+    """``suppressed.csv`` a link to a file that is not there (a share not mounted): the
+    people on it must not be mailed as if it were empty."""
+    write(tmp_path, "desk.csv", "email\na@example.org\n")
+    (tmp_path / "Suppressed.csv").symlink_to(tmp_path / "elsewhere" / "suppressed.csv")
+
+    with pytest.raises(RecipientError) as raised:
+        load_audience(tmp_path, ["desk"])
+    assert raised.value.format() == f"{tmp_path / 'Suppressed.csv'}: file not found"
+
+
 def test_suppress_appends_to_the_list_already_there_in_any_case(tmp_path: Path) -> None:
     path = write(tmp_path, "Suppressed.csv", "email,reason,date\na@example.org,x,2026-01-01\n")
 
