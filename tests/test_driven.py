@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_ledger import make_step, planned
 
+from distribute.dispatch import _reason
 from distribute.ledger import STATES, Claim, Driven, Ledger, Result, deliveries
 
 url = test_ledger.url  # the databases the ledger's tests run on
@@ -161,6 +162,42 @@ def test_a_lost_database_makes_the_pool_reconnect_as_sqlalchemy_does(
         statement.count(conn, parameters)
     assert raised.value.connection_invalidated
     assert stored(ledger, first.id)[0]["state"] == "sending"
+
+
+def test_a_held_lane_told_the_database_is_locked_says_so_in_one_line_and_goes_on(
+    tmp_path: Any,
+) -> None:
+    """Another process holds SQLite's write lock past the wait: the lane's record fails as
+    SQLAlchemy's error, told as the driver's reason in one line, and the lane's own
+    connection records the outcome once the lock is free."""
+    path = tmp_path / "distribute.db"
+    opened = Ledger(f"sqlite:///{path}")
+    try:
+        step = make_step(opened, name="locked")
+        opened.plan(step, planned("a@example.com"))
+        assert opened.acquire(step, RUNNER) is None
+        lane = opened.lane(step, RUNNER)
+        held = lane._conn
+        assert held is not None
+        held.exec_driver_sql("PRAGMA busy_timeout=0")  # fail at once, not after 30 s
+        held.commit()
+        claim, _ = lane.advance(None, want=1)
+        assert isinstance(claim, Claim)
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(sa.exc.OperationalError) as raised:
+                lane.record(Result(claim, "sent", 250))
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        assert _reason(raised.value) == "the state database failed: database is locked"
+        lane.record(Result(claim, "sent", 250))
+        typed, _ = stored(opened, claim.id)
+        assert typed["state"] == "sent"
+        lane.close()
+    finally:
+        opened.close()
 
 
 def test_a_statement_only_sqlalchemy_can_render_is_refused(ledger: Ledger) -> None:
