@@ -25,9 +25,9 @@ from distribute.headers import has_bare_line_ending
 
 Connector = Callable[[], smtplib.SMTP]
 _LINE_ENDING = re.compile(rb"\r\n|\r|\n")
-# What smtplib.quoteaddr writes as "<address>" without a doubt. Its parser (parseaddr, with
-# the stricter checks added for CVE-2023-27043) cost more than the rest of a RCPT command
-# once per message, on the path between two messages.
+# What smtplib.quoteaddr writes as "<address>" without a doubt. Its parser
+# (email.utils.parseaddr, stricter and slower again where CVE-2023-27043 is fixed) cost more
+# than the rest of a RCPT command once per message, on the path between two messages.
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+")
 
 
