@@ -671,7 +671,7 @@ def suppression_paths(folder: Path) -> list[Path]:
             names = [
                 entry.name
                 for entry in entries
-                if _suppression_name(entry.name) and (entry.is_file() or _dangling(entry))
+                if _suppression_name(entry.name) and (_dangling(entry) or entry.is_file())
             ]
     except (FileNotFoundError, NotADirectoryError):
         return []
@@ -679,8 +679,9 @@ def suppression_paths(folder: Path) -> list[Path]:
 
 
 def _dangling(entry: os.DirEntry[str]) -> bool:
-    """A link to nothing (a share not mounted): listed, so that reading it fails and says
-    so, rather than the list it stands for being taken as empty."""
+    """A link to nothing (a share not mounted) or to itself: listed, so that reading it
+    fails and says so, rather than the list it stands for being taken as empty. Asked
+    before ``DirEntry.is_file``, which raises on a link loop instead of answering."""
     return entry.is_symlink() and not os.path.exists(entry.path)
 
 
@@ -692,12 +693,14 @@ def _suppression_name(name: str) -> bool:
 
 def load_suppressions(*folders: Path) -> Suppressions:
     """Every suppression entry of ``folders``; none when they hold no suppression list."""
-    seen: set[Path] = set()
+    seen: set[str] = set()
     paths: list[Path] = []
     for folder in folders:
         for path in suppression_paths(folder):
-            if path.resolve() not in seen:
-                seen.add(path.resolve())
+            # Not Path.resolve, which raises on a link loop: reading the list says what is wrong.
+            real = os.path.realpath(path)
+            if real not in seen:
+                seen.add(real)
                 paths.append(path)
     return read_suppressions(paths)
 

@@ -352,6 +352,19 @@ def test_a_suppression_list_linked_to_a_missing_file_is_refused(tmp_path: Path) 
     assert raised.value.format() == f"{tmp_path / 'Suppressed.csv'}: file not found"
 
 
+def test_a_suppression_list_that_is_a_link_loop_is_refused_in_one_line(tmp_path: Path) -> None:
+    """``suppressed.csv`` a link that leads back to itself: refused as unreadable, in one
+    line naming it, neither a traceback nor taken as empty."""
+    write(tmp_path, "desk.csv", "email\na@example.org\n")
+    (tmp_path / "suppressed.csv").symlink_to("suppressed.csv")
+
+    with pytest.raises(RecipientError) as raised:
+        load_audience(tmp_path, ["desk"])
+    assert raised.value.format() == (
+        f"{tmp_path / 'suppressed.csv'}: cannot read the file: Too many levels of symbolic links"
+    )
+
+
 def test_suppress_appends_to_the_list_already_there_in_any_case(tmp_path: Path) -> None:
     path = write(tmp_path, "Suppressed.csv", "email,reason,date\na@example.org,x,2026-01-01\n")
 
