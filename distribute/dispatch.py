@@ -503,8 +503,6 @@ class Dispatcher:
         ]
         # Taken before any worker starts: the heartbeat is due from this instant on.
         beaten = [self.ledger.clock()]
-        for thread in threads:
-            thread.start()
 
         def keep_alive() -> None:
             # One message can take long (an SMTP timeout may be an hour; a server may drip
@@ -524,11 +522,19 @@ class Dispatcher:
             # Events, not Thread.join: a join interrupted by Ctrl-C can mark a thread that is
             # still sending as stopped (the bpo-45274 fix in threading._wait_for_tstate_lock),
             # and a second join would then return while a message is still under way.
-            for end in ends:
+            for thread, end in zip(threads, ends, strict=True):
+                if thread.ident is None:
+                    # Ctrl-C came while the workers were starting, before this one: it never
+                    # starts, or starts after ``stop`` is set and sends nothing.
+                    continue
                 while not end.wait(0.5):
                     keep_alive()
 
         try:
+            # Inside: a Ctrl-C while they start (the first may already be sending) stops the
+            # run as one during the send does, instead of leaving the started ones running.
+            for thread in threads:
+                thread.start()
             wait_for_workers()
         except KeyboardInterrupt as exc:
             # Ctrl-C (or SIGTERM, SIGHUP): let each connection finish the message it is

@@ -539,6 +539,38 @@ def test_a_channel_that_fails_to_close_does_not_hang_the_run(harness: Harness) -
     assert nonzero(report.counts) == {"sent": 2}
 
 
+@pytest.mark.parametrize("after", range(3))
+def test_ctrl_c_while_the_workers_start_stops_them_all(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, after: int
+) -> None:
+    """Ctrl-C reaching the main thread after ``after`` of three workers started (the first
+    may be sending already): the run stops as a Ctrl-C during the send stops it, with every
+    started worker finished and nothing sent twice or left half-known."""
+    harness.write(30, connections=3)
+    start = threading.Thread.start
+    started: list[str] = []
+
+    def then_ctrl_c(thread: threading.Thread) -> None:
+        if thread.name.startswith("smtp-") and len(started) == after:
+            raise KeyboardInterrupt
+        start(thread)
+        if thread.name.startswith("smtp-"):
+            started.append(thread.name)
+
+    monkeypatch.setattr(threading.Thread, "start", then_ctrl_c)
+    with pytest.raises((Interrupted, KeyboardInterrupt)) as raised:
+        harness.run()
+    monkeypatch.undo()
+    assert isinstance(raised.value, Interrupted)
+    sent = harness.script.per_recipient()
+    assert set(sent.values()) <= {1}
+    counts = nonzero(harness.ledger.counts(flaky_refs(harness)[0]))
+    assert counts == nonzero({"sent": len(sent), "pending": 30 - len(sent)})
+    report = harness.run()
+    assert nonzero(report.counts) == {"sent": 30}
+    assert harness.script.per_recipient() == Counter({address(n): 1 for n in range(30)})
+
+
 def test_ctrl_c_while_waiting_for_a_rate_slot_sends_nothing_more(harness: Harness) -> None:
     """The message waiting for its slot never started: it goes back, it is not sent."""
     harness.write(5, rate=1)
