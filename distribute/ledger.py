@@ -1372,7 +1372,8 @@ class Driven:
         except BaseException as exc:
             # Connection.execute's own handling, not a copy of part of it: the error becomes
             # SQLAlchemy's, and a lost connection throws away every connection the pool kept
-            # from before (a restarted server ended them all), not only this one.
+            # from before (a restarted server ended them all), not only this one. The method
+            # is private to SQLAlchemy: test_driven's lost-connection test watches it.
             conn._handle_dbapi_exception(exc, self.sql, parameters, cursor, None)
         return cursor
 
