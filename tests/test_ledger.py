@@ -717,3 +717,26 @@ def test_a_campaign_path_recorded_relative_by_an_older_ledger_is_the_same_campai
     other.write_text("", "utf-8")
     with pytest.raises(CampaignError, match="already used by"):
         ledger.step("launch", str(other), "UTC", "desk", "email", "live", START)
+
+
+def test_two_ledgers_opening_one_new_sqlite_file_at_once_both_open(tmp_path: Path) -> None:
+    """Two runs starting together on a workspace with no ledger yet: SQLite refuses the second
+    switch to WAL at once ("database is locked", no busy wait), which stopped that run."""
+    failures: list[BaseException] = []
+    for round_ in range(60):
+        url = f"sqlite:///{tmp_path / f'round-{round_}.db'}"
+        together = threading.Barrier(2)
+
+        def open_one(url: str = url, together: threading.Barrier = together) -> None:
+            together.wait()
+            try:
+                Ledger(url).close()
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_one) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
