@@ -22,10 +22,10 @@ from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
+from databases import POSTGRES_ENV
 from smtp_double import Faults, SmtpServer
 from test_send import write_campaign, write_config
 
-POSTGRES_ENV = "DISTRIBUTE_TEST_POSTGRES_URL"
 TRIALS = 20
 RECIPIENTS = 4
 

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from databases import emptied_postgres
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -39,7 +40,6 @@ from distribute.ledger import (
     runner_id,
 )
 
-POSTGRES_ENV = "DISTRIBUTE_TEST_POSTGRES_URL"
 START = datetime(2027, 3, 10, 7, 0, tzinfo=UTC)
 
 
@@ -61,17 +61,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite-file":
         yield f"sqlite:///{tmp_path / 'distribute.db'}"
         return
-    target = os.environ.get(POSTGRES_ENV)
-    if not target:
-        pytest.skip(f"set {POSTGRES_ENV} to run the ledger tests on PostgreSQL")
-    # A shared server: start from empty tables and leave none behind.
-    scratch = Ledger(target)
-    metadata.drop_all(scratch.engine)
-    scratch.close()
-    yield target
-    scratch = Ledger(target)
-    metadata.drop_all(scratch.engine)
-    scratch.close()
+    yield from emptied_postgres("the ledger tests")
 
 
 @pytest.fixture

@@ -27,32 +27,19 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import test_ledger
+from databases import emptied_postgres
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from smtp_double import Faults, SmtpServer
 from test_send import write_campaign, write_config
 
-from distribute.ledger import RESERVE, Claim, Lane, Ledger, Planned, Result, StepRef, metadata
+from distribute.ledger import RESERVE, Claim, Lane, Ledger, Planned, Result, StepRef
 
-POSTGRES_ENV = "DISTRIBUTE_TEST_POSTGRES_URL"
 START = datetime(2027, 3, 10, 7, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite-file", "postgresql"], ids=["sqlite-file", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if request.param == "sqlite-file":
-        yield f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'distribute.db'}"
-        return
-    target = os.environ.get(POSTGRES_ENV)
-    if not target:
-        pytest.skip(f"set {POSTGRES_ENV} to run the ledger tests on PostgreSQL")
-    scratch = Ledger(target)
-    metadata.drop_all(scratch.engine)
-    scratch.close()
-    yield target
-    scratch = Ledger(target)
-    metadata.drop_all(scratch.engine)
-    scratch.close()
+url = test_ledger.url  # the databases the ledger's tests run on
 
 
 def dead_runner(n: int) -> str:
@@ -478,16 +465,7 @@ def state_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    target = os.environ.get(POSTGRES_ENV)
-    if not target:
-        pytest.skip(f"set {POSTGRES_ENV} to run on PostgreSQL")
-    scratch = Ledger(target)
-    metadata.drop_all(scratch.engine)
-    scratch.close()
-    yield target
-    scratch = Ledger(target)
-    metadata.drop_all(scratch.engine)
-    scratch.close()
+    yield from emptied_postgres("this test")
 
 
 @pytest.mark.slow

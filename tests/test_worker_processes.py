@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from databases import emptied_postgres
 from smtp_double import Faults, SmtpServer
 from test_scheduler import (
     EMBARGOED,
@@ -28,9 +29,7 @@ from test_scheduler import (
     write_list,
 )
 
-from distribute.ledger import Ledger, metadata
-
-POSTGRES_ENV = "DISTRIBUTE_TEST_POSTGRES_URL"
+from distribute.ledger import Ledger
 
 pytestmark = pytest.mark.slow
 
@@ -95,19 +94,7 @@ def state_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    target = os.environ.get(POSTGRES_ENV)
-    if not target:
-        pytest.skip(f"set {POSTGRES_ENV} to run the worker tests on PostgreSQL")
-    empty(target)
-    yield target
-    empty(target)
-
-
-def empty(url: str) -> None:
-    """A shared server: start from empty tables and leave none behind."""
-    scratch = Ledger(url)
-    metadata.drop_all(scratch.engine)
-    scratch.close()
+    yield from emptied_postgres("the worker tests")
 
 
 def configure(workspace: Path, port: int, state_url: str | None = None) -> None:

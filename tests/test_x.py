@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from databases import emptied_postgres
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
@@ -34,7 +35,7 @@ from distribute.cli import cli
 from distribute.config import load_settings
 from distribute.dispatch import Dispatcher, StepReport
 from distribute.errors import CampaignError, ConfigError, ReleaseError, SocialError
-from distribute.ledger import Ledger, metadata
+from distribute.ledger import Ledger
 from distribute.render.social import weighted_length
 
 START = datetime(2027, 3, 10, 7, 0, tzinfo=UTC)
@@ -168,18 +169,8 @@ def any_ws(request: pytest.FixtureRequest, tmp_path: Path, double: XDouble) -> I
     if request.param == "sqlite":
         yield Workspace(tmp_path, double)
         return
-    url = os.environ.get("DISTRIBUTE_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("set DISTRIBUTE_TEST_POSTGRES_URL to run these on PostgreSQL")
-
-    def empty() -> None:
-        scratch = Ledger(url)
-        metadata.drop_all(scratch.engine)
-        scratch.close()
-
-    empty()  # a shared server: start from empty tables and leave none behind
-    yield Workspace(tmp_path, double, url=url)
-    empty()
+    for url in emptied_postgres("these"):
+        yield Workspace(tmp_path, double, url=url)
 
 
 # --------------------------------------------------------------------------- posting
