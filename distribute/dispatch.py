@@ -417,6 +417,14 @@ class Dispatcher:
             done: Result | None = None
             # The next row's message, built while the server worked on the last one.
             ahead: Aside | None = None
+
+            def record_done() -> None:
+                # Taken first: a failed record is not tried again (the row stays `sending`).
+                nonlocal done
+                if done is not None:
+                    recording, done = done, None
+                    _record(lane, recording)
+
             try:
                 while not stopping():
                     want = reserve(lane.batch) if lane.low() else 0
@@ -425,9 +433,7 @@ class Dispatcher:
                     if delay := limiter.delay():
                         # A row is `sending` only while it is sent, never while its runner
                         # sleeps.
-                        if done is not None:
-                            recording, done = done, None
-                            _record(lane, recording)
+                        record_done()
                         pause(delay)
                         ahead = None  # its Date would be as old as the wait
                         if stopping():
@@ -488,13 +494,10 @@ class Dispatcher:
                                 progress(finished_count[0], total)
                     if ahead is not None and ahead.error is not None:
                         # Building the next message failed: this one's outcome stands.
-                        recording, done = done, None
-                        _record(lane, recording)
+                        record_done()
                         raise ahead.error
             finally:
-                if done is not None:
-                    recording, done = done, None
-                    _record(lane, recording)
+                record_done()
 
         ends = [threading.Event() for _ in channels]
         threads = [
