@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
-from databases import POSTGRES_ENV
+from databases import postgres_url
 from smtp_double import Faults, SmtpServer
 from test_send import write_campaign, write_config
 
@@ -44,9 +44,7 @@ def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    target = os.environ.get(POSTGRES_ENV)
-    if not target:
-        pytest.skip(f"set {POSTGRES_ENV} to run the concurrency test on PostgreSQL")
+    target = postgres_url("the concurrency test")
     engine = sa.create_engine(target)
     schemas = [f"race_{n}" for n in range(TRIALS)]
 

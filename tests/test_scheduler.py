@@ -396,13 +396,11 @@ def test_a_database_restart_mid_step_is_resumed_not_failed(ws: Path, server: Smt
     resumed, each journalist gets one message, and the one whose outcome could not be
     recorded is uncertain, not sent again."""
     import sqlalchemy as sa
+    from databases import empty_ledger, postgres_url
+    from test_worker_processes import configure
 
-    url = os.environ.get("DISTRIBUTE_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("set DISTRIBUTE_TEST_POSTGRES_URL to run this on PostgreSQL")
-    from test_worker_processes import configure, empty
-
-    empty(url)
+    url = postgres_url("this test")
+    empty_ledger(url)
     configure(ws, server.port, url)
     config = ws / "distribute.toml"
     config.write_text(config.read_text("utf-8").replace("connections = 2", "connections = 1"))
@@ -435,7 +433,7 @@ def test_a_database_restart_mid_step_is_resumed_not_failed(ws: Path, server: Smt
         assert (counts["sent"], counts["uncertain"], counts["pending"]) == (3, 1, 0)
     finally:
         admin.dispose()
-        empty(url)
+        empty_ledger(url)
 
 
 def test_a_step_whose_end_was_never_recorded_is_resumed_by_its_own_worker(
