@@ -821,9 +821,9 @@ class Ledger:
         sent twice by ``--retry-uncertain``.
         """
         result = Result(claim, state, code, text, message_id, retry_at, release)
-        statement, parameters = self._result_parameters(result, self.clock())
+        statement, parameters = self._result_driven(result, self.clock())
         with self._tx() as tx:
-            tx.execute(statement, parameters)
+            statement.count(tx, parameters)
 
     def unclaim(self, claim: Claim) -> None:
         """Give a claimed row back untouched (its transaction never started)."""
@@ -924,17 +924,14 @@ class Ledger:
     def _reserve_driven(self, count: int) -> Driven:
         return self._driven(("reserve", count), lambda: self._reserve_statement(count))
 
-    def _result_parameters(self, result: Result, now: datetime) -> tuple[Any, dict[str, Any]]:
-        """The statement recording ``result`` and its parameters (see :meth:`finish`)."""
-        key, parameters = self._result_key(result, now)
-        return self._statement(key, lambda: _finish_statement(*key[1:])), parameters
-
     def _result_driven(self, result: Result, now: datetime) -> tuple[Driven, dict[str, Any]]:
-        """:meth:`_result_parameters`, the statement compiled for the driver."""
+        """The statement recording ``result`` (see :meth:`finish`) and its parameters."""
         key, parameters = self._result_key(result, now)
         return self._driven(key, lambda: _finish_statement(*key[1:])), parameters
 
     def _result_key(self, result: Result, now: datetime) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The key of the UPDATE recording ``result`` (the columns it sets: the arguments of
+        ``_finish_statement``), and its parameters."""
         if result.state not in STATES:
             raise ValueError(result.state)
         claim = result.claim

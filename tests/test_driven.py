@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from test_ledger import make_step, planned
 
 from distribute.dispatch import _reason
-from distribute.ledger import STATES, Claim, Driven, Ledger, Result, deliveries
+from distribute.ledger import STATES, Claim, Driven, Ledger, Result, _finish_statement, deliveries
 
 url = test_ledger.url  # the databases the ledger's tests run on
 
@@ -90,7 +90,8 @@ def test_an_outcome_recorded_on_the_driver_is_the_one_sqlalchemy_records(
 ) -> None:
     first, second = twins(ledger)
     with ledger.engine.begin() as conn:
-        conn.execute(*ledger._result_parameters(Result(first, **fields), now))
+        key, parameters = ledger._result_key(Result(first, **fields), now)
+        conn.execute(_finish_statement(*key[1:]), parameters)  # as SQLAlchemy runs it
         statement, parameters = ledger._result_driven(Result(second, **fields), now)
         assert statement.count(conn, parameters) == 1
     assert stored(ledger, first.id) == stored(ledger, second.id)
